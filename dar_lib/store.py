@@ -1,0 +1,192 @@
+"""A content-addressed artefact store: corpus embeddings, generated images, LLM outputs.
+
+An entry's key is the sha256 of everything that produced it (model fingerprint, inputs,
+settings), so a stale entry can never be mistaken for a fresh one. Each file carries a header
+with its payload's length and sha256; a truncated or corrupt entry is reported, removed and
+recomputed, never used. Writes go to a temporary file in the same folder and are renamed into
+place, so readers never see a partial file and two writers racing on one key both succeed.
+
+Examples:
+    >>> store = ArtefactStore("/tmp/dar-store")
+    >>> key = store.key("llm", model="toy:rules", prompt="a red circle")
+    >>> store.get_or_compute_json("llm", key, lambda: {"text": "a red circle"})
+    {'text': 'a red circle'}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+from PIL import Image
+
+log = logging.getLogger(__name__)
+
+_MAGIC = b"DAR1"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def hash_parts(**parts: Any) -> str:
+    """sha256 of the canonical JSON of ``parts`` (sorted keys, no whitespace)."""
+    blob = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+class CorruptEntry(Exception):
+    """An entry whose header, length or checksum does not match its payload."""
+
+
+class ArtefactStore:
+    """Content-addressed, atomic, self-verifying file store.
+
+    Args:
+        root: folder holding the store; may be shared by several processes or machines.
+    """
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root).expanduser()
+        self.root.mkdir(parents=True, exist_ok=True)
+        #: Entries found corrupt and removed since this object was made.
+        self.corrupt_found = 0
+
+    def __repr__(self) -> str:
+        return f"ArtefactStore({str(self.root)!r})"
+
+    @staticmethod
+    def key(kind: str, **parts: Any) -> str:
+        """The key of an artefact of ``kind`` produced by ``parts``."""
+        return hash_parts(kind=kind, **parts)
+
+    def path(self, kind: str, key: str) -> Path:
+        return self.root / kind / key[:2] / key
+
+    # -- raw bytes ----------------------------------------------------------------------
+    def put_bytes(self, kind: str, key: str, payload: bytes) -> None:
+        digest = hashlib.sha256(payload).hexdigest().encode()
+        header = _MAGIC + b" " + digest + b" " + str(len(payload)).encode() + b"\n"
+        atomic_write_bytes(self.path(kind, key), header + payload)
+
+    def _decode(self, blob: bytes) -> bytes:
+        head, sep, payload = blob.partition(b"\n")
+        parts = head.split(b" ")
+        if not sep or len(parts) != 3 or parts[0] != _MAGIC:
+            raise CorruptEntry("bad header")
+        if not parts[2].isdigit() or int(parts[2]) != len(payload):
+            raise CorruptEntry(f"length {len(payload)} != header {parts[2].decode(errors='replace')}")
+        if hashlib.sha256(payload).hexdigest().encode() != parts[1]:
+            raise CorruptEntry("checksum mismatch")
+        return payload
+
+    def get_bytes(self, kind: str, key: str) -> bytes | None:
+        """The payload, or ``None`` if absent or corrupt (a corrupt entry is logged and removed)."""
+        p = self.path(kind, key)
+        try:
+            blob = p.read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            return self._decode(blob)
+        except CorruptEntry as exc:
+            log.warning("artefact store: corrupt entry %s (%s); removing it, it will be recomputed", p, exc)
+            self.corrupt_found += 1
+            p.unlink(missing_ok=True)
+            return None
+
+    def has(self, kind: str, key: str) -> bool:
+        return self.get_bytes(kind, key) is not None
+
+    # -- typed helpers ------------------------------------------------------------------
+    def put_json(self, kind: str, key: str, value: Any) -> None:
+        self.put_bytes(kind, key, json.dumps(value, ensure_ascii=False, sort_keys=True).encode("utf-8"))
+
+    def get_json(self, kind: str, key: str) -> Any | None:
+        b = self.get_bytes(kind, key)
+        return None if b is None else json.loads(b.decode("utf-8"))
+
+    def put_array(self, kind: str, key: str, arr: np.ndarray) -> None:
+        buf = io.BytesIO()
+        np.save(buf, np.ascontiguousarray(arr), allow_pickle=False)
+        self.put_bytes(kind, key, buf.getvalue())
+
+    def get_array(self, kind: str, key: str) -> np.ndarray | None:
+        b = self.get_bytes(kind, key)
+        return None if b is None else np.load(io.BytesIO(b), allow_pickle=False)
+
+    def put_image(self, kind: str, key: str, image: Image.Image) -> None:
+        buf = io.BytesIO()
+        image.save(buf, format="PNG")
+        self.put_bytes(kind, key, buf.getvalue())
+
+    def get_image(self, kind: str, key: str) -> Image.Image | None:
+        b = self.get_bytes(kind, key)
+        if b is None:
+            return None
+        img = Image.open(io.BytesIO(b))
+        img.load()
+        return img
+
+    def get_or_compute_json(self, kind: str, key: str, fn: Callable[[], Any]) -> Any:
+        value = self.get_json(kind, key)
+        if value is None:
+            value = fn()
+            self.put_json(kind, key, value)
+        return value
+
+    def get_or_compute_array(self, kind: str, key: str, fn: Callable[[], np.ndarray]) -> np.ndarray:
+        value = self.get_array(kind, key)
+        if value is None:
+            value = np.asarray(fn())
+            self.put_array(kind, key, value)
+        return value
+
+    # -- maintenance --------------------------------------------------------------------
+    def keys(self, kind: str) -> Iterator[str]:
+        base = self.root / kind
+        if base.is_dir():
+            for p in sorted(base.glob("*/*")):
+                if p.is_file() and not p.name.startswith("."):
+                    yield p.name
+
+    def merge_from(self, other: "ArtefactStore | str | os.PathLike") -> int:
+        """Copy every valid entry of ``other`` missing here (merging shard stores); returns the count."""
+        other = other if isinstance(other, ArtefactStore) else ArtefactStore(other)
+        copied = 0
+        for kind_dir in sorted(p for p in other.root.iterdir() if p.is_dir()):
+            for key in other.keys(kind_dir.name):
+                if self.get_bytes(kind_dir.name, key) is not None:
+                    continue
+                payload = other.get_bytes(kind_dir.name, key)
+                if payload is not None:
+                    self.put_bytes(kind_dir.name, key, payload)
+                    copied += 1
+        return copied
+
+    def clear(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+        self.root.mkdir(parents=True, exist_ok=True)
