@@ -1,0 +1,41 @@
+# The README's two commands: `make book` and `make test`. Each creates .venv if missing and
+# installs what it needs, so both work on a fresh machine that reaches only PyPI, Debian and npm.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+# Offline machines (and CI) read the small public data files from a mirror laid out like
+# shared/data. Use the one beside the checkout when there is one, unless the caller set it.
+MIRROR := $(abspath $(wildcard ../shared/data))
+ifneq ($(MIRROR),)
+export DAR_DATA_MIRROR ?= $(MIRROR)
+endif
+
+.PHONY: book test browser-deps clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $@
+
+book: $(STAMP)
+	$(BIN)/dar book
+
+# Headless Chromium for the browser test comes from Debian; without root or apt the browser
+# test skips with its reason.
+browser-deps:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
+	      || echo "warning: could not install chromium; the browser test will skip"; \
+	  else echo "note: chromium/chromedriver missing and not root; the browser test will skip"; fi; \
+	fi
+
+test: $(STAMP) browser-deps
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf _build

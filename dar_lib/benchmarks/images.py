@@ -1,0 +1,116 @@
+"""Corpus images on disk: safe path resolution and decoding to RGB."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Sequence
+
+from PIL import Image, UnidentifiedImageError
+
+from dar_lib.errors import DataError
+
+#: Background that transparent pixels are composited onto (encoders expect opaque RGB).
+BACKGROUND = (255, 255, 255)
+
+
+def resolve(image_root: str | os.PathLike, corpus_path: str) -> Path:
+    """The file of a corpus path under ``image_root``, refusing anything that leaves the root.
+
+    Corpus paths come from downloaded JSON, so they are treated as untrusted: absolute paths,
+    ``..`` components, backslashes and symlinks resolving outside the root are refused.
+    The file need not exist yet (the COCO fetcher resolves before downloading).
+
+    Args:
+        image_root: folder holding the images, e.g. with ``unlabeled2017/`` inside.
+        corpus_path: relative path from the corpus list, e.g. ``"unlabeled2017/000000185565.jpg"``.
+
+    Returns:
+        The absolute path, inside ``image_root``.
+
+    Raises:
+        DataError: naming the corpus path and the root.
+    """
+    root = Path(image_root).expanduser()
+    where = f"{corpus_path!r} (image root {root})"
+    if not isinstance(corpus_path, str) or not corpus_path:
+        raise DataError(f"{where}: corpus path must be a non-empty string")
+    if "\\" in corpus_path or "\x00" in corpus_path:
+        raise DataError(f"{where}: corpus path contains a backslash or NUL; use '/'-separated relative paths")
+    posix = PurePosixPath(corpus_path)
+    if posix.is_absolute() or PureWindowsPath(corpus_path).drive:
+        raise DataError(f"{where}: absolute corpus paths are not allowed")
+    if ".." in posix.parts:
+        raise DataError(f"{where}: '..' would escape the image root")
+    real_root = root.resolve()
+    target = (real_root / posix).resolve()
+    # resolve() follows symlinks, so a link inside the root pointing elsewhere is caught here.
+    if not target.is_relative_to(real_root):
+        raise DataError(f"{where}: resolves to {target}, outside the image root (symlink?)")
+    return target
+
+
+def load_image(path: str | os.PathLike) -> Image.Image:
+    """Decode an image fully and return it in RGB.
+
+    Grayscale, CMYK and palette images are converted to RGB; images with transparency (RGBA,
+    LA, palettes with a transparent index) are composited onto a white background rather than
+    having alpha dropped, so transparent regions become white instead of whatever colour the
+    hidden pixels happen to hold. EXIF orientation is not applied: ChatIR's and DAR's
+    evaluations use ``Image.open(...).convert("RGB")``, and the embeddings should match theirs.
+
+    Args:
+        path: the image file.
+
+    Returns:
+        A loaded ``PIL.Image`` in mode ``"RGB"``.
+
+    Raises:
+        DataError: the file is missing or cannot be decoded (truncated, not an image), naming it.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return to_rgb(img)
+    except FileNotFoundError as exc:
+        raise DataError(f"{path}: image file not found") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise DataError(f"{path}: cannot decode image: {exc}") from exc
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Convert a decoded image to RGB (alpha composited on :data:`BACKGROUND`)."""
+    if img.mode == "RGB":
+        return img.copy()
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, BACKGROUND + (255,))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        # High-bit-depth grayscale: scale to 8 bit instead of letting convert() clip at 255.
+        import numpy as np
+
+        arr = np.asarray(img, dtype=np.float64)
+        hi = float(arr.max()) if arr.size else 0.0
+        scale = 255.0 / hi if hi > 255 else 1.0
+        img = Image.fromarray(np.clip(arr * scale, 0, 255).astype(np.uint8), mode="L")
+    return img.convert("RGB")
+
+
+def load_images(image_root: str | os.PathLike, corpus_paths: Sequence[str]) -> list[Image.Image]:
+    """Resolve and load several corpus images (call it per batch: the result holds them all).
+
+    Args:
+        image_root: folder holding the images.
+        corpus_paths: relative corpus paths.
+
+    Returns:
+        RGB images in the order of ``corpus_paths``.
+
+    Raises:
+        DataError: the first path that escapes the root, is missing or does not decode.
+    """
+    return [load_image(resolve(image_root, p)) for p in corpus_paths]

@@ -1,0 +1,105 @@
+"""Fusion of the query text embedding with the generated images' embeddings (eq. 4 of the paper).
+
+``F_t = alpha_t * E(S_t) + beta_t * SUM_k E(I_t,k)`` with ``alpha_t + beta_t = 1``. The weights
+follow a per-round schedule:
+
+- ``paper``: (0.7, 0.3) for rounds 0-1, then (0.5, 0.5) (Section 4.1 of the paper);
+- ``released``: (0.8, 0.2) for rounds 0-1, then (0.5, 0.5) (the official evaluation code);
+- ``const:A``: alpha = A at every round.
+
+With K images the sum weighs the images K times beta; ``image_reduce="mean"`` averages them
+instead. Ranking by the cosine of the fused embedding equals ranking by the fused scores
+``alpha * q.c + beta * sum_k g_k.c`` (the fused vector's norm is one positive number per query),
+so embedding-level and score-level fusion give identical ranks.
+
+Examples:
+    >>> weights(0, "paper"), weights(5, "released"), weights(3, "const:0.6")
+    ((0.7, 0.3), (0.5, 0.5), (0.6, 0.4))
+"""
+
+from __future__ import annotations
+
+import torch
+
+SCHEDULES = ("paper", "released", "const:<alpha>")
+
+
+def weights(round_idx: int, schedule: str = "paper") -> tuple[float, float]:
+    """(alpha, beta) for a round under a named schedule."""
+    if round_idx < 0:
+        raise ValueError(f"round_idx must be >= 0, got {round_idx}")
+    if schedule == "paper":
+        alpha = 0.7 if round_idx <= 1 else 0.5
+    elif schedule == "released":
+        alpha = 0.8 if round_idx <= 1 else 0.5
+    elif schedule.startswith("const:"):
+        try:
+            alpha = float(schedule.split(":", 1)[1])
+        except ValueError:
+            raise ValueError(f"bad constant schedule {schedule!r}; expected e.g. 'const:0.6'") from None
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+    else:
+        raise ValueError(f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
+    return alpha, round(1.0 - alpha, 10)
+
+
+def fuse(
+    text_emb: torch.Tensor,
+    image_emb: torch.Tensor | None,
+    round_idx: int,
+    schedule: str = "paper",
+    image_reduce: str = "sum",
+    normalize: bool = True,
+) -> torch.Tensor:
+    """Fuse text and image embeddings (eq. 4).
+
+    Args:
+        text_emb: ``(dim,)`` or ``(n, dim)`` normalised text embeddings E(S_t).
+        image_emb: ``(K, dim)`` or ``(n, K, dim)`` normalised embeddings of the K generated images;
+            ``None`` (or K = 0) returns the text embedding alone.
+        round_idx: the dialogue round t (chooses the weights).
+        schedule: ``"paper"``, ``"released"`` or ``"const:<alpha>"``.
+        image_reduce: ``"sum"`` (eq. 4 as written) or ``"mean"``.
+        normalize: L2-normalise the result (ranking by cosine is unchanged either way).
+
+    Returns:
+        The fused embedding with ``text_emb``'s shape.
+    """
+    if image_emb is None or image_emb.shape[-2] == 0:
+        out = text_emb.clone()
+    else:
+        alpha, beta = weights(round_idx, schedule)
+        if image_reduce == "sum":
+            img = image_emb.sum(dim=-2)
+        elif image_reduce == "mean":
+            img = image_emb.mean(dim=-2)
+        else:
+            raise ValueError(f"image_reduce must be 'sum' or 'mean', got {image_reduce!r}")
+        if img.shape != text_emb.shape:
+            raise ValueError(f"text {tuple(text_emb.shape)} and images {tuple(image_emb.shape)} do not match")
+        out = alpha * text_emb + beta * img
+    return torch.nn.functional.normalize(out, dim=-1) if normalize else out
+
+
+def fused_scores(
+    text_emb: torch.Tensor,
+    image_emb: torch.Tensor,
+    corpus_emb: torch.Tensor,
+    round_idx: int,
+    schedule: str = "paper",
+    image_reduce: str = "sum",
+) -> torch.Tensor:
+    """Score-level fusion as the official code does it: ``alpha * s_text + beta * reduce_k s_img``.
+
+    Args:
+        text_emb: ``(dim,)``; image_emb: ``(K, dim)``; corpus_emb: ``(n_corpus, dim)``.
+
+    Returns:
+        ``(n_corpus,)`` scores.
+    """
+    alpha, beta = weights(round_idx, schedule)
+    s_text = corpus_emb @ text_emb
+    s_img = corpus_emb @ image_emb.T  # (n_corpus, K)
+    s_img = s_img.sum(dim=1) if image_reduce == "sum" else s_img.mean(dim=1)
+    return alpha * s_text + beta * s_img

@@ -1,0 +1,291 @@
+"""Dual encoders over transformers models: BLIP (ITM retrieval heads) and CLIP."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+log = logging.getLogger(__name__)
+
+#: OpenAI CLIP normalisation, also used by BLIP.
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+_RESAMPLE = {0: Image.NEAREST, 1: Image.LANCZOS, 2: Image.BILINEAR, 3: Image.BICUBIC}
+
+
+class ImagePreprocessor:
+    """Resize (+ optional centre crop) and normalise PIL images with PIL/torch only (no torchvision).
+
+    Args:
+        size: output side in pixels (square).
+        mean: per-channel mean after scaling to [0, 1].
+        std: per-channel standard deviation.
+        mode: ``"square"`` resizes straight to ``size`` x ``size`` (BLIP's ``transform_test``);
+            ``"shortest_crop"`` resizes the shortest side to ``size`` then centre-crops (CLIP).
+        resample: PIL resampling filter (bicubic in both BLIP and CLIP).
+    """
+
+    def __init__(self, size: int, mean=CLIP_MEAN, std=CLIP_STD, mode: str = "square",
+                 resample: int = Image.BICUBIC):
+        if mode not in ("square", "shortest_crop"):
+            raise ValueError(f"unknown preprocessing mode {mode!r}; use 'square' or 'shortest_crop'")
+        self.size = int(size)
+        self.mean = tuple(float(x) for x in mean)
+        self.std = tuple(float(x) for x in std)
+        self.mode = mode
+        self.resample = resample
+
+    def describe(self) -> str:
+        """A short string naming every preprocessing choice (part of encoder fingerprints)."""
+        return (f"{self.mode}{self.size}-resample{int(self.resample)}-mean{list(self.mean)}"
+                f"-std{list(self.std)}")
+
+    def _one(self, image: Image.Image) -> np.ndarray:
+        if not isinstance(image, Image.Image):
+            raise TypeError(f"expected a PIL image, got {type(image).__name__}")
+        # Palette, greyscale, RGBA, CMYK...: everything becomes 3-channel RGB first.
+        img = image.convert("RGB")
+        s = self.size
+        if self.mode == "square":
+            img = img.resize((s, s), resample=self.resample)
+        else:
+            w, h = img.size
+            scale = s / min(w, h)
+            nw, nh = max(s, round(w * scale)), max(s, round(h * scale))
+            img = img.resize((nw, nh), resample=self.resample)
+            left, top = (nw - s) // 2, (nh - s) // 2
+            img = img.crop((left, top, left + s, top + s))
+        return np.asarray(img, dtype=np.float32) / 255.0
+
+    def __call__(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """Return a float32 tensor (n, 3, size, size)."""
+        arr = np.stack([self._one(im) for im in images]) if images else np.zeros((0, self.size, self.size, 3), np.float32)
+        x = torch.from_numpy(arr).permute(0, 3, 1, 2)
+        mean = torch.tensor(self.mean).view(1, 3, 1, 1)
+        std = torch.tensor(self.std).view(1, 3, 1, 1)
+        return (x - mean) / std
+
+    @classmethod
+    def from_processor_dict(cls, d: dict[str, Any], default_size: int, crop: bool) -> "ImagePreprocessor":
+        """Build from a transformers ``preprocessor_config.json`` dict (BLIP or CLIP image processor)."""
+        size = d.get("crop_size") if d.get("do_center_crop", crop) and d.get("crop_size") else d.get("size")
+        if isinstance(size, dict):
+            size = size.get("height") or size.get("shortest_edge") or default_size
+        size = int(size or default_size)
+        mode = "shortest_crop" if d.get("do_center_crop", crop) else "square"
+        resample = _RESAMPLE.get(int(d.get("resample", 3)), Image.BICUBIC)
+        return cls(size, d.get("image_mean", CLIP_MEAN), d.get("image_std", CLIP_STD), mode, resample)
+
+
+def _processor_dict(path_or_id: str, revision: str | None) -> dict[str, Any]:
+    """The image processor settings of a model folder or hub id, or {} when it has none."""
+    from transformers.image_processing_base import ImageProcessingMixin
+
+    try:
+        d, _ = ImageProcessingMixin.get_image_processor_dict(str(path_or_id), revision=revision)
+        return d
+    except (OSError, ValueError) as exc:
+        log.info("no image processor config for %s (%s); using the model config", path_or_id, exc)
+        return {}
+
+
+def _resolve_dtype(dtype: torch.dtype | str | None, device: str) -> torch.dtype:
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, str):
+        return {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16,
+                "float16": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}[dtype]
+    return dtype
+
+
+class _HFDualEncoder:
+    """Shared batching, truncation accounting and normalisation of the transformers encoders."""
+
+    id: str
+    dim: int
+    kind = "hf"
+
+    def __init__(self, model, tokenizer, preprocess: ImagePreprocessor, *, id: str, revision: str | None,
+                 device: str | None, dtype, batch_size: int, max_length: int):
+        from .. import settings
+
+        self.device = device or settings.default_device()
+        self.dtype = _resolve_dtype(dtype, self.device)
+        self.model = model.to(self.device, self.dtype).eval()
+        self.tokenizer = tokenizer
+        self.preprocess = preprocess
+        self.id = id
+        self.revision = revision
+        self.batch_size = int(batch_size)
+        self.max_length = int(max_length)
+        #: Texts longer than ``max_length`` tokens seen so far (cut, and reported with a warning).
+        self.truncated_texts = 0
+
+    # -- subclass hooks -------------------------------------------------------------------------
+    def _text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    # -- public API -----------------------------------------------------------------------------
+    def fingerprint(self) -> str:
+        return (f"{self.kind}:{self.id}@{self.revision or 'unpinned'}|img={self.preprocess.describe()}"
+                f"|max_length={self.max_length}|dtype={str(self.dtype).replace('torch.', '')}")
+
+    def _batches(self, items: Sequence, desc: str):
+        n = len(items)
+        it = range(0, n, self.batch_size)
+        if n > 8 * self.batch_size:
+            from tqdm.auto import tqdm
+
+            it = tqdm(it, desc=desc, unit="batch")
+        for i in it:
+            yield items[i:i + self.batch_size]
+
+    @torch.no_grad()
+    def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
+        """Embed ``texts``; returns unit-norm float32 CPU tensor (n, dim).
+
+        Texts longer than ``max_length`` tokens are cut; each one is counted in
+        ``truncated_texts`` and reported with a logged warning.
+        """
+        texts = [str(t) for t in texts]
+        out = []
+        for chunk in self._batches(texts, f"encode text ({self.id})"):
+            enc = self.tokenizer(list(chunk), padding=True, truncation=True, max_length=self.max_length,
+                                 return_tensors="pt", return_overflowing_tokens=False, return_length=False)
+            n_cut = self._count_truncated(chunk)
+            if n_cut:
+                self.truncated_texts += n_cut
+                log.warning("%s: %d of %d texts exceed max_length=%d tokens and were truncated "
+                            "(%d so far)", self.id, n_cut, len(chunk), self.max_length, self.truncated_texts)
+            feats = self._text_features(enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device))
+            out.append(F.normalize(feats.float(), dim=-1).cpu())
+        return torch.cat(out) if out else torch.zeros(0, self.dim)
+
+    def _count_truncated(self, chunk: Sequence[str]) -> int:
+        lengths = self.tokenizer(list(chunk), truncation=False, add_special_tokens=True)["input_ids"]
+        return sum(len(ids) > self.max_length for ids in lengths)
+
+    @torch.no_grad()
+    def encode_images(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """Embed PIL ``images`` (any mode); returns unit-norm float32 CPU tensor (n, dim)."""
+        images = list(images)
+        out = []
+        for chunk in self._batches(images, f"encode images ({self.id})"):
+            pixels = self.preprocess(chunk).to(self.device, self.dtype)
+            out.append(F.normalize(self._image_features(pixels).float(), dim=-1).cpu())
+        return torch.cat(out) if out else torch.zeros(0, self.dim)
+
+
+class BlipEncoder(_HFDualEncoder):
+    """BLIP retrieval features from a transformers ``BlipForImageTextRetrieval``.
+
+    Text: ``text_proj(text_encoder(ids, mask).last_hidden_state[:, 0])``; image:
+    ``vision_proj(vision_model(pixels).last_hidden_state[:, 0])``; both L2-normalised, as in
+    BLIP's, ChatIR's and DAR's evaluations.
+
+    Args:
+        model: a loaded ``BlipForImageTextRetrieval``.
+        tokenizer: its (BERT) tokenizer.
+        preprocess: image preprocessing; default: square bicubic resize to the vision config's
+            image size with CLIP mean/std (BLIP's ``transform_test``).
+        id: model id or folder (for fingerprints).
+        revision: model revision (for fingerprints).
+        device: torch device (default ``settings.default_device()``).
+        dtype: torch dtype (default float32).
+        batch_size: items per forward pass.
+        max_length: text token limit (ChatIR used 200, DAR 256).
+    """
+
+    kind = "blip"
+
+    def __init__(self, model, tokenizer, preprocess: ImagePreprocessor | None = None, *, id: str = "blip",
+                 revision: str | None = None, device: str | None = None, dtype=None, batch_size: int = 32,
+                 max_length: int = 256):
+        if preprocess is None:
+            preprocess = ImagePreprocessor(model.config.vision_config.image_size, mode="square")
+        max_length = min(max_length, model.config.text_config.max_position_embeddings)
+        super().__init__(model, tokenizer, preprocess, id=id, revision=revision, device=device, dtype=dtype,
+                         batch_size=batch_size, max_length=max_length)
+        self.dim = model.text_proj.out_features
+
+    def _text_features(self, input_ids, attention_mask):
+        hidden = self.model.text_encoder(input_ids=input_ids, attention_mask=attention_mask,
+                                         return_dict=True).last_hidden_state
+        return self.model.text_proj(hidden[:, 0, :])
+
+    def _image_features(self, pixel_values):
+        hidden = self.model.vision_model(pixel_values=pixel_values, return_dict=True).last_hidden_state
+        return self.model.vision_proj(hidden[:, 0, :])
+
+    @classmethod
+    def from_pretrained(cls, path_or_id: str, revision: str | None = None, *, device: str | None = None,
+                        dtype=None, batch_size: int = 32, max_length: int | None = None,
+                        trust_remote_code: bool = False) -> "BlipEncoder":
+        """Load a transformers-layout BLIP retrieval model (hub id or local folder)."""
+        from transformers import AutoTokenizer, BlipForImageTextRetrieval
+
+        model = BlipForImageTextRetrieval.from_pretrained(str(path_or_id), revision=revision,
+                                                          trust_remote_code=trust_remote_code)
+        tok = AutoTokenizer.from_pretrained(str(path_or_id), revision=revision, trust_remote_code=trust_remote_code)
+        d = _processor_dict(path_or_id, revision)
+        pre = ImagePreprocessor.from_processor_dict(d, model.config.vision_config.image_size, crop=False)
+        return cls(model, tok, pre, id=str(path_or_id), revision=revision, device=device, dtype=dtype,
+                   batch_size=batch_size, max_length=max_length or 256)
+
+
+class ClipEncoder(_HFDualEncoder):
+    """CLIP features from a transformers ``CLIPModel`` (projected pooled outputs, L2-normalised).
+
+    Args: as :class:`BlipEncoder`; ``max_length`` is capped at the text model's 77 positions,
+    and images are resized on the shortest side and centre-cropped.
+    """
+
+    kind = "clip"
+
+    def __init__(self, model, tokenizer, preprocess: ImagePreprocessor | None = None, *, id: str = "clip",
+                 revision: str | None = None, device: str | None = None, dtype=None, batch_size: int = 64,
+                 max_length: int | None = None):
+        if preprocess is None:
+            preprocess = ImagePreprocessor(model.config.vision_config.image_size, mode="shortest_crop")
+        limit = model.config.text_config.max_position_embeddings
+        super().__init__(model, tokenizer, preprocess, id=id, revision=revision, device=device, dtype=dtype,
+                         batch_size=batch_size, max_length=min(max_length or limit, limit))
+        self.dim = model.config.projection_dim
+
+    def _text_features(self, input_ids, attention_mask):
+        pooled = self.model.text_model(input_ids=input_ids, attention_mask=attention_mask,
+                                       return_dict=True).pooler_output
+        return self.model.text_projection(pooled)
+
+    def _image_features(self, pixel_values):
+        pooled = self.model.vision_model(pixel_values=pixel_values, return_dict=True).pooler_output
+        return self.model.visual_projection(pooled)
+
+    @classmethod
+    def from_pretrained(cls, path_or_id: str, revision: str | None = None, *, device: str | None = None,
+                        dtype=None, batch_size: int = 64, max_length: int | None = None,
+                        trust_remote_code: bool = False) -> "ClipEncoder":
+        """Load a ``CLIPModel`` with its tokenizer and image settings (hub id or local folder).
+
+        A folder written by ``save_pretrained`` of a ``CLIPModel`` plus any tokenizer
+        (``AutoTokenizer``) and optionally a ``CLIPImageProcessor`` works offline; without an
+        image processor config the image size comes from ``config.vision_config.image_size``.
+        """
+        from transformers import AutoTokenizer, CLIPModel
+
+        model = CLIPModel.from_pretrained(str(path_or_id), revision=revision, trust_remote_code=trust_remote_code)
+        tok = AutoTokenizer.from_pretrained(str(path_or_id), revision=revision, trust_remote_code=trust_remote_code)
+        d = _processor_dict(path_or_id, revision)
+        pre = ImagePreprocessor.from_processor_dict(d, model.config.vision_config.image_size, crop=True)
+        return cls(model, tok, pre, id=str(path_or_id), revision=revision, device=device, dtype=dtype,
+                   batch_size=batch_size, max_length=max_length)

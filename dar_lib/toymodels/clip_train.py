@@ -1,0 +1,199 @@
+"""Contrastive training of the toy CLIP-style dual encoder (transformers ``CLIPModel``) and its variants."""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+log = logging.getLogger(__name__)
+
+#: OpenAI CLIP's normalisation, saved with each model in ``preprocessor_config.json``.
+IMAGE_MEAN = (0.48145466, 0.4578275, 0.40821073)
+IMAGE_STD = (0.26862954, 0.26130258, 0.27577711)
+IMAGE_SIZE = 32
+
+#: A text for training scene ``idx``, drawn with ``rng`` (e.g. a caption, alt-text or dialogue).
+TextFn = Callable[[int, random.Random], str]
+
+
+def clip_config(vocab_size: int, max_length: int = 192, width: int = 128, layers: int = 4, image_size: int = IMAGE_SIZE):
+    """A small ``CLIPConfig``: ViT with 4 px patches and a narrow text transformer.
+
+    Args:
+        vocab_size: tokenizer vocabulary size.
+        max_length: text positions (dialogue text is long; longer text is truncated).
+        width: hidden size of both towers (and the projection dimension).
+        layers: transformer layers per tower.
+        image_size: input resolution in pixels.
+    """
+    from transformers import CLIPConfig
+
+    from dar_lib.toymodels.tokenizer import BOS_ID, EOS_ID, PAD_ID
+
+    text = dict(
+        vocab_size=vocab_size, hidden_size=width, intermediate_size=4 * width, num_hidden_layers=layers,
+        num_attention_heads=max(1, width // 32), max_position_embeddings=max_length,
+        pad_token_id=PAD_ID, bos_token_id=BOS_ID, eos_token_id=EOS_ID, projection_dim=width,
+    )
+    vision = dict(
+        image_size=image_size, patch_size=4, hidden_size=width, intermediate_size=4 * width,
+        num_hidden_layers=layers, num_attention_heads=max(1, width // 32), projection_dim=width,
+    )
+    return CLIPConfig(text_config=text, vision_config=vision, projection_dim=width)
+
+
+def images_to_pixels(images: np.ndarray) -> torch.Tensor:
+    """uint8 ``(N, H, W, 3)`` -> normalised float ``(N, 3, H, W)``, exactly as the saved processor does."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255.0
+    mean = torch.tensor(IMAGE_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGE_STD).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def embed_text(model, tokenizer, texts: Sequence[str], max_length: int | None = None) -> torch.Tensor:
+    """Unit-norm projected text embeddings (with gradients when the model trains)."""
+    max_length = max_length or model.config.text_config.max_position_embeddings
+    batch = tokenizer(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+    out = model.text_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    return F.normalize(model.text_projection(out.pooler_output), dim=-1)
+
+
+def embed_pixels(model, pixels: torch.Tensor) -> torch.Tensor:
+    """Unit-norm projected image embeddings of normalised pixels."""
+    out = model.vision_model(pixel_values=pixels)
+    return F.normalize(model.visual_projection(out.pooler_output), dim=-1)
+
+
+@torch.no_grad()
+def embed_images_array(model, images: np.ndarray, batch_size: int = 512) -> torch.Tensor:
+    """Embed a uint8 image array in batches (no gradients)."""
+    model.eval()
+    chunks = [embed_pixels(model, images_to_pixels(images[i : i + batch_size])) for i in range(0, len(images), batch_size)]
+    return torch.cat(chunks)
+
+
+def new_clip(tokenizer, seed: int, **config_kw):
+    """A freshly initialised ``CLIPModel`` sized for the toy world (seeded)."""
+    from transformers import CLIPModel
+
+    torch.manual_seed(seed)
+    return CLIPModel(clip_config(len(tokenizer), **config_kw))
+
+
+def reinit_text_tower(model, seed: int) -> None:
+    """Re-initialise the text transformer and text projection (locked-image tuning starts here)."""
+    from transformers import CLIPModel
+
+    torch.manual_seed(seed)
+    fresh = CLIPModel(model.config)
+    model.text_model.load_state_dict(fresh.text_model.state_dict())
+    model.text_projection.load_state_dict(fresh.text_projection.state_dict())
+    with torch.no_grad():
+        model.logit_scale.fill_(math.log(1 / 0.07))
+
+
+def train_clip(
+    model,
+    tokenizer,
+    images: np.ndarray,
+    text_fn: TextFn,
+    steps: int,
+    batch_size: int = 256,
+    lr: float = 1e-3,
+    seed: int = 0,
+    train_vision: bool = True,
+    warmup: int = 50,
+    log_every: int = 50,
+    progress: bool = True,
+) -> list[float]:
+    """Train with the symmetric InfoNCE loss; with ``train_vision=False`` the image tower is locked.
+
+    Args:
+        model: a ``CLIPModel``; trained in place.
+        tokenizer: its tokenizer.
+        images: uint8 ``(N, H, W, 3)`` training images.
+        text_fn: ``text_fn(idx, rng)`` returns a training text for image ``idx``.
+        steps: optimiser steps (cosine schedule after a linear warm-up).
+        batch_size: pairs per step.
+        lr: peak learning rate (AdamW).
+        seed: seeds batch sampling, text sampling and dropout.
+        train_vision: False locks the vision tower and its projection; their embeddings are
+            computed once, so text-only training is much cheaper.
+        warmup: warm-up steps.
+        log_every: log the mean loss every this many steps.
+        progress: show a tqdm bar.
+
+    Returns:
+        The loss of every step.
+    """
+    from tqdm.auto import tqdm
+
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    gen = np.random.default_rng(seed)
+    n = len(images)
+    frozen_emb = None
+    if not train_vision:
+        for p in list(model.vision_model.parameters()) + list(model.visual_projection.parameters()):
+            p.requires_grad_(False)
+        frozen_emb = embed_images_array(model, images)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.05 if train_vision else 0.01)
+    warmup = min(warmup, max(1, steps // 5))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / max(1, steps))))
+    )
+    losses: list[float] = []
+    labels = torch.arange(min(batch_size, n))
+    model.train()
+    t0 = time.time()
+    bar = tqdm(range(steps), desc="clip", disable=not progress, mininterval=5)
+    for step in bar:
+        idx = gen.choice(n, size=min(batch_size, n), replace=False)
+        texts = [text_fn(int(i), rng) for i in idx]
+        txt = embed_text(model, tokenizer, texts)
+        img = frozen_emb[idx] if frozen_emb is not None else embed_pixels(model, images_to_pixels(images[idx]))
+        scale = model.logit_scale.clamp(max=math.log(100)).exp()
+        logits = scale * txt @ img.T
+        loss = 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        losses.append(float(loss))
+        if log_every and (step + 1) % log_every == 0:
+            recent = float(np.mean(losses[-log_every:]))
+            bar.set_postfix(loss=f"{recent:.3f}")
+            log.info("clip step %d/%d loss %.4f (%.0f s)", step + 1, steps, recent, time.time() - t0)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    model.eval()
+    return losses
+
+
+def save_clip(model, tokenizer, folder: Path, extra: dict | None = None) -> None:
+    """Save model (safetensors), tokenizer and a ``CLIPImageProcessor`` config into ``folder``."""
+    import json
+
+    from transformers import CLIPImageProcessor
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(folder), safe_serialization=True)
+    tokenizer.save_pretrained(str(folder))
+    size = model.config.vision_config.image_size
+    CLIPImageProcessor(
+        size={"shortest_edge": size}, crop_size={"height": size, "width": size},
+        image_mean=list(IMAGE_MEAN), image_std=list(IMAGE_STD), resample=3,
+    ).save_pretrained(str(folder))
+    if extra:
+        (folder / "training.json").write_text(json.dumps(extra, indent=1, sort_keys=True) + "\n")

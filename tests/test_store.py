@@ -1,0 +1,69 @@
+"""Artefact store: keys, round trips, corruption detection, atomicity, merge."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dar_lib.store import ArtefactStore, atomic_write_bytes
+
+
+def test_keys_depend_on_every_part(tmp_path):
+    k = ArtefactStore.key
+    assert k("img", model="a", prompt="x", seed=1) == k("img", seed=1, prompt="x", model="a")
+    assert len({k("img", model="a", prompt="x", seed=1), k("img", model="a", prompt="x", seed=2),
+                k("img", model="b", prompt="x", seed=1), k("emb", model="a", prompt="x", seed=1)}) == 4
+
+
+def test_round_trips(tmp_path):
+    s = ArtefactStore(tmp_path)
+    arr = np.arange(12, dtype=np.float32).reshape(3, 4)
+    s.put_array("emb", "k1", arr)
+    np.testing.assert_array_equal(s.get_array("emb", "k1"), arr)
+    img = Image.new("RGB", (4, 4), (10, 20, 30))
+    s.put_image("img", "k2", img)
+    assert s.get_image("img", "k2").getpixel((1, 1)) == (10, 20, 30)
+    s.put_json("llm", "k3", {"text": "é"})
+    assert s.get_json("llm", "k3") == {"text": "é"}
+    assert s.get_json("llm", "missing") is None
+    assert sorted(s.keys("emb")) == ["k1"]
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "header"])
+def test_corrupt_entry_detected_and_recomputed(tmp_path, damage, caplog):
+    s = ArtefactStore(tmp_path)
+    s.put_json("llm", "k", {"v": list(range(100))})
+    p = s.path("llm", "k")
+    blob = p.read_bytes()
+    if damage == "truncate":
+        p.write_bytes(blob[:-7])
+    elif damage == "flip":
+        p.write_bytes(blob[:-3] + bytes([blob[-3] ^ 1]) + blob[-2:])
+    else:
+        p.write_bytes(b"XXXX" + blob[4:])
+    calls = []
+    value = s.get_or_compute_json("llm", "k", lambda: calls.append(1) or {"v": 1})
+    assert value == {"v": 1} and calls == [1]
+    assert s.corrupt_found == 1
+    assert "corrupt entry" in caplog.text
+    assert s.get_json("llm", "k") == {"v": 1}
+
+
+def test_atomic_write_leaves_no_partial_file(tmp_path):
+    target = tmp_path / "a" / "f.bin"
+    atomic_write_bytes(target, b"old")
+
+    # A failing write (here: a non-bytes payload) leaves the old file and no temp file behind.
+    with pytest.raises(TypeError):
+        atomic_write_bytes(target, "not bytes")  # type: ignore[arg-type]
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in target.parent.iterdir()] == ["f.bin"]
+
+
+def test_merge(tmp_path):
+    a, b = ArtefactStore(tmp_path / "a"), ArtefactStore(tmp_path / "b")
+    a.put_json("llm", "x", 1)
+    b.put_json("llm", "y", 2)
+    b.put_json("llm", "x", 1)
+    assert a.merge_from(b) == 1
+    assert a.get_json("llm", "y") == 2
+    assert a.merge_from(b) == 0
