@@ -90,7 +90,9 @@ def _verify_image(path: Path) -> None:
         with Image.open(path) as img:
             img.load()
     except Exception as exc:  # PIL raises many types for bad bytes
-        raise _Retry(f"downloaded bytes are not a decodable image ({type(exc).__name__}: {exc})") from exc
+        # PIL's message names the temp file, which is gone by the time anyone reads the report.
+        detail = str(exc).replace(str(path), "the download")
+        raise _Retry(f"downloaded bytes are not a decodable image ({type(exc).__name__}: {detail})") from exc
 
 
 def _download_once(session, url: str, dest: Path, timeout: float) -> int:
