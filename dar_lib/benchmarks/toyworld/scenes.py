@@ -100,7 +100,7 @@ class Scene:
 
 
 def random_scene(rng: random.Random) -> Scene:
-    """Draw one scene from ``rng`` (1-3 objects, salient object strictly largest, distinct cells)."""
+    """Draw one scene from ``rng`` (1-3 objects, salient object strictly largest, distinct cells and looks)."""
     background = rng.choice(COLORS)
     n_objects = rng.choices((1, 2, 3), weights=(0.3, 0.4, 0.3))[0]
     palette = [c for c in COLORS if c != background]
@@ -113,9 +113,14 @@ def random_scene(rng: random.Random) -> Scene:
         sizes = [top] + [rng.choice(smaller) for _ in range(n_objects - 1)]
     objects = []
     for cell, size in zip(cells, sizes):
+        # No two objects share colour and shape, so "the red circle" always names one object.
+        while True:
+            shape, color = rng.choice(SHAPES), rng.choice(palette)
+            if all((o.shape, o.color) != (shape, color) for o in objects):
+                break
         objects.append(Obj(
-            shape=rng.choice(SHAPES),
-            color=rng.choice(palette),
+            shape=shape,
+            color=color,
             size=size,
             position=cell,
             dx=round(rng.uniform(-0.035, 0.035), 4),

@@ -1,0 +1,137 @@
+"""A toy questioner (asks what best splits the current candidates) and a perfect answerer for self-play."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import Sequence
+
+from dar_lib.benchmarks.toyworld.facts import Facts, parse_dialogue, question_slot
+from dar_lib.benchmarks.toyworld.scenes import COUNTS, Obj, Scene
+from dar_lib.benchmarks.toyworld.text import object_phrase
+
+_PRIMARY_ATTRS = ("color", "shape", "size", "position")
+
+
+def _ref(obj: dict) -> str:
+    words = [obj[k] for k in ("color", "shape") if obj.get(k)]
+    return "the " + (" ".join(words) if words else "object")
+
+
+def _match(obj: dict, scene: Scene, others_only: bool) -> Obj | None:
+    """The scene object a partial description most likely means (None if none fits)."""
+    best, best_score = None, -1
+    for j, o in enumerate(scene.objects):
+        if others_only and j == 0:
+            continue
+        if any(getattr(o, k) != v for k, v in obj.items()):
+            continue
+        score = len(obj)
+        if score > best_score:
+            best, best_score = o, score
+    return best
+
+
+class ToyQuestioner:
+    """Asks about a fact the dialogue has not settled, preferring the one that splits the candidates most evenly.
+
+    As in Algorithm 1 line 3 (and PlugIR's questioner): it reads the dialogue with the shared parser,
+    lists the open questions (background, count, other objects, missing facts of known objects),
+    and, given the current top candidates, picks the question whose answers over the candidates have
+    the highest entropy. Without candidates it asks in a fixed order.
+    """
+
+    id = "toy:questioner"
+
+    def open_questions(self, facts: Facts) -> list[tuple[str, int]]:
+        """(slot, object index) pairs not yet settled, in the fixed fallback order."""
+        out: list[tuple[str, int]] = []
+        if facts.background is None:
+            out.append(("background", 0))
+        primary = facts.objects[0] if facts.objects else {}
+        for attr in _PRIMARY_ATTRS:
+            if attr not in primary:
+                out.append((attr, 0))
+        if facts.count is None or len(facts.objects) < facts.count:
+            out.append(("others", 0))
+        if facts.count is None:
+            out.append(("count", 0))
+        for j, obj in enumerate(facts.objects[1:], start=1):
+            for attr in ("position", "size"):
+                if attr not in obj:
+                    out.append((attr, j))
+        return out
+
+    def _answer_key(self, facts: Facts, slot: str, j: int, scene: Scene):
+        if slot == "background":
+            return scene.background
+        if slot == "count":
+            return len(scene.objects)
+        if slot == "others":
+            return tuple(sorted((o.color, o.shape) for o in scene.objects[1:]))
+        obj = scene.primary if j == 0 else _match(facts.objects[j], scene, others_only=True)
+        return None if obj is None else getattr(obj, slot)
+
+    def ask(self, turns: Sequence[str], candidates: Sequence[Scene] | None = None) -> str:
+        """The next question.
+
+        Args:
+            turns: the dialogue so far (caption first, then "question? answer" turns).
+            candidates: the retriever's current top scenes; ``None`` asks in the fixed order.
+
+        Returns:
+            A question ending in ``"?"``, in the world's vocabulary.
+        """
+        facts = parse_dialogue(list(turns))
+        options = self.open_questions(facts)
+        if not options:
+            return "is there anything else?"
+        best = options[0]
+        if candidates:
+            best_h = -1.0
+            for slot, j in options:
+                counts = Counter(self._answer_key(facts, slot, j, s) for s in candidates)
+                total = sum(counts.values())
+                h = -sum(c / total * math.log(c / total) for c in counts.values())
+                if h > best_h + 1e-9:
+                    best, best_h = (slot, j), h
+        return self.phrase(facts, *best)
+
+    def phrase(self, facts: Facts, slot: str, j: int) -> str:
+        ref = _ref(facts.objects[j]) if j < len(facts.objects) and facts.objects[j] else "the main object"
+        return {
+            "background": "what color is the background?",
+            "count": "how many objects are there?",
+            "others": "what other objects are there?",
+            "position": f"where is {ref}?",
+            "size": f"what size is {ref}?",
+            "color": f"what color is {ref}?",
+            "shape": f"what shape is {ref}?",
+        }[slot]
+
+
+class ToyAnswerer:
+    """A perfect answerer for one target scene (the user simulator of a self-play loop)."""
+
+    def __init__(self, scene: Scene):
+        self.scene = scene
+
+    def answer(self, question: str) -> str:
+        """Answer a question about the scene truthfully; questions the world cannot answer get "not sure"."""
+        slot, mention, _ = question_slot(question)
+        scene = self.scene
+        if slot is None:
+            return "not sure"
+        if slot == "background":
+            return scene.background
+        if slot == "count":
+            return COUNTS[len(scene.objects) - 1]
+        if slot == "others":
+            if len(scene.objects) == 1:
+                return "no other objects"
+            return " and ".join(object_phrase({"size": o.size, "color": o.color, "shape": o.shape, "position": o.position})
+                                for o in scene.objects[1:])
+        obj = _match(mention, scene, others_only=False) if mention else scene.primary
+        if obj is None:
+            return "not sure"
+        return getattr(obj, slot)
