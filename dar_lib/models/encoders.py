@@ -65,7 +65,10 @@ class ImagePreprocessor:
         return np.asarray(img, dtype=np.float32) / 255.0
 
     def __call__(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        """Return a float32 tensor (n, 3, size, size)."""
+        """Return a float32 tensor (n, 3, size, size) for a list of images (or one image)."""
+        if isinstance(images, Image.Image):
+            images = [images]
+        images = list(images)
         arr = np.stack([self._one(im) for im in images]) if images else np.zeros((0, self.size, self.size, 3), np.float32)
         x = torch.from_numpy(arr).permute(0, 3, 1, 2)
         mean = torch.tensor(self.mean).view(1, 3, 1, 1)

@@ -69,7 +69,13 @@ class DiffusersGenerator:
         self.dtype = dtype
         self.pipe = pipe
         if hasattr(pipe, "to"):
-            pipe.to(self.device, dtype) if _accepts_dtype(pipe) else pipe.to(self.device)
+            pipe.to(self.device)
+            if _accepts_dtype(pipe) and getattr(pipe, "dtype", dtype) != dtype:
+                pipe.to(dtype)
+        # Pipelines assembled from fresh modules are in training mode (dropout on): not reproducible.
+        for module in getattr(pipe, "components", {}).values():
+            if isinstance(module, torch.nn.Module):
+                module.eval()
         # The safety checker blacks out images; DAR's retrieval needs every generated image.
         if getattr(pipe, "safety_checker", None) is not None:
             pipe.safety_checker = None
@@ -157,7 +163,11 @@ class DiffusersGenerator:
         if dtype is None:
             dtype = torch.float16 if str(device).startswith("cuda") else torch.float32
         pipe_cls = getattr(diffusers, cls_name)
-        kwargs = dict(revision=revision, torch_dtype=dtype)
+        # diffusers renamed ``torch_dtype`` to ``dtype`` (the old name warns); use what this version takes.
+        from diffusers.utils import deprecation_utils
+
+        dtype_kw = "dtype" if hasattr(deprecation_utils, "_TORCH_DTYPE_DEPRECATION_MESSAGE") else "torch_dtype"
+        kwargs = {"revision": revision, dtype_kw: dtype}
         if trust_remote_code:
             kwargs["trust_remote_code"] = True
         if backend in ("sd", "turbo"):

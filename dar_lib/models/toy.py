@@ -1,0 +1,97 @@
+"""The toy profile's models: shipped toy encoders and generator, and the toy world's reformulator.
+
+Ids name folders under ``dar_lib/assets/toy`` (``clip-full``, ``clip-zs``, ``clip-cocoft``,
+``clip-chatir``, ``sd``), or any folder written by ``dar train-toy --out``; everything loads
+offline through the same ``from_pretrained`` calls as the real models.
+
+Examples:
+    >>> from dar_lib.models import load_encoder, load_generator
+    >>> enc = load_encoder("toy:clip-zs")
+    >>> enc.encode_text(["a red circle"]).shape
+    torch.Size([1, 128])
+    >>> gen = load_generator("toy:sd")
+    >>> gen.generate(["a red circle on a blue background"], seeds=[0])[0].size
+    (32, 32)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+#: Shipped toy models.
+ASSETS = Path(__file__).resolve().parents[1] / "assets" / "toy"
+ENCODERS = ("clip-full", "clip-zs", "clip-cocoft", "clip-chatir")
+GENERATORS = ("sd",)
+#: Generator defaults: 8 Euler steps of the flow ODE with guidance 3 (the throughput figure's setting).
+DEFAULT_STEPS = 8
+DEFAULT_GUIDANCE = 3.0
+DEFAULT_SIZE = 32
+
+
+def resolve(name: str, kind: str, known: tuple[str, ...]) -> Path:
+    """The folder of a toy model: a shipped name (``clip-zs``) or a path to a trained folder.
+
+    Raises:
+        ValueError: neither a shipped name nor an existing folder (the message lists the names).
+    """
+    name = str(name)
+    if name in known:
+        folder = ASSETS / name
+        if not (folder / "config.json").exists() and not (folder / "model_index.json").exists():
+            raise ValueError(f"toy {kind} {name!r}: no weights at {folder}; run `dar train-toy` to create them")
+        return folder
+    folder = Path(name).expanduser()
+    if folder.is_dir():
+        return folder
+    raise ValueError(f"unknown toy {kind} {name!r}; shipped: {', '.join(known)} (or a folder from `dar train-toy --out`)")
+
+
+def load_encoder(name: str, device: str | None = None, **kw):
+    """A toy dual encoder as a :class:`~dar_lib.models.encoders.ClipEncoder`.
+
+    Args:
+        name: ``clip-full``, ``clip-zs``, ``clip-cocoft``, ``clip-chatir`` or a trained folder.
+        device: torch device (default ``settings.default_device()``).
+        **kw: passed to ``ClipEncoder.from_pretrained`` (``dtype``, ``batch_size``, ``max_length``).
+
+    Returns:
+        The encoder; its ``id`` is ``"toy:<name>"``.
+    """
+    from dar_lib.models.encoders import ClipEncoder
+
+    folder = resolve(name, "encoder", ENCODERS)
+    kw.setdefault("batch_size", 512)
+    enc = ClipEncoder.from_pretrained(str(folder), device=device, **kw)
+    enc.id = f"toy:{name}" if name in ENCODERS else f"toy:{folder}"
+    return enc
+
+
+def load_generator(name: str = "sd", device: str | None = None, **kw):
+    """The toy text-to-image model as a :class:`~dar_lib.models.generators.DiffusersGenerator`.
+
+    Args:
+        name: ``sd`` or a folder written by ``ToyDiffusionPipeline.save_pretrained``.
+        device: torch device (default ``settings.default_device()``).
+        **kw: ``default_steps``, ``default_guidance``, ``default_size``, ``batch_size``, ``dtype``.
+
+    Returns:
+        The generator; its ``id`` is ``"toy:<name>"``.
+    """
+    from dar_lib.models.generators import DiffusersGenerator
+    from dar_lib.toymodels.pipeline import ToyDiffusionPipeline
+
+    folder = resolve(name, "generator", GENERATORS)
+    pipe = ToyDiffusionPipeline.from_pretrained(str(folder))
+    kw.setdefault("default_steps", DEFAULT_STEPS)
+    kw.setdefault("default_guidance", DEFAULT_GUIDANCE)
+    kw.setdefault("default_size", DEFAULT_SIZE)
+    kw.setdefault("batch_size", 256)
+    gen_id = f"toy:{name}" if name in GENERATORS else f"toy:{folder}"
+    return DiffusersGenerator(pipe, id=gen_id, device=device, **kw)
+
+
+def load_reformulator(name: str = "rules", **kw):
+    """The toy world's rule-based R1/R2 (``toyworld.ToyReformulator``); it stands in for an LLM."""
+    from dar_lib.benchmarks import toyworld as tw
+
+    return tw.ToyReformulator(**kw) if not name or name in ("rules", "default") else tw.ToyReformulator(name, **kw)

@@ -1,0 +1,285 @@
+"""BLIP and CLIP encoders on tiny randomly initialised models built from configs (CPU, offline)."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dar_lib.models.encoders import BlipEncoder, ClipEncoder, ImagePreprocessor
+
+WORDS = ("a red blue green cat dog on the in of with sits table grass big small photo man woman "
+         "is it yes no what color").split()
+
+
+def make_tokenizer(max_len: int = 64, bos_eos: tuple[str, str] = ("[CLS]", "[SEP]")):
+    """A word-level fast tokenizer built offline (no hub)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["[PAD]", "[UNK]", bos_eos[0], bos_eos[1]]
+    vocab = {w: i for i, w in enumerate(specials + list(WORDS))}
+    tk = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tk.pre_tokenizer = pre_tokenizers.Whitespace()
+    tk.post_processor = processors.TemplateProcessing(
+        single=f"{bos_eos[0]} $A {bos_eos[1]}", special_tokens=[(bos_eos[0], 2), (bos_eos[1], 3)])
+    return PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="[PAD]", unk_token="[UNK]",
+                                   bos_token=bos_eos[0], eos_token=bos_eos[1], model_max_length=max_len)
+
+
+def tiny_blip(image_size: int = 32):
+    from transformers import BlipConfig, BlipForImageTextRetrieval
+
+    torch.manual_seed(0)
+    cfg = BlipConfig(
+        text_config=dict(vocab_size=40, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                         intermediate_size=37, max_position_embeddings=64, bos_token_id=2, sep_token_id=3,
+                         pad_token_id=0),
+        vision_config=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+                           image_size=image_size, patch_size=8, layer_norm_eps=1e-6,
+                           initializer_range=0.02),
+        image_text_hidden_size=16)
+    return BlipForImageTextRetrieval(cfg).eval()
+
+
+def tiny_clip():
+    from transformers import CLIPConfig, CLIPModel
+
+    torch.manual_seed(0)
+    cfg = CLIPConfig(
+        text_config=dict(vocab_size=40, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                         intermediate_size=37, max_position_embeddings=77, bos_token_id=2, eos_token_id=3,
+                         pad_token_id=0),
+        vision_config=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+                           image_size=32, patch_size=8),
+        projection_dim=24)
+    return CLIPModel(cfg).eval()
+
+
+def images(n: int = 5, seed: int = 0) -> list[Image.Image]:
+    rng = np.random.default_rng(seed)
+    sizes = [(40, 30), (32, 32), (50, 64), (33, 47), (64, 20)]
+    return [Image.fromarray(rng.integers(0, 255, (sizes[i % 5][1], sizes[i % 5][0], 3), dtype=np.uint8))
+            for i in range(n)]
+
+
+TEXTS = ["a red cat on the table", "a dog", "what color is it? blue", "a big green photo of a man with a dog",
+         "small woman in grass"]
+
+
+@pytest.fixture(params=["blip", "clip"])
+def encoder(request):
+    if request.param == "blip":
+        return BlipEncoder(tiny_blip(), make_tokenizer(), id="tiny-blip", device="cpu", batch_size=2, max_length=20)
+    return ClipEncoder(tiny_clip(), make_tokenizer(), id="tiny-clip", device="cpu", batch_size=2)
+
+
+def test_shapes_norm_dtype(encoder):
+    t = encoder.encode_text(TEXTS)
+    i = encoder.encode_images(images())
+    dim = 16 if isinstance(encoder, BlipEncoder) else 24
+    assert encoder.dim == dim
+    assert t.shape == (5, dim) and i.shape == (5, dim)
+    assert t.dtype == torch.float32 and i.dtype == torch.float32 and t.device.type == "cpu"
+    torch.testing.assert_close(t.norm(dim=1), torch.ones(5), atol=1e-5, rtol=0)
+    torch.testing.assert_close(i.norm(dim=1), torch.ones(5), atol=1e-5, rtol=0)
+    # Different inputs give different embeddings (not a constant output).
+    assert torch.cdist(t, t)[0, 1:].min() > 1e-3
+    assert torch.cdist(i, i)[0, 1:].min() > 1e-3
+    assert encoder.encode_text([]).shape == (0, dim)
+
+
+def test_deterministic_and_batched_equals_single(encoder):
+    t1, t2 = encoder.encode_text(TEXTS), encoder.encode_text(TEXTS)
+    assert torch.equal(t1, t2)
+    single = torch.cat([encoder.encode_text([x]) for x in TEXTS])
+    torch.testing.assert_close(t1, single, atol=1e-5, rtol=0)
+    ims = images()
+    i1 = encoder.encode_images(ims)
+    single_i = torch.cat([encoder.encode_images([x]) for x in ims])
+    torch.testing.assert_close(i1, single_i, atol=1e-5, rtol=0)
+
+
+def test_blip_features_match_reference_path():
+    """Text CLS -> text_proj and image CLS -> vision_proj, normalised, as BLIP's evaluation computes."""
+    model, tok = tiny_blip(), make_tokenizer()
+    enc = BlipEncoder(model, tok, device="cpu", max_length=20)
+    ids = tok(["a red cat"], return_tensors="pt")
+    with torch.no_grad():
+        h = model.text_encoder(input_ids=ids["input_ids"], attention_mask=ids["attention_mask"]).last_hidden_state
+        ref = torch.nn.functional.normalize(model.text_proj(h[:, 0]), dim=-1)
+        # Through the model's own retrieval head (use_itm_head=False), the cosine of text and image.
+        img = images(1)
+        px = enc.preprocess(img)
+        cos = model(input_ids=ids["input_ids"], attention_mask=ids["attention_mask"], pixel_values=px,
+                     use_itm_head=False).itm_score
+    torch.testing.assert_close(enc.encode_text(["a red cat"]), ref, atol=1e-6, rtol=0)
+    got = enc.encode_text(["a red cat"]) @ enc.encode_images(img).T
+    torch.testing.assert_close(got, cos.reshape(1, 1), atol=1e-5, rtol=0)
+
+
+def test_truncation_counted_and_warned(encoder, caplog):
+    long = " ".join(["dog"] * 100)
+    with caplog.at_level(logging.WARNING):
+        out = encoder.encode_text([long, "a cat", long])
+    assert out.shape[0] == 3
+    assert encoder.truncated_texts == 2
+    assert any("truncated" in r.message and str(encoder.max_length) in r.message for r in caplog.records)
+    encoder.encode_text(["a cat"])
+    assert encoder.truncated_texts == 2
+    # A text cut at max_length embeds exactly like its first max_length tokens.
+    n_words = encoder.max_length - 2
+    torch.testing.assert_close(out[0], encoder.encode_text([" ".join(["dog"] * n_words)])[0], atol=1e-5, rtol=0)
+
+
+def test_clip_max_length_capped_at_77():
+    enc = ClipEncoder(tiny_clip(), make_tokenizer(200), device="cpu", max_length=300)
+    assert enc.max_length == 77
+
+
+def test_image_modes_equivalent():
+    enc = ClipEncoder(tiny_clip(), make_tokenizer(), device="cpu")
+    rgb = Image.fromarray(np.random.default_rng(1).integers(0, 255, (32, 32, 3), dtype=np.uint8))
+    rgba = rgb.convert("RGBA")
+    grey = rgb.convert("L")
+    pal = rgb.convert("P")
+    e = enc.encode_images([rgb, rgba, grey, grey.convert("RGB"), pal, pal.convert("RGB")])
+    torch.testing.assert_close(e[0], e[1], atol=1e-6, rtol=0)
+    torch.testing.assert_close(e[2], e[3], atol=1e-6, rtol=0)
+    torch.testing.assert_close(e[4], e[5], atol=1e-6, rtol=0)
+    with pytest.raises(TypeError, match="PIL image"):
+        enc.encode_images([np.zeros((4, 4, 3))])
+
+
+def test_preprocessor_square_and_crop():
+    img = Image.new("RGB", (60, 30), (255, 0, 0))
+    img.paste((0, 0, 255), (0, 0, 15, 30))  # blue strip on the left quarter
+    sq = ImagePreprocessor(16, mean=(0, 0, 0), std=(1, 1, 1), mode="square")(img)
+    cr = ImagePreprocessor(16, mean=(0, 0, 0), std=(1, 1, 1), mode="shortest_crop")(img)
+    assert sq.shape == cr.shape == (1, 3, 16, 16)
+    assert sq[0, 2, 8, 0] > 0.9  # square resize keeps the blue strip
+    assert cr[0, 2, 8, 0] < 0.1 and cr[0, 0, 8, 0] > 0.9  # the centre crop cuts it away
+    with pytest.raises(ValueError, match="mode"):
+        ImagePreprocessor(16, mode="stretch")
+
+
+def test_fingerprint_names_settings():
+    enc = BlipEncoder(tiny_blip(), make_tokenizer(), id="tiny-blip", revision="abc", device="cpu", max_length=20)
+    fp = enc.fingerprint()
+    for part in ("tiny-blip", "abc", "square32", "max_length=20", "float32"):
+        assert part in fp
+    enc2 = BlipEncoder(tiny_blip(), make_tokenizer(), id="tiny-blip", revision="abc", device="cpu", max_length=30)
+    assert enc2.fingerprint() != fp
+
+
+def test_clip_from_pretrained_local_folder(tmp_path):
+    """A toy-style folder: CLIPModel.save_pretrained + PreTrainedTokenizerFast (+ optional image processor)."""
+    from transformers import CLIPImageProcessor
+
+    model, tok = tiny_clip(), make_tokenizer()
+    model.save_pretrained(tmp_path / "a")
+    tok.save_pretrained(tmp_path / "a")
+    enc = ClipEncoder.from_pretrained(str(tmp_path / "a"), device="cpu")
+    assert enc.preprocess.size == 32 and enc.preprocess.mode == "shortest_crop"
+    ref = ClipEncoder(model, tok, device="cpu")
+    torch.testing.assert_close(enc.encode_text(TEXTS), ref.encode_text(TEXTS), atol=1e-6, rtol=0)
+    torch.testing.assert_close(enc.encode_images(images()), ref.encode_images(images()), atol=1e-6, rtol=0)
+
+    model.save_pretrained(tmp_path / "b")
+    tok.save_pretrained(tmp_path / "b")
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32},
+                       image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5]).save_pretrained(tmp_path / "b")
+    enc_b = ClipEncoder.from_pretrained(str(tmp_path / "b"), device="cpu")
+    assert enc_b.preprocess.mean == (0.5, 0.5, 0.5) and enc_b.preprocess.size == 32
+    assert "mean[0.5, 0.5, 0.5]" in enc_b.fingerprint()
+
+
+def test_blip_from_pretrained_local_folder(tmp_path):
+    model, tok = tiny_blip(), make_tokenizer()
+    model.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    enc = BlipEncoder.from_pretrained(str(tmp_path), device="cpu", max_length=20)
+    ref = BlipEncoder(model, tok, device="cpu", max_length=20)
+    assert enc.preprocess.mode == "square" and enc.preprocess.size == 32
+    torch.testing.assert_close(enc.encode_images(images()), ref.encode_images(images()), atol=1e-6, rtol=0)
+
+
+# -- the factory ----------------------------------------------------------------------------------
+def test_parse_every_id_form(tmp_path):
+    from dar_lib.models import ENCODER_BACKENDS, GENERATOR_BACKENDS, REFORMULATOR_BACKENDS, ModelSpec, parse_spec
+
+    enc, gen, ref = ENCODER_BACKENDS, GENERATOR_BACKENDS, REFORMULATOR_BACKENDS
+    assert parse_spec("blip:Salesforce/blip-itm-base-coco", enc, "encoder") == ModelSpec("blip", "Salesforce/blip-itm-base-coco")
+    assert parse_spec("clip:openai/clip-vit-base-patch16@abc123", enc, "encoder") == ModelSpec(
+        "clip", "openai/clip-vit-base-patch16", "abc123")
+    assert parse_spec("blip-original:/w/chatir_weights.ckpt+Salesforce/blip-itm-base-coco", enc, "encoder") == ModelSpec(
+        "blip-original", "/w/chatir_weights.ckpt+Salesforce/blip-itm-base-coco")
+    assert parse_spec("toy:clip-zs", enc, "encoder") == ModelSpec("toy", "clip-zs")
+    assert parse_spec("sd3:stabilityai/stable-diffusion-3-medium-diffusers", gen, "generator").backend == "sd3"
+    assert parse_spec("sd:stabilityai/stable-diffusion-2-1@main", gen, "generator") == ModelSpec(
+        "sd", "stabilityai/stable-diffusion-2-1", "main")
+    assert parse_spec("turbo:stabilityai/sd-turbo", gen, "generator") == ModelSpec("turbo", "stabilityai/sd-turbo")
+    assert parse_spec("diffusers:some/pipe", gen, "generator") == ModelSpec("diffusers", "some/pipe")
+    assert parse_spec("openai:gpt-4o-mini@http://localhost:8000/v1", ref, "reformulator") == ModelSpec(
+        "openai", "gpt-4o-mini", "http://localhost:8000/v1")
+    assert parse_spec("hf-llm:Qwen/Qwen2.5-0.5B-Instruct@v1", ref, "reformulator") == ModelSpec(
+        "hf-llm", "Qwen/Qwen2.5-0.5B-Instruct", "v1")
+    assert parse_spec("replay:plugir", ref, "reformulator") == ModelSpec("replay", "plugir")
+    assert parse_spec("identity", ref, "reformulator") == ModelSpec("identity", "")
+    # A local folder whose name contains '@' is a folder, not a revision.
+    odd = tmp_path / "model@v2"
+    odd.mkdir()
+    assert parse_spec(f"clip:{odd}", enc, "encoder") == ModelSpec("clip", str(odd))
+    with pytest.raises(ValueError, match=r"unknown encoder backend 'bert'.*known backends: blip, clip, blip-original, toy"):
+        parse_spec("bert:x", enc, "encoder")
+    with pytest.raises(ValueError, match="names no model"):
+        parse_spec("clip:", enc, "encoder")
+
+
+def test_factory_loads_local_folders(tmp_path):
+    from dar_lib.models import EXAMPLE_IDS, list_backends, load_encoder
+
+    model, tok = tiny_clip(), make_tokenizer()
+    model.save_pretrained(tmp_path / "clip")
+    tok.save_pretrained(tmp_path / "clip")
+    enc = load_encoder(f"clip:{tmp_path / 'clip'}", device="cpu", batch_size=3)
+    assert isinstance(enc, ClipEncoder) and enc.batch_size == 3 and enc.device == "cpu"
+    ref = ClipEncoder(model, tok, device="cpu")
+    torch.testing.assert_close(enc.encode_text(TEXTS), ref.encode_text(TEXTS), atol=1e-6, rtol=0)
+
+    blip = tiny_blip()
+    blip.save_pretrained(tmp_path / "blip")
+    tok.save_pretrained(tmp_path / "blip")
+    benc = load_encoder(f"blip:{tmp_path / 'blip'}", device="cpu", max_length=20)
+    assert isinstance(benc, BlipEncoder) and benc.max_length == 20
+    assert set(list_backends()) == {"encoder", "generator", "reformulator"}
+    assert "blip:Salesforce/blip-itm-base-coco" in EXAMPLE_IDS["encoder"]
+    with pytest.raises(ValueError, match="unknown encoder backend"):
+        load_encoder("nope:x")
+
+
+def test_factory_toy_delegates_lazily(monkeypatch):
+    import sys
+    import types
+
+    import dar_lib.models as models
+
+    calls = []
+    fake = types.ModuleType("dar_lib.models.toy")
+    fake.load_encoder = lambda name, **kw: calls.append(("enc", name, kw)) or "E"
+    fake.load_generator = lambda name, **kw: calls.append(("gen", name, kw)) or "G"
+    fake.load_reformulator = lambda name, **kw: calls.append(("ref", name, kw)) or "R"
+    monkeypatch.setitem(sys.modules, "dar_lib.models.toy", fake)
+    monkeypatch.setattr(models, "toy", fake, raising=False)
+    assert models.load_encoder("toy:clip-zs", device="cpu") == "E"
+    assert models.load_encoder("toy:clip-zs", device="cpu", batch_size=7) == "E"
+    assert models.load_generator("toy:diffusion") == "G"
+    assert models.load_reformulator("toy:rules") == "R"
+    # Only settings the caller gave are passed on, so the toy loaders keep their own defaults.
+    assert calls[0] == ("enc", "clip-zs", {"device": "cpu"})
+    assert calls[1] == ("enc", "clip-zs", {"device": "cpu", "batch_size": 7})
+    assert calls[2][:2] == ("gen", "diffusion") and calls[2][2] == {"device": "cpu"}  # settings default
+    assert calls[3] == ("ref", "rules", {})

@@ -1,0 +1,186 @@
+"""Generators on tiny diffusers pipelines (SD3, SD 2.1-style) built from configs, and the image cache."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dar_lib.models.generators import BlackImageError, CachedGenerator, DiffusersGenerator
+from dar_lib.store import ArtefactStore
+
+from test_encoders import make_tokenizer
+
+PROMPTS = ["a red cat on the table", "a dog in grass", "a big blue photo", "a small green man"]
+SEEDS = [0, 1, 2, 3]
+
+
+def _clip_text_config(**kw):
+    from transformers import CLIPTextConfig
+
+    return CLIPTextConfig(bos_token_id=2, eos_token_id=3, pad_token_id=0, hidden_size=32, intermediate_size=37,
+                          layer_norm_eps=1e-5, num_attention_heads=4, num_hidden_layers=2, vocab_size=40,
+                          max_position_embeddings=77, hidden_act="gelu", **kw)
+
+
+def _vae(**kw):
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(sample_size=32, in_channels=3, out_channels=3, block_out_channels=(4,), layers_per_block=1,
+                         latent_channels=4, norm_num_groups=1, **kw)
+
+
+def tiny_sd3():
+    from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
+    from transformers import CLIPTextModelWithProjection, T5Config, T5EncoderModel
+
+    torch.manual_seed(0)
+    transformer = SD3Transformer2DModel(sample_size=16, patch_size=1, in_channels=4, num_layers=1, attention_head_dim=8,
+                                        num_attention_heads=4, caption_projection_dim=32, joint_attention_dim=32,
+                                        pooled_projection_dim=64, out_channels=4)
+    te1 = CLIPTextModelWithProjection(_clip_text_config(projection_dim=32))
+    te2 = CLIPTextModelWithProjection(_clip_text_config(projection_dim=32))
+    t5 = T5EncoderModel(T5Config(vocab_size=40, d_model=32, d_kv=8, d_ff=37, num_layers=1, num_heads=4, pad_token_id=0))
+    vae = _vae(use_quant_conv=False, use_post_quant_conv=False, shift_factor=0.0609, scaling_factor=1.5035)
+    return StableDiffusion3Pipeline(
+        transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae,
+        text_encoder=te1, tokenizer=make_tokenizer(77), text_encoder_2=te2, tokenizer_2=make_tokenizer(77),
+        text_encoder_3=t5, tokenizer_3=make_tokenizer(77))
+
+
+def tiny_sd21():
+    from diffusers import DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(block_out_channels=(8, 16), layers_per_block=1, sample_size=16, in_channels=4,
+                                out_channels=4, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=32,
+                                norm_num_groups=4, attention_head_dim=(2, 4), use_linear_projection=True)
+    sched = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+                          set_alpha_to_one=False, prediction_type="v_prediction", steps_offset=1)
+    return StableDiffusionPipeline(unet=unet, scheduler=sched, vae=_vae(), text_encoder=CLIPTextModel(_clip_text_config()),
+                                   tokenizer=make_tokenizer(77), safety_checker=None, feature_extractor=None,
+                                   requires_safety_checker=False)
+
+
+@pytest.fixture(scope="module", params=["sd3", "sd21"])
+def generator(request):
+    pipe = tiny_sd3() if request.param == "sd3" else tiny_sd21()
+    return DiffusersGenerator(pipe, f"tiny-{request.param}", default_steps=2, default_guidance=3.0, default_size=32,
+                              device="cpu", batch_size=4)
+
+
+def arr(img: Image.Image) -> np.ndarray:
+    return np.asarray(img).astype(np.int16)
+
+
+def test_shapes_and_determinism(generator):
+    a = generator.generate(PROMPTS[:2], SEEDS[:2])
+    b = generator.generate(PROMPTS[:2], SEEDS[:2])
+    assert [im.size for im in a] == [(32, 32)] * 2 and all(im.mode == "RGB" for im in a)
+    assert all(np.array_equal(arr(x), arr(y)) for x, y in zip(a, b))
+    assert generator.dtype == torch.float32  # fp32 on CPU
+    # Another seed or prompt gives another image.
+    c = generator.generate([PROMPTS[0]], [99])[0]
+    assert np.abs(arr(c) - arr(a[0])).mean() > 1.0
+
+
+def test_batched_equals_one_by_one(generator):
+    batched = generator.generate(PROMPTS, SEEDS)
+    single = [generator.generate([p], [s])[0] for p, s in zip(PROMPTS, SEEDS)]
+    for x, y in zip(batched, single):
+        assert np.abs(arr(x) - arr(y)).max() <= 1  # at most one grey level of float noise
+
+
+def test_settings_override(generator):
+    img = generator.generate([PROMPTS[0]], [0], steps=1, guidance=1.0, size=16)[0]
+    assert img.size == (16, 16)
+    assert generator.resolve(None, None, None) == (2, 3.0, 32)
+    with pytest.raises(ValueError, match="2 prompts but 1 seeds"):
+        generator.generate(PROMPTS[:2], [0])
+
+
+class _Out:
+    def __init__(self, images):
+        self.images = images
+
+
+class StubPipe:
+    """Returns a flat image whose grey level is the seed's first random byte; black for 'black'."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, prompt, num_inference_steps, guidance_scale, generator, height=64, width=64, output_type="pil"):
+        self.calls.append(list(prompt))
+        out = []
+        for p, g in zip(prompt, generator):
+            level = 0 if p == "black" else int(torch.randint(1, 255, (1,), generator=g))
+            out.append(Image.new("RGB", (width, height), (level, level, level)))
+        return _Out(out)
+
+
+def test_all_black_is_rejected():
+    gen = DiffusersGenerator(StubPipe(), "stub", default_steps=1, default_guidance=0.0, default_size=8, device="cpu")
+    with pytest.raises(BlackImageError, match=r"all-black image for prompt 'black', seed 5"):
+        gen.generate(["fine", "black"], [1, 5])
+
+
+def test_fingerprint():
+    gen = DiffusersGenerator(StubPipe(), "sd3:x", revision="r1", device="cpu")
+    assert "sd3:x@r1" in gen.fingerprint() and "StubPipe" in gen.fingerprint() and "float32" in gen.fingerprint()
+
+
+def test_cache_generates_only_misses(tmp_path):
+    pipe = StubPipe()
+    gen = DiffusersGenerator(pipe, "stub", default_steps=1, default_guidance=0.0, default_size=8, device="cpu",
+                             batch_size=2)
+    cached = CachedGenerator(gen, ArtefactStore(tmp_path))
+    first = cached.generate(["a", "b", "c"], [1, 2, 3])
+    assert gen.images_generated == 3 and pipe.calls == [["a", "b"], ["c"]]
+    again = cached.generate(["a", "b", "c"], [1, 2, 3])
+    assert gen.images_generated == 3  # second call generates nothing
+    assert [np.array_equal(arr(x), arr(y)) for x, y in zip(first, again)] == [True] * 3
+    # Only the misses are generated, in batches; explicit defaults hit the same entries.
+    mixed = cached.generate(["a", "d", "b", "e", "f"], [1, 4, 2, 5, 6], steps=1, guidance=0.0, size=8)
+    assert gen.images_generated == 6 and pipe.calls[-2:] == [["d", "e"], ["f"]]
+    assert np.array_equal(arr(mixed[0]), arr(first[0])) and np.array_equal(arr(mixed[2]), arr(first[1]))
+    # Another setting is another key.
+    cached.generate(["a"], [1], steps=2)
+    assert gen.images_generated == 7
+    assert (cached.hits, cached.misses) == (5, 7)
+
+
+def test_cache_with_real_pipeline(tmp_path):
+    gen = DiffusersGenerator(tiny_sd21(), "tiny-sd21", default_steps=1, default_guidance=2.0, default_size=16,
+                             device="cpu")
+    cached = CachedGenerator(gen, ArtefactStore(tmp_path))
+    a = cached.generate(PROMPTS[:2], SEEDS[:2])
+    b = cached.generate(PROMPTS[:2], SEEDS[:2])
+    assert gen.images_generated == 2
+    assert all(np.array_equal(arr(x), arr(y)) for x, y in zip(a, b))
+
+
+def test_safety_checker_switched_off():
+    pipe = StubPipe()
+    pipe.safety_checker = object()
+    DiffusersGenerator(pipe, "stub", device="cpu")
+    assert pipe.safety_checker is None
+
+
+def test_factory_loads_local_pipeline_folders(tmp_path):
+    from dar_lib.models import load_generator
+
+    pipe = tiny_sd21()
+    pipe.save_pretrained(tmp_path / "sd21")
+    ref = DiffusersGenerator(pipe, "ref", default_steps=2, default_guidance=3.0, default_size=16, device="cpu")
+    for spec in (f"sd:{tmp_path / 'sd21'}", f"diffusers:{tmp_path / 'sd21'}"):
+        gen = load_generator(spec, device="cpu")
+        assert gen.id == spec and gen.dtype == torch.float32
+        assert gen.pipe.safety_checker is None
+        img = gen.generate([PROMPTS[0]], [3], steps=2, guidance=3.0, size=16)[0]
+        assert np.abs(arr(img) - arr(ref.generate([PROMPTS[0]], [3])[0])).max() <= 1
+    gen = load_generator(f"sd:{tmp_path / 'sd21'}", device="cpu")
+    assert (gen.default_steps, gen.default_guidance, gen.default_size) == (50, 7.5, 768)
