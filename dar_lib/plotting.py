@@ -1,0 +1,245 @@
+"""One plotting style for the whole book: Figure 3 (Hits@10 per round, four panels) and its controls.
+
+Conventions that stay identical in every chapter: one colour per encoder (:data:`ENCODER_COLOURS`),
+dashed = baseline, solid = DAR (:data:`METHOD_STYLES`), shaded band = bootstrap confidence interval
+with dialogues resampled.
+
+Examples:
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"benchmark": "visdial", "method": "dar", "encoder": "zero-shot",
+    ...                    "dialog_idx": [0, 0, 1, 1], "round_idx": [0, 1, 0, 1], "rank": [12, 3, 0, 40]})
+    >>> fig = figure3(df, n_boot=20)
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+#: Encoder -> colour (Figure 3's convention; colour-blind-safe Okabe-Ito hues).
+ENCODER_COLOURS: dict[str, str] = {
+    "zero-shot": "#0072B2",
+    "coco-ft": "#E69F00",
+    "dialogue-ft": "#009E73",
+    "full": "#CC79A7",
+    "clip": "#D55E00",
+}
+#: Encoder -> label shown in legends.
+ENCODER_LABELS: dict[str, str] = {
+    "zero-shot": "zero-shot",
+    "coco-ft": "COCO-fine-tuned",
+    "dialogue-ft": "dialogue-fine-tuned",
+    "full": "full (reads every fact)",
+    "clip": "CLIP",
+}
+#: Method -> matplotlib line style (baseline dashed, DAR solid; controls dotted / dash-dot).
+METHOD_STYLES: dict[str, str] = {
+    "baseline": "--",
+    "dar": "-",
+    "reformulated": ":",
+    "images": "-.",
+}
+METHOD_LABELS: dict[str, str] = {
+    "baseline": "baseline (raw dialogue)",
+    "dar": "DAR",
+    "reformulated": "reformulation only",
+    "images": "images only",
+}
+#: Benchmark -> panel title, real sets and their toy twins.
+BENCHMARK_TITLES: dict[str, str] = {
+    "visdial": "VisDial", "chatgpt_blip2": "ChatGPT_BLIP2", "human_blip2": "HUMAN_BLIP2",
+    "flan_blip2": "FLAN_BLIP2", "chatgpt": "ChatGPT_BLIP2 (toy)", "human": "HUMAN_BLIP2 (toy)",
+    "flan": "FLAN_BLIP2 (toy)", "toy-visdial": "VisDial (toy)", "toy-chatgpt": "ChatGPT_BLIP2 (toy)",
+    "toy-human": "HUMAN_BLIP2 (toy)", "toy-flan": "FLAN_BLIP2 (toy)",
+}
+REQUIRED_COLUMNS = ("benchmark", "method", "encoder", "dialog_idx", "round_idx", "rank")
+_FALLBACK_COLOURS = ("#56B4E9", "#F0E442", "#000000", "#999999")
+
+
+def set_style() -> None:
+    """Apply the book's matplotlib style (called by every figure function; safe to call again)."""
+    import matplotlib as mpl
+
+    mpl.rcParams.update({
+        "figure.dpi": 100,
+        "savefig.dpi": 150,
+        "font.size": 9,
+        "axes.titlesize": 10,
+        "axes.labelsize": 9,
+        "axes.grid": True,
+        "grid.alpha": 0.3,
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+        "legend.fontsize": 8,
+        "legend.frameon": False,
+        "lines.linewidth": 1.6,
+    })
+
+
+def encoder_colour(encoder: str) -> str:
+    """The colour of ``encoder`` (a stable fallback for names outside :data:`ENCODER_COLOURS`)."""
+    if encoder in ENCODER_COLOURS:
+        return ENCODER_COLOURS[encoder]
+    return _FALLBACK_COLOURS[sum(map(ord, encoder)) % len(_FALLBACK_COLOURS)]
+
+
+def _check(df: pd.DataFrame) -> None:
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"rank table lacks columns {missing}; needs {list(REQUIRED_COLUMNS)}")
+
+
+def hits_matrix(ranks: np.ndarray, k: int = 10) -> np.ndarray:
+    """Cumulative hits per dialogue and round: hit at round r if rank < k at any round <= r.
+
+    Args:
+        ranks: (n_dialogues, n_rounds) 0-based target ranks.
+        k: cut-off.
+
+    Returns:
+        Bool array of the same shape.
+    """
+    return np.logical_or.accumulate(np.asarray(ranks) < k, axis=1)
+
+
+def _rank_matrix(group: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    wide = group.pivot_table(index="dialog_idx", columns="round_idx", values="rank", aggfunc="min")
+    if wide.isna().any().any():
+        raise ValueError("every dialogue needs a rank at every round (missing (dialog_idx, round_idx) pairs)")
+    return wide.to_numpy(), wide.columns.to_numpy()
+
+
+def bootstrap_ci(
+    values: np.ndarray,
+    n_boot: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean and percentile bootstrap interval over rows (dialogues), per column (round).
+
+    Args:
+        values: (n_dialogues, n_cols) per-dialogue values (e.g. 100 * hits).
+        n_boot: bootstrap resamples.
+        level: interval coverage.
+        seed: seed of the resampling generator (same seed, same interval).
+
+    Returns:
+        (mean, low, high), each of shape (n_cols,).
+    """
+    values = np.asarray(values, dtype=float)
+    if values.ndim == 1:
+        values = values[:, None]
+    n = values.shape[0]
+    if n == 0:
+        raise ValueError("bootstrap_ci needs at least one dialogue")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, size=(n_boot, n))
+    boots = values[idx].mean(axis=1)  # (n_boot, n_cols)
+    alpha = (1 - level) / 2
+    low, high = np.quantile(boots, [alpha, 1 - alpha], axis=0)
+    return values.mean(axis=0), low, high
+
+
+def hits_curves(df: pd.DataFrame, k: int = 10, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """Hits@k per (benchmark, method, encoder, round) with bootstrap intervals.
+
+    Args:
+        df: tidy ranks with columns ``benchmark, method, encoder, dialog_idx, round_idx, rank``.
+        k: cut-off.
+        n_boot: bootstrap resamples (dialogues resampled).
+        level: interval coverage.
+        seed: resampling seed.
+
+    Returns:
+        DataFrame with columns ``benchmark, method, encoder, round_idx, hits, low, high, n``.
+    """
+    _check(df)
+    rows = []
+    for (bench, method, enc), group in df.groupby(["benchmark", "method", "encoder"], sort=False):
+        ranks, rounds = _rank_matrix(group)
+        mean, low, high = bootstrap_ci(100.0 * hits_matrix(ranks, k), n_boot, level, seed)
+        for j, r in enumerate(rounds):
+            rows.append((bench, method, enc, int(r), mean[j], low[j], high[j], ranks.shape[0]))
+    return pd.DataFrame(rows, columns=["benchmark", "method", "encoder", "round_idx", "hits", "low", "high", "n"])
+
+
+def _panels(df: pd.DataFrame, methods: Sequence[str], benchmarks: Sequence[str] | None, k: int,
+            n_boot: int, level: float, seed: int, title: str, ncols: int):
+    import matplotlib.pyplot as plt
+
+    set_style()
+    curves = hits_curves(df[df["method"].isin(methods)], k, n_boot, level, seed)
+    benchmarks = list(benchmarks or dict.fromkeys(df["benchmark"]))
+    ncols = min(ncols, len(benchmarks))
+    nrows = -(-len(benchmarks) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.3 * ncols, 2.8 * nrows), sharey=True, squeeze=False)
+    for ax, bench in zip(axes.flat, benchmarks):
+        sub = curves[curves["benchmark"] == bench]
+        for (method, enc), c in sub.groupby(["method", "encoder"], sort=False):
+            colour = encoder_colour(enc)
+            ax.plot(c["round_idx"], c["hits"], METHOD_STYLES.get(method, "-"), color=colour,
+                    label=f"{ENCODER_LABELS.get(enc, enc)}, {METHOD_LABELS.get(method, method)}")
+            ax.fill_between(c["round_idx"], c["low"], c["high"], color=colour, alpha=0.12, linewidth=0)
+        ax.set_title(BENCHMARK_TITLES.get(bench, bench))
+        ax.set_xlabel("round")
+        ax.set_xticks(range(0, 11, 2))
+    for ax in axes[:, 0]:
+        ax.set_ylabel(f"Hits@{k} (%)")
+    for ax in list(axes.flat)[len(benchmarks):]:
+        ax.set_visible(False)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(4, max(1, len(labels))), bbox_to_anchor=(0.5, -0.02))
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.08 + 0.03 * (len(labels) > 4), 1, 1))
+    return fig
+
+
+def figure3(
+    df: pd.DataFrame,
+    benchmarks: Sequence[str] | None = None,
+    k: int = 10,
+    n_boot: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+    title: str = "Figure 3: Hits@10 per round, baseline (dashed) vs DAR (solid)",
+):
+    """Figure 3: one panel per benchmark, Hits@k over rounds, colour = encoder, dashed = baseline, solid = DAR.
+
+    Args:
+        df: tidy ranks (``benchmark, method, encoder, dialog_idx, round_idx, rank``); methods
+            ``"baseline"`` and ``"dar"`` are drawn, others ignored.
+        benchmarks: panel order (default: order of appearance).
+        k: Hits cut-off.
+        n_boot: bootstrap resamples for the bands.
+        level: band coverage.
+        seed: bootstrap seed.
+        title: figure title.
+
+    Returns:
+        The matplotlib Figure.
+    """
+    _check(df)
+    return _panels(df, ("baseline", "dar"), benchmarks, k, n_boot, level, seed, title, ncols=4)
+
+
+def controls_figure(
+    df: pd.DataFrame,
+    benchmarks: Sequence[str] | None = None,
+    k: int = 10,
+    n_boot: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+    title: str = "Controls: reformulation only and images only next to baseline and DAR",
+):
+    """The controls: ``reformulated`` (dotted) and ``images`` (dash-dot) next to baseline and DAR.
+
+    Args: as :func:`figure3`.
+
+    Returns:
+        The matplotlib Figure.
+    """
+    _check(df)
+    return _panels(df, ("baseline", "reformulated", "images", "dar"), benchmarks, k, n_boot, level, seed,
+                   title, ncols=4)

@@ -1,0 +1,244 @@
+"""Tests for `dar book`: chapters run with papermill, unchanged ones are skipped, failures are
+collected, and the book compiles offline with warnings as errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from dar_lib import book
+
+REPO = Path(__file__).resolve().parents[1]
+#: Pages the smoke build must produce (relative to the HTML root).
+PAGES = ("intro.html", "paper_scale.html", "notebooks/01_data.html", "notebooks/99_status.html")
+
+
+def build_smoke_book(tmp_path_factory) -> tuple[Path, book.BuildResult, list[str]]:
+    """Build the real book in the smoke profile once per test session (shared with test_browser)."""
+    root = tmp_path_factory.getbasetemp() / "smoke-book"
+    marker = root / "result.json"
+    if not marker.is_file():
+        lines: list[str] = []
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("DAR_CACHE_DIR", str(root / "cache"))
+            result = book.build_book(root / "out", profile="toy", smoke=True, progress=False, log=lines.append,
+                                     lib_dir=_frozen_lib(root))
+        marker.write_text(json.dumps({
+            "executed": result.executed, "skipped": result.skipped, "failed": result.failed,
+            "book_ok": result.book_ok, "book_error": result.book_error, "html_dir": str(result.html_dir),
+            "lines": lines,
+        }))
+    saved = json.loads(marker.read_text())
+    result = book.BuildResult(saved["executed"], saved["skipped"], saved["failed"], saved["book_ok"],
+                              saved["book_error"], Path(saved["html_dir"]))
+    return root, result, saved["lines"]
+
+
+@pytest.fixture(scope="session")
+def smoke_book(tmp_path_factory):
+    return build_smoke_book(tmp_path_factory)
+
+
+# --- fast unit tests ------------------------------------------------------------------------------
+def test_profiles_and_smoke_overrides():
+    toy = book.profile_parameters("toy")
+    smoke = book.profile_parameters("toy", smoke=True)
+    assert toy["profile"] == "toy" and toy["n_corpus"] > smoke["n_corpus"] and smoke["smoke"] is True
+    assert book.profile_parameters("paper")["benchmarks"] == ["visdial", "chatgpt_blip2", "human_blip2", "flan_blip2"]
+    smoke["encoders"]["zero-shot"] = "changed"  # a fresh copy every call
+    assert book.profile_parameters("toy", smoke=True)["encoders"]["zero-shot"] == "toy:clip-zs"
+    with pytest.raises(ValueError, match="unknown profile 'gpu'; choose one of toy, paper"):
+        book.profile_parameters("gpu")
+
+
+def test_toc_lists_chapters_in_run_order(tmp_path):
+    (tmp_path / "_toc.yml").write_text(
+        "format: jb-book\nroot: intro\nparts:\n  - caption: A\n    chapters:\n"
+        "      - file: notebooks/99_status\n      - file: notebooks/02_b\n      - file: page.md\n"
+        "      - file: notebooks/missing\n")
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    for stem in ("99_status", "02_b"):
+        nbformat.write(new_notebook(), nbs / f"{stem}.ipynb")
+    assert book.toc_docnames(tmp_path / "_toc.yml") == ["intro", "notebooks/99_status", "notebooks/02_b", "page", "notebooks/missing"]
+    assert [c.name for c in book.find_chapters(tmp_path, nbs)] == ["02_b", "99_status"]
+    (tmp_path / "_toc.yml").write_text("chapters: []\n")
+    with pytest.raises(ValueError, match=r"_toc.yml: a jupyter-book toc needs a 'root' entry"):
+        book.toc_docnames(tmp_path / "_toc.yml")
+
+
+def test_stamp_changes_with_notebook_parameters_and_library(tmp_path):
+    nb = tmp_path / "a.ipynb"
+    nb.write_text("{}")
+    base = book.chapter_stamp(nb, {"n": 1}, "lib1")
+    assert book.chapter_stamp(nb, {"n": 1}, "lib1") == base
+    assert book.chapter_stamp(nb, {"n": 2}, "lib1") != base
+    assert book.chapter_stamp(nb, {"n": 1}, "lib2") != base
+    nb.write_text("{ }")
+    assert book.chapter_stamp(nb, {"n": 1}, "lib1") != base
+    lib = tmp_path / "lib"
+    (lib / "__pycache__").mkdir(parents=True)
+    (lib / "m.py").write_text("x = 1\n")
+    fp = book.library_fingerprint(lib)
+    (lib / "__pycache__" / "m.pyc").write_bytes(b"junk")  # bytecode does not count
+    assert book.library_fingerprint(lib) == fp
+    (lib / "m.py").write_text("x = 2\n")
+    assert book.library_fingerprint(lib) != fp
+
+
+def test_kernelspec_points_at_this_interpreter(tmp_path):
+    folder = book.write_kernelspec(tmp_path / "jupyter")
+    spec = json.loads((folder / "kernels" / book.KERNEL_NAME / "kernel.json").read_text())
+    assert spec["argv"][:3] == [sys.executable, "-m", "ipykernel_launcher"]
+
+
+def test_cli_registers_book_command():
+    from dar_lib.cli import build_parser
+
+    args = build_parser().parse_args(["book", "--smoke", "--only", "01_data", "--force", "--out", "/tmp/x"])
+    assert args.smoke and args.force and args.only == ["01_data"] and args.out == Path("/tmp/x")
+    assert args.func is book.handler
+
+
+# --- a tiny synthetic book: skipping, failures, warnings as errors ---------------------------------
+def _tiny_book(root: Path, bad_code: str = "raise RuntimeError('boom: the bad chapter broke')") -> tuple[Path, Path]:
+    bookdir, nbs = root / "book", root / "notebooks"
+    bookdir.mkdir(parents=True)
+    nbs.mkdir()
+    (bookdir / "intro.md").write_text("# Tiny\n\nA test book.\n")
+    (bookdir / "_toc.yml").write_text(
+        "format: jb-book\nroot: intro\nchapters:\n  - file: notebooks/good\n  - file: notebooks/bad\n")
+    params = new_code_cell("n = 1")
+    params.metadata["tags"] = ["parameters"]
+    good = new_notebook(cells=[
+        new_markdown_cell("# Good\n\nThe answer is {glue:text}`answer`."), params,
+        new_code_cell("from myst_nb import glue\nglue('answer', n * 21, display=False)")])
+    bad = new_notebook(cells=[new_markdown_cell("# Bad"), new_code_cell(bad_code)])
+    for name, nb in (("good", good), ("bad", bad)):
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(nb, nbs / f"{name}.ipynb")
+    return bookdir, nbs
+
+
+def _frozen_lib(root: Path) -> Path:
+    """A library tree nobody edits during the test (the stamp's library fingerprint reads it)."""
+    lib = root / "frozen_lib"
+    lib.mkdir(parents=True, exist_ok=True)
+    (lib / "mod.py").write_text("x = 1\n")
+    return lib
+
+
+@pytest.mark.slow
+def test_failing_chapter_is_reported_and_the_rest_still_builds(tmp_path):
+    bookdir, nbs = _tiny_book(tmp_path)
+    kw = dict(book_dir=bookdir, notebooks_dir=nbs, config=REPO / "_config.yml", js_dir=REPO / "book" / "js",
+              parameters={"n": 2}, progress=False, lib_dir=_frozen_lib(tmp_path))
+    lines: list[str] = []
+    result = book.build_book(tmp_path / "out", log=lines.append, **kw)
+    assert result.executed == ["good"]
+    assert list(result.failed) == ["bad"] and "boom: the bad chapter broke" in result.failed["bad"]
+    assert result.book_ok is True and not result.ok
+    assert book.report(result, log=lines.append) == 1
+    assert any("FAILED bad: RuntimeError: boom" in line for line in lines)
+    html = result.html_dir
+    good_html = (html / "notebooks" / "good.html").read_text()
+    assert re.search(r"The answer is\s*(<[^>]+>)?42", good_html)  # parameter n=2 was injected, glue rendered
+    assert "boom: the bad chapter broke" in (html / "notebooks" / "bad.html").read_text()
+    record = json.loads((tmp_path / "out" / "records" / "bad.json").read_text())
+    assert record["status"] == "failed" and "boom" in record["error"]
+
+    # Second run: the good chapter is skipped (stamp unchanged); the failed one is retried.
+    again = book.build_book(tmp_path / "out", log=lines.append, **kw)
+    assert again.skipped == ["good"] and list(again.failed) == ["bad"]
+    # A changed parameter re-runs the chapter.
+    third = book.build_book(tmp_path / "out", log=lines.append, compile_book=False,
+                            **{**kw, "parameters": {"n": 3}})
+    assert third.executed == ["good"]
+
+
+@pytest.mark.slow
+def test_warnings_are_errors(tmp_path):
+    bookdir, nbs = _tiny_book(tmp_path, bad_code="1 + 1")
+    (bookdir / "intro.md").write_text("# Tiny\n\nSee [a missing page](nowhere.md).\n")
+    result = book.build_book(tmp_path / "out", book_dir=bookdir, notebooks_dir=nbs, config=REPO / "_config.yml",
+                             js_dir=REPO / "book" / "js", progress=False, log=lambda s: None)
+    assert not result.failed
+    assert result.book_ok is False and "nowhere" in result.book_error
+    assert book.report(result, log=lambda s: None) == 1
+
+
+# --- the real book, smoke profile ------------------------------------------------------------------
+@pytest.mark.slow
+def test_smoke_book_builds_every_page(smoke_book):
+    root, result, lines = smoke_book
+    assert result.failed == {}, result.failed
+    assert result.book_ok, result.book_error
+    chapters = [c.name for c in book.find_chapters(REPO / "book", REPO / "notebooks")]
+    assert result.executed == chapters and chapters[-1] == "99_status"
+    for page in PAGES:
+        assert (result.html_dir / page).is_file(), page
+    assert any(line.startswith("[1/") and "running" in line for line in lines)  # progress shown
+    record = json.loads((root / "out" / "records" / "01_data.json").read_text())
+    assert record["status"] == "ok" and record["parameters"]["smoke"] is True
+    assert record["duration_s"] > 0 and "torch" in record["packages"] and record["machine"]["cpu_count"]
+    status_html = (result.html_dir / "notebooks" / "99_status.html").read_text()
+    assert "01_data" in status_html
+
+
+@pytest.mark.slow
+def test_smoke_book_loads_no_script_from_a_cdn(smoke_book):
+    _, result, _ = smoke_book
+    html_files = list(result.html_dir.rglob("*.html"))
+    assert len(html_files) >= len(PAGES)
+    for path in html_files:
+        text = path.read_text()
+        for src in re.findall(r"<script[^>]*\bsrc=\"([^\"]+)\"", text):
+            assert "://" not in src and "cdn" not in src.lower(), (path.name, src)
+        for href in re.findall(r"<link[^>]*\bhref=\"([^\"]+)\"", text):
+            assert not href.startswith(("http://", "https://", "//")) or "rel=\"canonical\"" in text, (path.name, href)
+        assert "THEBE_JS_URL" not in text
+    vendor = result.html_dir / "_static" / "vendor"
+    for rel in ("require.js", "html-manager/embed-amd.js", "mathjax/es5/tex-mml-chtml.js"):
+        assert (vendor / rel).is_file(), rel
+    assert list((vendor / "html-manager").glob("*.woff2")), "widget icon fonts must sit beside embed-amd.js"
+
+
+@pytest.mark.slow
+def test_unchanged_rebuild_runs_no_chapter(smoke_book):
+    root, first, _ = smoke_book
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DAR_CACHE_DIR", str(root / "cache"))
+        again = book.build_book(root / "out", profile="toy", smoke=True, progress=False, log=lambda s: None,
+                                lib_dir=_frozen_lib(root))
+    assert again.executed == [] and again.failed == {}
+    assert again.skipped == first.executed
+    assert again.book_ok, again.book_error
+
+
+def test_status_records_roundtrip_and_bad_record_is_named(tmp_path):
+    from dar_lib import status
+    from dar_lib.errors import DataError
+
+    rec = status.make_record("02_x", "x.ipynb", {"encoders": {"zs": "toy:clip-zs"}, "generator": "toy:sd", "n": 3},
+                             1.234, "ok")
+    assert rec["model_ids"] == ["toy:clip-zs", "toy:sd"] and rec["duration_s"] == 1.23
+    status.write_record(tmp_path, rec)
+    status.write_record(tmp_path, status.make_record("99_status", "s.ipynb", {}, 1, "ok"))
+    records = status.read_records(tmp_path, exclude=("99_status",))
+    assert [r["name"] for r in records] == ["02_x"]
+    table = status.records_table(records)
+    assert table.loc["02_x", "models"] == "toy:clip-zs, toy:sd" and "n=3" in table.loc["02_x", "parameters"]
+    assert status.read_records(tmp_path / "none") == []
+    (tmp_path / "03_bad.json").write_text('{"name": "03_bad"}')
+    with pytest.raises(DataError, match=r"03_bad.json: status record lacks status, parameters"):
+        status.read_records(tmp_path)
+    (tmp_path / "03_bad.json").write_text("{nope")
+    with pytest.raises(DataError, match=r"03_bad.json: not a valid status record"):
+        status.read_records(tmp_path)

@@ -1,0 +1,159 @@
+"""The rendered book in a real headless Chromium with the network off: no failed request, no script
+error, the explorer's slider changes the shown turn, and a figure is on the results page."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import shutil
+import threading
+
+import pytest
+
+from test_book import build_smoke_book
+
+#: Pages opened and checked for failed requests and script errors (relative to the HTML root).
+PAGES = ("intro.html", "paper_scale.html", "notebooks/01_data.html", "notebooks/99_status.html")
+#: The page holding an explorer (the lead's explorer chapter replaces the data chapter's browser).
+EXPLORER_PAGE = "notebooks/01_data.html"
+#: The page that must show Figure 3 and a text that identifies it (None: any rendered figure).
+FIGURE3_PAGE = "notebooks/01_data.html"
+FIGURE3_TEXT: str | None = None
+
+CHROMIUM_FLAGS = (
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+    # Network off except the local server: every other host fails to resolve.
+    '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1',
+)
+
+pytestmark = pytest.mark.slow
+
+
+def _chromium_paths() -> tuple[str, str]:
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    driver = shutil.which("chromedriver")
+    if not browser or not driver:
+        pytest.skip("headless browser test needs Chromium and chromedriver "
+                    "(Debian: apt-get install -y chromium chromium-driver)")
+    return browser, driver
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """Serve the smoke book's HTML on 127.0.0.1 from a background thread."""
+    _chromium_paths()
+    _, result, _ = build_smoke_book(tmp_path_factory)
+    assert result.book_ok, result.book_error
+    handler = functools.partial(_QuietHandler, directory=str(result.html_dir))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):  # keep pytest output clean
+        pass
+
+
+@pytest.fixture(scope="module")
+def driver(tmp_path_factory):
+    selenium = pytest.importorskip("selenium")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    browser, chromedriver = _chromium_paths()
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
+    drv = webdriver.Chrome(service=Service(chromedriver), options=options)
+    drv.set_page_load_timeout(60)
+    yield drv
+    drv.quit()
+
+
+def _open(driver, url: str) -> None:
+    driver.get_log("performance")  # drop earlier pages' events
+    driver.get_log("browser")
+    driver.get(url)
+    driver.execute_async_script(  # let deferred scripts (MathJax, widgets) finish loading
+        "var done = arguments[0]; if (document.readyState === 'complete') setTimeout(done, 1500);"
+        " else window.addEventListener('load', function(){ setTimeout(done, 1500); });")
+
+
+def _failures(driver, site: str) -> tuple[list[str], list[str]]:
+    """Failed requests made by the book's pages (by URL) and SEVERE console entries."""
+    failed, requests = [], {}
+    for entry in driver.get_log("performance"):
+        msg = json.loads(entry["message"])["message"]
+        params = msg.get("params", {})
+        if msg["method"] == "Network.requestWillBeSent":
+            requests[params["requestId"]] = (params["request"]["url"], params.get("documentURL", ""))
+        elif msg["method"] == "Network.loadingFailed" and not params.get("canceled"):
+            url, document = requests.get(params["requestId"], ("?", ""))
+            # Chromium's own background probes (no page of ours as document) are not the book's requests.
+            if document.startswith(site) or url.startswith(site):
+                failed.append(f"{params.get('errorText')}: {url}")
+        elif msg["method"] == "Network.responseReceived" and params["response"]["status"] >= 400:
+            url = params["response"]["url"]
+            if not url.endswith("/favicon.ico"):  # the browser's own probe, not a page request
+                failed.append(f"HTTP {params['response']['status']} {url}")
+    errors = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"
+              and "favicon.ico" not in e["message"]]
+    return failed, errors
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_has_no_failed_request_and_no_script_error(site, driver, page):
+    _open(driver, f"{site}/{page}")
+    assert driver.title, f"{page} did not load"
+    failed, errors = _failures(driver, site)
+    assert failed == [], f"{page}: failed requests {failed}"
+    assert errors == [], f"{page}: script errors {errors}"
+
+
+def test_math_renders_offline(site, driver):
+    _open(driver, f"{site}/intro.html")
+    assert driver.execute_script("return document.querySelectorAll('mjx-container').length") > 0
+
+
+def test_explorer_slider_changes_the_shown_turn(site, driver):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    _open(driver, f"{site}/{EXPLORER_PAGE}")
+    root = driver.find_element(By.CSS_SELECTOR, ".dar-explorer")
+    label = root.find_element(By.CSS_SELECTOR, ".dar-turn-label")
+    turns = root.find_elements(By.CSS_SELECTOR, ".dar-turns li")
+    assert label.text == "round 0" and len(turns) == 1
+    caption = turns[0].text
+    slider = root.find_element(By.CSS_SELECTOR, ".dar-slider")
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'}); arguments[0].focus();", slider)
+    slider.send_keys(Keys.ARROW_RIGHT)
+    slider.send_keys(Keys.ARROW_RIGHT)
+    assert label.text == "round 2"
+    assert len(root.find_elements(By.CSS_SELECTOR, ".dar-turns li")) == 3
+    shown = [li.text for li in root.find_elements(By.CSS_SELECTOR, ".dar-turns li")]
+    assert shown[0] == caption and shown[1] != shown[2]
+    # The data chapter's explorer shows the raw query: the turns so far joined by ", ".
+    assert root.find_element(By.CSS_SELECTOR, ".dar-query").text.startswith(caption)
+    _, errors = _failures(driver, site)
+    assert errors == []
+
+
+def test_figure3_is_on_the_results_page(site, driver):
+    from selenium.webdriver.common.by import By
+
+    _open(driver, f"{site}/{FIGURE3_PAGE}")
+    images = driver.find_elements(By.CSS_SELECTOR, ".cell_output img")
+    loaded = [im for im in images if driver.execute_script("return arguments[0].naturalWidth", im) > 0]
+    assert loaded, f"no rendered figure on {FIGURE3_PAGE}"
+    if FIGURE3_TEXT:
+        assert FIGURE3_TEXT in driver.find_element(By.TAG_NAME, "body").text
