@@ -134,13 +134,26 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
 
 
 # -- the stages ------------------------------------------------------------------------------
-def corpus_embeddings(bench, encoder, store, *, chunk: int = 1024, progress: bool = True) -> np.ndarray:
+#: Corpus images per cached embedding chunk (every backend uses the same chunks, so the same keys).
+CORPUS_CHUNK = 1024
+
+
+def corpus_chunks(n_corpus: int, chunk: int = CORPUS_CHUNK) -> list[tuple[int, int]]:
+    """The (start, stop) corpus id ranges embedded and cached as one unit."""
+    return [(s, min(n_corpus, s + chunk)) for s in range(0, n_corpus, chunk)]
+
+
+def corpus_chunk_key(store, encoder_fingerprint: str, corpus_fingerprint: str, start: int, stop: int) -> str:
+    """The store key of one chunk of corpus embeddings."""
+    return store.key("corpus_emb", encoder=encoder_fingerprint, corpus=corpus_fingerprint, start=start, stop=stop)
+
+
+def corpus_embeddings(bench, encoder, store, *, progress: bool = True) -> np.ndarray:
     """Embed the corpus once per encoder, cached in chunks (a killed run keeps finished chunks)."""
-    n = len(bench.corpus_paths)
     parts = []
-    for start in _progress(range(0, n, chunk), progress, desc=f"corpus {encoder.id}", unit="chunk"):
-        stop = min(n, start + chunk)
-        key = store.key("corpus_emb", encoder=encoder.fingerprint(), corpus=bench.fingerprint, start=start, stop=stop)
+    for start, stop in _progress(corpus_chunks(len(bench.corpus_paths)), progress, desc=f"corpus {encoder.id}",
+                                 unit="chunk"):
+        key = corpus_chunk_key(store, encoder.fingerprint(), bench.fingerprint, start, stop)
         parts.append(store.get_or_compute_array(
             "corpus_emb", key, lambda: encoder.encode_images(bench.corpus_images(range(start, stop))).numpy()))
     return np.concatenate(parts).astype(np.float32, copy=False)
@@ -249,7 +262,7 @@ def provenance(cfg: EvalConfig, models: dict) -> dict:
 
 
 def evaluate(cfg: EvalConfig, store=None, *, shard: tuple[int, int] | None = None, progress: bool = True,
-             bench=None):
+             bench=None, backend: str = "local", ray_address: str | None = None):
     """Run one evaluation and return a tidy table of target ranks (one row per method, dialogue, round).
 
     Args:
@@ -259,6 +272,9 @@ def evaluate(cfg: EvalConfig, store=None, *, shard: tuple[int, int] | None = Non
             merge the stores afterwards (``dar merge-stores``) and run without ``shard``.
         progress: show progress bars.
         bench: a preloaded :class:`~dar_lib.benchmarks.Benchmark` (default: load ``cfg.benchmark``).
+        backend: ``"local"`` (this process) or ``"ray"`` (generation and corpus encoding on a Ray
+            cluster, see :mod:`dar_lib.distributed`; results are identical, the store is shared).
+        ray_address: Ray cluster address (``"auto"``, ``"ray://host:10001"``; default: start a local one).
 
     Returns:
         A pandas DataFrame with columns ``method, dialog_idx, round_idx, target_id, rank`` and the
@@ -280,12 +296,20 @@ def evaluate(cfg: EvalConfig, store=None, *, shard: tuple[int, int] | None = Non
     gen = None
     if p.pairs:
         pairs = p.pairs if shard is None else [x for x in p.pairs if shard_of(x[0], x[1], shard[1]) == shard[0]]
-        gen = generate(cfg, pairs, store, progress=progress)
+        if backend == "ray":
+            from dar_lib import distributed
+
+            distributed.generate(cfg, pairs, store, address=ray_address, progress=progress)
+        gen = generate(cfg, pairs, store, progress=progress)  # with the ray backend: all cached already
         if shard is not None:
             log.info("shard %d/%d: %d of %d images are in the store %s", shard[0], shard[1], len(pairs), len(p.pairs), store.root)
             return None
     encoder = _model("encoder", cfg.encoder, cfg.device)
-    corpus = corpus_embeddings(bench, encoder, store, progress=progress)
+    if backend == "ray":
+        from dar_lib import distributed
+
+        distributed.corpus_embeddings(cfg, bench, store, address=ray_address, progress=progress)
+    corpus = corpus_embeddings(bench, encoder, store, progress=progress)  # with ray: all cached already
     n_d, n_r = len(bench.dialogues), bench.dialogues[0].n_rounds
     targets = np.repeat([d.target_id for d in bench.dialogues], n_r)
     text_emb = _encode_texts(encoder, [t for row in p.texts for t in row] +
@@ -366,6 +390,10 @@ def register(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=64, help="images per generator/encoder batch")
     p.add_argument("--store", default=None, help="artefact store folder (default: $DAR_CACHE_DIR/store)")
     p.add_argument("--shard", default=None, help="i/n: only generate this machine's share of the images, then stop")
+    p.add_argument("--backend", default="local", choices=("local", "ray"),
+                   help="where generation and corpus encoding run: this process (default) or a Ray cluster "
+                        "(needs the extra: pip install -e '.[ray]')")
+    p.add_argument("--ray-address", default=None, help="Ray cluster address, e.g. auto (default: start a local Ray)")
     p.add_argument("--out", default=None, help="write the table of ranks to this CSV file")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_eval_cli)
@@ -393,7 +421,8 @@ def _eval_cli(args: argparse.Namespace) -> int:
                              n_dialogues=args.n_dialogues, seed=args.seed, steps=args.steps,
                              guidance=args.guidance, size=args.size, toy_size=args.toy_size,
                              image_root=args.image_root, device=args.device, batch_size=args.batch_size)
-            table = evaluate(cfg, store, shard=shard, progress=not args.quiet)
+            table = evaluate(cfg, store, shard=shard, progress=not args.quiet, backend=args.backend,
+                             ray_address=args.ray_address)
             if shard is not None:
                 break
             tables.append(table)

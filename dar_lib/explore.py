@@ -216,3 +216,76 @@ def explorer_html(records: Sequence[Any], element_id: str | None = None) -> str:
     max_round = max(len(d["rounds"]) for d in payload) - 1
     subs = {"id": element_id, "max": max_round}
     return _BODY % {**subs, "css": _CSS % subs, "data": data, "js": _JS % subs}
+
+
+def session_record(session, bench, dialog_idx: int = -1) -> DialogueRecord:
+    """A :class:`DialogueRecord` of an interactive :class:`~dar_lib.pipeline.Session` so far."""
+    from dar_lib.retrieve import target_ranks
+
+    target = bench.dialogues[dialog_idx].target_id if dialog_idx >= 0 else None
+    rounds = []
+    for res in session.results:
+        rank = None
+        if target is not None and session.pipeline.corpus_emb is not None:
+            rank = int(target_ranks(res.fused_emb[None], session.pipeline.corpus_emb, [target])[0])
+        rounds.append(RoundRecord(round_idx=res.round_idx, query=res.query, prompts=list(res.prompts),
+                                  k_images=list(res.images), top_ids=[int(i) for i in res.top_ids],
+                                  top_images=bench.corpus_images([int(i) for i in res.top_ids]), target_rank=rank))
+    return DialogueRecord(dialog_idx=max(dialog_idx, 0), target_id=target if target is not None else -1,
+                          dialog=list(session.turns), rounds=rounds,
+                          target_image=bench.corpus_images([target])[0] if target is not None else None,
+                          benchmark=bench.name)
+
+
+def live_session(pipe, bench, dialog_idx: int = 0, profile: str = "toy", questioner=None):
+    """An ipywidgets app: the system asks, a person types the answer, DAR re-ranks turn by turn.
+
+    The session starts from the dialogue's caption; the target image is shown so a person can answer
+    about it. Under the toy profile the toy questioner asks (it looks at the current top
+    candidates); otherwise the person types both question and answer (or pass an LLM ``questioner``).
+
+    Args:
+        pipe: an indexed :class:`~dar_lib.pipeline.DARPipeline`.
+        bench: the benchmark the corpus comes from.
+        dialog_idx: which dialogue's target to search for.
+        profile: ``"toy"`` uses the toy questioner by default.
+        questioner: any questioner (see :mod:`dar_lib.models.questioners`).
+
+    Returns:
+        The app (an ``ipywidgets.VBox``); ``app.session`` is the underlying session.
+    """
+    import ipywidgets as W
+
+    if questioner is None and profile == "toy" and bench.meta.get("scenes") is not None:
+        from dar_lib.models.questioners import load_questioner
+
+        questioner = load_questioner("toy", scenes=bench.meta["scenes"])
+    pipe.questioner = questioner
+    session = pipe.session(bench.dialogues[dialog_idx].caption)
+    view = W.HTML()
+    question = W.Text(description="question", layout=W.Layout(width="90%"))
+    answer = W.Text(description="answer", placeholder="type your answer and press the button",
+                    layout=W.Layout(width="90%"))
+    button = W.Button(description="answer", button_style="primary")
+    status = W.Label()
+
+    def refresh():
+        view.value = explorer_html([session_record(session, bench, dialog_idx)])
+        if questioner is not None:
+            question.value = session.ask()
+
+    def on_click(_):
+        if not answer.value.strip() or not question.value.strip():
+            status.value = "type a question and an answer first"
+            return
+        status.value = "imagining..."
+        session.answer(answer.value, question=question.value)
+        answer.value = ""
+        status.value = f"round {session.results[-1].round_idx} done"
+        refresh()
+
+    button.on_click(on_click)
+    refresh()
+    app = W.VBox([view, question, answer, W.HBox([button, status])])
+    app.session = session
+    return app

@@ -39,13 +39,13 @@ METHOD_STYLES: dict[str, str] = {
     "baseline": "--",
     "dar": "-",
     "reformulated": ":",
-    "images": "-.",
+    "images-only": "-.",
 }
 METHOD_LABELS: dict[str, str] = {
     "baseline": "baseline (raw dialogue)",
     "dar": "DAR",
     "reformulated": "reformulation only",
-    "images": "images only",
+    "images-only": "images only",
 }
 #: Benchmark -> panel title, real sets and their toy twins.
 BENCHMARK_TITLES: dict[str, str] = {
@@ -233,7 +233,7 @@ def controls_figure(
     seed: int = 0,
     title: str = "Controls: reformulation only and images only next to baseline and DAR",
 ):
-    """The controls: ``reformulated`` (dotted) and ``images`` (dash-dot) next to baseline and DAR.
+    """The controls: ``reformulated`` (dotted) and ``images-only`` (dash-dot) next to baseline and DAR.
 
     Args: as :func:`figure3`.
 
@@ -241,5 +241,43 @@ def controls_figure(
         The matplotlib Figure.
     """
     _check(df)
-    return _panels(df, ("baseline", "reformulated", "images", "dar"), benchmarks, k, n_boot, level, seed,
+    return _panels(df, ("baseline", "reformulated", "images-only", "dar"), benchmarks, k, n_boot, level, seed,
                    title, ncols=4)
+
+
+def figure4(records, max_images: int = 1, title: str = "Figure 4: what DAR imagines as the dialogue grows"):
+    """Figure 4: one row per dialogue; per shown round the first generated image(s), then the target.
+
+    Args:
+        records: :class:`~dar_lib.explore.DialogueRecord` objects (with generated images per round).
+        max_images: generated images shown per round.
+        title: figure title.
+
+    Returns:
+        The matplotlib Figure.
+    """
+    import matplotlib.pyplot as plt
+
+    set_style()
+    records = list(records)
+    if not records:
+        raise ValueError("figure4 needs at least one dialogue record")
+    n_rounds = len(records[0].rounds)
+    cols = n_rounds * max_images + 1
+    fig, axes = plt.subplots(len(records), cols, figsize=(1.3 * cols, 1.5 * len(records)), squeeze=False)
+    for row, rec in zip(axes, records):
+        for j, rnd in enumerate(rec.rounds):
+            for i in range(max_images):
+                ax = row[j * max_images + i]
+                if i < len(rnd.k_images):
+                    ax.imshow(rnd.k_images[i])
+                rank = "" if rnd.target_rank is None else f"\ntarget rank {rnd.target_rank + 1}"
+                ax.set_title(f"round {rnd.round_idx}{rank}" if i == 0 else "", fontsize=7)
+        row[-1].imshow(rec.target_image)
+        row[-1].set_title("target", fontsize=7)
+        for ax in row:
+            ax.set_xticks([]), ax.set_yticks([])
+            ax.grid(False)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -80,7 +80,7 @@ def load_benchmark(
 
         fp = hash_parts(world="toy", seed=seed, version=getattr(tw, "VERSION", 1), **size)
         bench = Benchmark(name, dialogues, list(world.corpus_paths), fp, load_images,
-                          meta={"toy_size": toy_size, "seed": seed, **size})
+                          meta={"toy_size": toy_size, "seed": seed, "scenes": scenes, **size})
     elif name in CHATIR:
         from dar_lib.benchmarks import chatir, images
 

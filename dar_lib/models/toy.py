@@ -94,4 +94,6 @@ def load_reformulator(name: str = "rules", **kw):
     """The toy world's rule-based R1/R2 (``toyworld.ToyReformulator``); it stands in for an LLM."""
     from dar_lib.benchmarks import toyworld as tw
 
-    return tw.ToyReformulator(**kw) if not name or name in ("rules", "default") else tw.ToyReformulator(name, **kw)
+    if name not in ("", "rules"):
+        raise ValueError(f"unknown toy reformulator {name!r}; the toy world has one: 'toy:rules'")
+    return tw.ToyReformulator(**kw)

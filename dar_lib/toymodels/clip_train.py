@@ -169,7 +169,7 @@ def train_clip(
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         if log_every and (step + 1) % log_every == 0:
             recent = float(np.mean(losses[-log_every:]))
             bar.set_postfix(loss=f"{recent:.3f}")

@@ -54,11 +54,35 @@ def build_tokenizer(vocab: Iterable[str], max_length: int = 128):
     )
 
 
-def world_tokenizer(max_length: int = 128):
-    """The tokenizer over ``toyworld.VOCAB`` (the one every toy model ships with)."""
+#: Words a person (or a future world version) may use that the sampled texts might not contain.
+EXTRA_WORDS = (
+    "little tiny big huge upper lower centre plus ring thing things shaped colored coloured background "
+    "dark light bright gray grey brown pink cyan left right top bottom middle center corner side "
+    "above below beside behind front between with without only just also maybe probably think "
+    "four five several some many few first second third main biggest largest smallest"
+).split()
+
+
+def world_vocab(n_scenes: int = 300, seed: int = 0) -> list[str]:
+    """``toyworld.VOCAB`` plus every token seen in a seeded sample of the world's texts (all kinds,
+    all dialogue styles), sorted, so a word missing from the declared list still gets an id."""
+    import random
+
     from dar_lib.benchmarks import toyworld as tw
 
-    return build_tokenizer(tw.VOCAB, max_length=max_length)
+    words = {w.lower() for w in tw.VOCAB} | set(EXTRA_WORDS)
+    rng = random.Random(seed)
+    for scene in tw.make_scenes(n_scenes, seed=seed):
+        texts = [tw.full_caption(scene), tw.alt_text(scene, rng), tw.corpus_caption(scene, rng), tw.first_caption(scene, rng)]
+        texts += [tw.dialogue_text(scene, rng, style=style, round_idx=10) for style in tw.STYLES]
+        for text in texts:
+            words.update(tw.tokenize(text.lower()))
+    return sorted(words)
+
+
+def world_tokenizer(max_length: int = 128):
+    """The tokenizer over the toy world's vocabulary (the one every toy model ships with)."""
+    return build_tokenizer(world_vocab(), max_length=max_length)
 
 
 def save_tokenizer(tokenizer, folder: Path) -> None:
