@@ -78,8 +78,12 @@ PROFILES: dict[str, dict[str, Any]] = {
         "seed": 0,
         "n_boot": 1000,
         "encoders": {
-            "zero-shot": "blip:Salesforce/blip-itm-base-coco",
-            "coco-ft": "blip:Salesforce/blip-itm-large-coco",
+            # BLIP's pre-training checkpoint (no retrieval fine-tuning). Its original layout adds a
+            # text decoder that the importer does not map yet: see the Paper scale page.
+            "zero-shot": "blip-original:model_base.pth+Salesforce/blip-itm-base-coco",
+            # The paper's BLIP-base, fine-tuned on COCO retrieval (transformers layout on the hub).
+            "coco-ft": "blip:Salesforce/blip-itm-base-coco",
+            # ChatIR's dialogue-fine-tuned BLIP-base (download chatir_weights.ckpt from ChatIR's README).
             "dialogue-ft": "blip-original:chatir_weights.ckpt+Salesforce/blip-itm-base-coco",
             "clip": "clip:openai/clip-vit-base-patch16",
         },

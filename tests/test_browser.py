@@ -14,12 +14,13 @@ import pytest
 from test_book import build_smoke_book
 
 #: Pages opened and checked for failed requests and script errors (relative to the HTML root).
-PAGES = ("intro.html", "paper_scale.html", "notebooks/01_data.html", "notebooks/99_status.html")
+PAGES = ("intro.html", "paper_scale.html", "notebooks/01_data.html", "notebooks/05_results_zero_shot.html",
+         "notebooks/14_explorer.html", "notebooks/99_status.html")
 #: The page holding an explorer (the lead's explorer chapter replaces the data chapter's browser).
-EXPLORER_PAGE = "notebooks/01_data.html"
+EXPLORER_PAGE = "notebooks/14_explorer.html"
 #: The page that must show Figure 3 and a text that identifies it (None: any rendered figure).
-FIGURE3_PAGE = "notebooks/01_data.html"
-FIGURE3_TEXT: str | None = None
+FIGURE3_PAGE = "notebooks/05_results_zero_shot.html"
+FIGURE3_TEXT: str | None = "Figure 3"
 
 CHROMIUM_FLAGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

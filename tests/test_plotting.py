@@ -17,7 +17,7 @@ def _ranks(seed: int = 0, n: int = 30, rounds: int = 11) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     rows = []
     for bench in ("visdial", "chatgpt", "human", "flan"):
-        for method, scale in (("baseline", 40), ("dar", 15), ("reformulated", 30), ("images", 25)):
+        for method, scale in (("baseline", 40), ("dar", 15), ("reformulated", 30), ("images-only", 25)):
             for enc in ("zero-shot", "coco-ft", "dialogue-ft"):
                 ranks = rng.integers(0, scale, size=(n, rounds))
                 for d in range(n):
