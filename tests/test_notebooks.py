@@ -18,6 +18,17 @@ GLUE_REF = re.compile(r"\{glue(?::\w+)?\}`([A-Za-z_][A-Za-z0-9_]*)")
 pytestmark = pytest.mark.slow
 
 
+@pytest.fixture(scope="module")
+def _shared_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("notebook-cache")
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(_shared_cache, monkeypatch):
+    """The chapters share one cache, as in a real build: later chapters replay the images earlier ones made."""
+    monkeypatch.setenv("DAR_CACHE_DIR", str(_shared_cache))
+
+
 def glued(nb) -> dict[str, str]:
     """name -> text/plain of every myst-nb glue output in an executed notebook."""
     out = {}
@@ -67,6 +78,7 @@ def test_notebook_runs_with_smoke_parameters(path, tmp_path):
     assert referenced <= set(values), f"{path.name}: prose quotes unglued {sorted(referenced - set(values))}"
     injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert len(injected) == 1
+    _key_outputs(path.stem, nb, values)
     if path.stem == "01_data":
         assert values["n_toy_corpus"] == "'300'" and values["n_toy_dialogues"] == "'8'"
         assert values["n_toy_styles"] == "4" and values["n_browsable"] == "5"
@@ -76,3 +88,24 @@ def test_notebook_runs_with_smoke_parameters(path, tmp_path):
         assert "dar-explorer" in html
     if path.stem == "99_status":
         assert values["n_chapters"] == "2" and values["n_ok"] == "1" and values["n_failed"] == "1"
+
+
+
+VERDICTS = {"'supported'", "'contradicted'", "'inconclusive'"}
+#: Chapter -> figures it must show at least.
+FIGURES = {"03_generation": 1, "05_results_zero_shot": 2, "06_results_robustness": 1, "09_results_single_turn": 1,
+           "10_premise": 1, "12_analysis_k": 1}
+
+
+def _key_outputs(stem: str, nb, values: dict) -> None:
+    """Chapter-specific outputs beyond 'every quoted value exists'."""
+    pngs = sum("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
+    assert pngs >= FIGURES.get(stem, 0), f"{stem}: {pngs} figures, expected {FIGURES.get(stem, 0)}"
+    verdicts = {k: v for k, v in values.items() if "verdict" in k}
+    assert all(v in VERDICTS for v in verdicts.values()), verdicts
+    html = "".join(o.get("data", {}).get("text/html", "") for c in nb.cells for o in c.get("outputs", []))
+    if stem == "05_results_zero_shot":
+        assert len(verdicts) == 7  # four benchmarks, round 2, and the two controls
+        assert "95% CI" in html
+    if stem == "14_explorer":
+        assert "dar-explorer" in html and "data:image/png;base64," in html

@@ -1,0 +1,464 @@
+"""Ray backend: generate images and embed the corpus on a cluster, into the shared artefact store.
+
+The two expensive stages of an evaluation run on a pool of Ray actors, each holding one model
+replica (one GPU per actor when the cluster has GPUs, one CPU otherwise). Actors write into the
+same content-addressed :class:`~dar_lib.store.ArtefactStore` as a local run, under the same keys
+(:class:`~dar_lib.models.generators.CachedGenerator` for images,
+:func:`~dar_lib.evaluate.corpus_chunk_key` for corpus chunks), so a Ray run, a sharded run and a
+single-process run produce byte-identical artefacts and resume each other. Store writes are atomic
+(temporary file + rename), so an actor killed mid-batch leaves no partial file; its batch is
+resubmitted (at most ``max_retries`` times) and the :class:`RunSummary` counts the retries.
+
+Ray is an optional extra (``pip install -e ".[ray]"``); it is imported only when a function here runs.
+
+Examples:
+    >>> from dar_lib.evaluate import EvalConfig, evaluate
+    >>> cfg = EvalConfig(benchmark="toy-flan", encoder="toy:clip-zs", n_dialogues=50)   # doctest: +SKIP
+    >>> table = evaluate(cfg, backend="ray", ray_address="auto")                        # doctest: +SKIP
+    >>> summary = generate(cfg, pairs, store, address="auto")                           # doctest: +SKIP
+    >>> summary.as_dict()["generated"]                                                   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+log = logging.getLogger(__name__)
+
+INSTALL_HINT = 'the Ray backend needs the optional extra: pip install -e ".[ray]" (or pip install "ray[default]>=2.30")'
+#: Test hook: a file path; the first actor to create it exits mid-batch (simulates a killed worker).
+CRASH_ENV = "DAR_RAY_CRASH_ONCE"
+#: Batches queued on each actor at once, so an actor never waits for the driver between batches.
+IN_FLIGHT_PER_ACTOR = 2
+
+
+def _ray():
+    """Import ray, or fail with a message that says how to install it."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise RuntimeError(INSTALL_HINT) from exc
+    return ray
+
+
+@dataclass
+class RunSummary:
+    """What one distributed stage did.
+
+    Attributes:
+        stage: ``"generate"`` or ``"corpus"``.
+        total: images the stage had to provide (generated images or corpus images).
+        done: items in the store at the end.
+        generated: items computed by the workers in this run.
+        cached: items found in the store (before dispatch or by a worker).
+        retries: batches resubmitted after their worker died or the task failed.
+        failures: batches given up on after ``max_retries`` resubmissions.
+        seconds: wall time of the stage.
+        workers: actors used.
+        errors: the first few error messages.
+        fingerprint: the workers' model fingerprint (the driver's must match to find their entries).
+    """
+
+    stage: str
+    total: int
+    done: int = 0
+    generated: int = 0
+    cached: int = 0
+    retries: int = 0
+    failures: int = 0
+    seconds: float = 0.0
+    workers: int = 0
+    errors: list[str] = field(default_factory=list)
+    fingerprint: str | None = None
+
+    @property
+    def per_second(self) -> float:
+        """Items computed per second of wall time (0 when nothing was computed)."""
+        return self.generated / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "per_second": round(self.per_second, 3)}
+
+    def __str__(self) -> str:
+        return (f"{self.stage}: {self.done}/{self.total} done ({self.generated} computed, {self.cached} cached) "
+                f"by {self.workers} workers in {self.seconds:.1f} s, {self.retries} retries, {self.failures} failures")
+
+
+# -- connecting --------------------------------------------------------------------------------
+def connect(address: str | None = None, num_workers: int | None = None):
+    """Connect to a Ray cluster, or start a local one; returns the ``ray`` module.
+
+    Args:
+        address: ``"auto"``, ``"ray://host:10001"`` or ``host:port``; ``None`` starts a local Ray
+            with ``num_workers`` CPUs (default: every core). A no-op when Ray is already initialised.
+        num_workers: CPUs of a locally started Ray.
+    """
+    ray = _ray()
+    if ray.is_initialized():
+        return ray
+    kw = dict(logging_level=logging.WARNING, log_to_driver=False, include_dashboard=False)
+    if address:
+        ray.init(address=address, **kw)
+    else:
+        # Workers only exchange small batch descriptions (images go through the store), so a
+        # small object store is enough and does not claim half of /dev/shm.
+        ray.init(num_cpus=num_workers or os.cpu_count() or 1, object_store_memory=200 * 1024**2, **kw)
+    return ray
+
+
+def _actor_resources(ray, num_workers: int | None) -> tuple[int, dict]:
+    """(number of actors, actor options): one GPU per actor when the cluster has GPUs, else one CPU."""
+    res = ray.cluster_resources()
+    gpus, cpus = int(res.get("GPU", 0)), int(res.get("CPU", 1))
+    if gpus >= 1:
+        return (num_workers or gpus), {"num_gpus": 1, "num_cpus": 1}
+    return (num_workers or max(1, cpus)), {"num_cpus": 1}
+
+
+def _worker_device(cfg, options: dict) -> str | None:
+    """The torch device of an actor: the config's, else CUDA on a GPU actor (Ray sets CUDA_VISIBLE_DEVICES)."""
+    if cfg.device:
+        return cfg.device
+    if options.get("num_gpus"):
+        # Keys name the precision (fp16 on CUDA): a driver on another device would miss these entries.
+        log.warning("Ray workers run on CUDA but the config names no device; pass device='cuda' (--device cuda) "
+                    "so this process finds the images and embeddings they store")
+        return "cuda"
+    return "cpu"
+
+
+# -- actors -------------------------------------------------------------------------------------
+class _Worker:
+    """Base of both actors: the test hook that kills a worker once, mid-batch."""
+
+    def __init__(self, crash_marker: str | None):
+        self.crash_marker = crash_marker
+
+    def _maybe_crash(self) -> bool:
+        """True exactly once per marker file, cluster-wide (O_EXCL creation is atomic)."""
+        if not self.crash_marker:
+            return False
+        try:
+            fd = os.open(self.crash_marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return False
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        return True
+
+
+class GenerateWorker(_Worker):
+    """One generator replica writing (prompt, seed) images into the store (a Ray actor class)."""
+
+    def __init__(self, generator: str, device: str | None, store_root: str, crash_marker: str | None = None):
+        super().__init__(crash_marker)
+        from dar_lib.evaluate import _model
+        from dar_lib.models.generators import CachedGenerator
+        from dar_lib.store import ArtefactStore
+
+        self.gen = CachedGenerator(_model("generator", generator, device), ArtefactStore(store_root))
+
+    def describe(self) -> dict:
+        """The generator fingerprint and how it resolves ``None`` settings (the driver builds keys from them)."""
+        g = self.gen.generator
+        return {"fingerprint": g.fingerprint()}
+
+    def resolve(self, steps, guidance, size):
+        g = self.gen.generator
+        return tuple(g.resolve(steps, guidance, size)) if hasattr(g, "resolve") else (steps, guidance, size)
+
+    def run(self, pairs: list, steps, guidance, size) -> tuple[int, int]:
+        """Generate the batch's missing images; returns (generated, cached)."""
+        prompts, seeds = [p for p, _ in pairs], [s for _, s in pairs]
+        hits, misses = self.gen.hits, self.gen.misses
+        if self._maybe_crash():
+            # Die like a preempted node: half the batch written, the process gone without cleanup.
+            half = max(1, len(pairs) // 2)
+            self.gen.generate(prompts[:half], seeds[:half], steps=steps, guidance=guidance, size=size)
+            os._exit(1)
+        self.gen.generate(prompts, seeds, steps=steps, guidance=guidance, size=size)
+        return self.gen.misses - misses, self.gen.hits - hits
+
+
+class CorpusWorker(_Worker):
+    """One encoder replica embedding corpus chunks into the store (a Ray actor class).
+
+    The benchmark is rebuilt from the config in the actor (not pickled from the driver).
+    """
+
+    def __init__(self, cfg_fields: dict, device: str | None, store_root: str, crash_marker: str | None = None):
+        super().__init__(crash_marker)
+        from dar_lib.benchmarks import load_benchmark
+        from dar_lib.evaluate import EvalConfig, _model
+        from dar_lib.store import ArtefactStore
+
+        cfg = EvalConfig(**cfg_fields)
+        self.bench = load_benchmark(cfg.benchmark, cfg.n_dialogues, image_root=cfg.image_root,
+                                    toy_size=cfg.toy_size, seed=cfg.seed)
+        self.encoder = _model("encoder", cfg.encoder, device)
+        self.store = ArtefactStore(store_root)
+
+    def describe(self) -> dict:
+        return {"fingerprint": self.encoder.fingerprint(), "corpus": self.bench.fingerprint,
+                "n_corpus": len(self.bench.corpus_paths)}
+
+    def run(self, chunks: list) -> tuple[int, int]:
+        """Embed the missing chunks of the batch; returns (images computed, images cached)."""
+        from dar_lib.evaluate import corpus_chunk_key
+
+        if self._maybe_crash():
+            os._exit(1)
+        computed = cached = 0
+        for start, stop in chunks:
+            key = corpus_chunk_key(self.store, self.encoder.fingerprint(), self.bench.fingerprint, start, stop)
+            if self.store.has("corpus_emb", key):
+                cached += stop - start
+                continue
+            emb = self.encoder.encode_images(self.bench.corpus_images(range(start, stop))).numpy()
+            self.store.put_array("corpus_emb", key, emb)
+            computed += stop - start
+        return computed, cached
+
+
+# -- the scheduler ------------------------------------------------------------------------------
+def _is_system_failure(ray, exc: BaseException) -> bool:
+    """A dead worker, node or object (retry elsewhere) rather than an error in our code (fail fast)."""
+    ex = ray.exceptions
+    kinds = tuple(getattr(ex, n) for n in ("RayActorError", "WorkerCrashedError", "NodeDiedError",
+                                           "ObjectLostError", "OwnerDiedError", "ActorUnavailableError")
+                  if hasattr(ex, n))
+    return isinstance(exc, kinds)
+
+
+def _run_pool(ray, actors: list, make_actor, batches: list, call, summary: RunSummary, *, unit_of,
+              max_retries: int, progress: bool, desc: str, unit: str) -> None:
+    """Dispatch ``batches`` over a pool of actors with bounded resubmission; fills ``summary``.
+
+    A batch whose actor died goes back to the queue (at most ``max_retries`` times) and the dead
+    actor is replaced by a fresh replica, so the pool keeps its size; an error raised by our own
+    code in the actor is not retried (it would fail again) and counts as a failure.
+
+    Args:
+        actors: the started actors (replaced in place when one dies).
+        make_actor: () -> a new actor handle.
+        call: (actor, batch) -> an ObjectRef of (computed, cached) item counts.
+        unit_of: batch -> the number of items it holds (for progress).
+    """
+    from tqdm.auto import tqdm
+
+    n_actors = len(actors)
+    summary.workers = n_actors
+    load = [0] * n_actors
+    incarnation = [0] * n_actors  # bumped when a slot's actor is replaced
+    queue = list(range(len(batches)))[::-1]  # pop() from the end: batches go out in order
+    attempts = [0] * len(batches)
+    pending: dict = {}  # ref -> (batch index, actor slot, incarnation)
+    bar = tqdm(total=summary.total, initial=summary.done, disable=not progress, desc=desc, unit=unit,
+               dynamic_ncols=True)
+    try:
+        while queue or pending:
+            for a in range(n_actors):
+                while queue and load[a] < IN_FLIGHT_PER_ACTOR:
+                    b = queue.pop()
+                    pending[call(actors[a], batches[b])] = (b, a, incarnation[a])
+                    load[a] += 1
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                b, a, inc = pending.pop(ref)
+                if inc == incarnation[a]:
+                    load[a] -= 1
+                try:
+                    computed, cached = ray.get(ref)
+                except Exception as exc:  # noqa: BLE001 - classified below
+                    if _is_system_failure(ray, exc) and attempts[b] < max_retries:
+                        attempts[b] += 1
+                        summary.retries += 1
+                        queue.append(b)
+                        log.warning("%s: batch %d lost with its worker (%s); resubmitting (%d/%d)", desc, b,
+                                    type(exc).__name__, attempts[b], max_retries)
+                        if inc == incarnation[a] and isinstance(exc, ray.exceptions.RayActorError):
+                            # Its other in-flight batches fail too; they must not count against the new one.
+                            ray.kill(actors[a], no_restart=True)
+                            actors[a], incarnation[a], load[a] = make_actor(), inc + 1, 0
+                    else:
+                        summary.failures += 1
+                        if len(summary.errors) < 5:
+                            summary.errors.append(f"batch {b}: {type(exc).__name__}: {str(exc)[-500:]}")
+                    bar.set_postfix(retries=summary.retries, failures=summary.failures, refresh=False)
+                    continue
+                summary.generated += computed
+                summary.cached += cached
+                summary.done += computed + cached
+                bar.update(unit_of(batches[b]))
+    finally:
+        bar.close()
+        for actor in actors:
+            ray.kill(actor, no_restart=True)
+
+
+def _remote_class(ray, cls, options: dict):
+    # No automatic task retries: a task on a dying actor fails back to the driver, which
+    # resubmits it to a fresh replica and counts the retry for the summary.
+    return ray.remote(cls).options(max_restarts=0, max_task_retries=0, **options)
+
+
+def _start_pool(make_actor, n_actors: int, first) -> list:
+    """The probe actor plus ``n_actors - 1`` new ones (the probe already loaded its model)."""
+    return [first] + [make_actor() for _ in range(max(0, n_actors - 1))]
+
+
+# -- the two stages -----------------------------------------------------------------------------
+def generate(cfg, pairs: Sequence[tuple[str, int]], store, *, address: str | None = None, progress: bool = True,
+             num_workers: int | None = None, max_retries: int = 3, raise_on_failure: bool = True) -> RunSummary:
+    """Put the image of every (prompt, seed) pair into ``store``, generated on a Ray cluster.
+
+    Pairs already in the store are skipped before dispatch; the rest go out in batches of
+    ``cfg.batch_size`` to one generator replica per GPU (or per CPU without GPUs).
+
+    Args:
+        cfg: the :class:`~dar_lib.evaluate.EvalConfig` (generator, device, steps, guidance, size, batch_size).
+        pairs: unique (prompt, seed) pairs, e.g. ``plan(cfg, bench, store).pairs``.
+        store: the :class:`~dar_lib.store.ArtefactStore`; its root must be visible to every node.
+        address: Ray address (``"auto"``, ``"ray://host:10001"``); ``None`` starts a local Ray.
+        progress: show a progress bar for the whole run (images, images/s, time left).
+        num_workers: actors (default: one per GPU of the cluster, else one per CPU).
+        max_retries: resubmissions of a batch whose worker died (and restarts per actor).
+        raise_on_failure: raise ``RuntimeError`` (after every other batch finished) when a batch failed.
+
+    Returns:
+        The :class:`RunSummary`; ``generated == 0`` when everything was already cached.
+
+    Raises:
+        RuntimeError: Ray is not installed (says how to install it), or a batch failed.
+    """
+    from dar_lib.models.generators import CachedGenerator
+
+    t0 = time.perf_counter()
+    pairs = [(p, int(s)) for p, s in pairs]
+    summary = RunSummary("generate", total=len(pairs))
+    if not pairs:
+        return summary
+    ray = connect(address, num_workers)
+    n_actors, options = _actor_resources(ray, num_workers)
+    device = _worker_device(cfg, options)
+    crash = os.environ.get(CRASH_ENV)
+    Actor = _remote_class(ray, GenerateWorker, options)
+
+    def make_actor():
+        return Actor.remote(cfg.generator, device, str(store.root), crash)
+
+    # The first replica tells the driver the generator's fingerprint and resolved settings, so the
+    # driver skips cached pairs without loading the model; the keys come from CachedGenerator itself.
+    probe = make_actor()
+    try:
+        info = ray.get(probe.describe.remote())
+        settings = ray.get(probe.resolve.remote(cfg.steps, cfg.guidance, cfg.size))
+        keyer = CachedGenerator(_Described(cfg.generator, info["fingerprint"]), store)
+        todo = [pr for pr in pairs
+                if not store.path(CachedGenerator.KIND, keyer._key(pr[0], pr[1], *settings)).exists()]
+    except BaseException:
+        ray.kill(probe, no_restart=True)
+        raise
+    summary.fingerprint = info["fingerprint"]
+    summary.cached = summary.done = len(pairs) - len(todo)
+    batches = [todo[i:i + cfg.batch_size] for i in range(0, len(todo), cfg.batch_size)]
+    if batches:
+        _run_pool(ray, _start_pool(make_actor, min(n_actors, len(batches)), probe), make_actor, batches,
+                  lambda actor, batch: actor.run.remote(batch, cfg.steps, cfg.guidance, cfg.size), summary,
+                  unit_of=len, max_retries=max_retries, progress=progress, desc=f"imagine {cfg.generator} (ray)",
+                  unit="img")
+    else:
+        ray.kill(probe, no_restart=True)
+    summary.seconds = time.perf_counter() - t0
+    log.info("%s", summary)
+    if summary.failures and raise_on_failure:
+        raise RuntimeError(f"Ray generation: {summary}; finished images are in {store.root}, rerun to resume. "
+                           f"First error: {summary.errors[0] if summary.errors else '?'}")
+    return summary
+
+
+@dataclass
+class _Described:
+    """Stands in for a generator in the driver: enough for CachedGenerator to build keys."""
+
+    id: str
+    fp: str
+
+    def fingerprint(self) -> str:
+        return self.fp
+
+
+def corpus_embeddings(cfg, bench, store, *, address: str | None = None, progress: bool = True,
+                      num_workers: int | None = None, max_retries: int = 3, chunks_per_batch: int = 1,
+                      raise_on_failure: bool = True) -> RunSummary:
+    """Fill the store's corpus-embedding chunks of ``cfg.encoder`` on a Ray cluster.
+
+    Same chunks and keys as :func:`dar_lib.evaluate.corpus_embeddings`; each actor rebuilds the
+    benchmark from ``cfg`` and checks that its corpus fingerprint matches the driver's ``bench``.
+
+    Args:
+        cfg: the :class:`~dar_lib.evaluate.EvalConfig` (benchmark, encoder, device, toy_size, seed, image_root).
+        bench: the driver's benchmark (its corpus size and fingerprint decide the chunks and keys).
+        store: the shared :class:`~dar_lib.store.ArtefactStore`.
+        address: Ray address; ``None`` starts a local Ray.
+        progress: show a progress bar (corpus images, images/s, time left).
+        num_workers: actors (default: one per GPU, else one per CPU).
+        max_retries: resubmissions of a batch whose worker died (and restarts per actor).
+        chunks_per_batch: corpus chunks (of ``CORPUS_CHUNK`` images) per task.
+        raise_on_failure: raise ``RuntimeError`` when a batch failed.
+
+    Returns:
+        The :class:`RunSummary`, counting corpus images.
+
+    Raises:
+        RuntimeError: Ray is missing, the workers' benchmark differs from ``bench``, or a batch failed.
+    """
+    from dar_lib.evaluate import corpus_chunk_key, corpus_chunks
+
+    t0 = time.perf_counter()
+    chunks = corpus_chunks(len(bench.corpus_paths))
+    summary = RunSummary("corpus", total=len(bench.corpus_paths))
+    ray = connect(address, num_workers)
+    n_actors, options = _actor_resources(ray, num_workers)
+    crash = os.environ.get(CRASH_ENV)
+    fields = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
+    Actor = _remote_class(ray, CorpusWorker, options)
+
+    def make_actor():
+        return Actor.remote(fields, _worker_device(cfg, options), str(store.root), crash)
+
+    probe = make_actor()
+    try:
+        info = ray.get(probe.describe.remote())
+        if info["corpus"] != bench.fingerprint or info["n_corpus"] != len(bench.corpus_paths):
+            raise RuntimeError(
+                f"Ray workers rebuilt benchmark {cfg.benchmark!r} with corpus {info['corpus']} "
+                f"({info['n_corpus']} images), but the driver's has {bench.fingerprint} "
+                f"({len(bench.corpus_paths)}); describe the benchmark through EvalConfig (image_root, toy_size, "
+                f"seed) so every node builds the same one")
+    except BaseException:
+        ray.kill(probe, no_restart=True)
+        raise
+    todo = [c for c in chunks if not store.path(
+        "corpus_emb", corpus_chunk_key(store, info["fingerprint"], bench.fingerprint, *c)).exists()]
+    summary.fingerprint = info["fingerprint"]
+    summary.cached = summary.done = summary.total - sum(stop - start for start, stop in todo)
+    batches = [todo[i:i + chunks_per_batch] for i in range(0, len(todo), chunks_per_batch)]
+    if batches:
+        _run_pool(ray, _start_pool(make_actor, min(n_actors, len(batches)), probe), make_actor, batches,
+                  lambda actor, batch: actor.run.remote(batch), summary,
+                  unit_of=lambda batch: sum(stop - start for start, stop in batch), max_retries=max_retries,
+                  progress=progress, desc=f"corpus {cfg.encoder} (ray)", unit="img")
+    else:
+        ray.kill(probe, no_restart=True)
+    summary.seconds = time.perf_counter() - t0
+    log.info("%s", summary)
+    if summary.failures and raise_on_failure:
+        raise RuntimeError(f"Ray corpus encoding: {summary}; rerun to resume. "
+                           f"First error: {summary.errors[0] if summary.errors else '?'}")
+    return summary
