@@ -214,7 +214,10 @@ def generate(cfg: EvalConfig, pairs: Sequence[tuple[str, int]], store, *, progre
     gen = CachedGenerator(_model("generator", cfg.generator, cfg.device), store)
     for batch in _progress(list(_batches(list(pairs), cfg.batch_size)), progress,
                            desc=f"imagine {cfg.generator}", unit="batch"):
-        gen.generate([p for p, _ in batch], [s for _, s in batch], steps=cfg.steps, guidance=cfg.guidance, size=cfg.size)
+        # Fixed batches, regenerated whole when any image is missing: a resumed run gets the very
+        # same pixels as an uninterrupted one (kernels round differently for other batch sizes).
+        gen.generate([p for p, _ in batch], [s for _, s in batch], steps=cfg.steps, guidance=cfg.guidance,
+                     size=cfg.size, whole_batch=True)
     return gen
 
 

@@ -10,10 +10,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_environment_yml_matches_pyproject():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    wanted = set(project["dependencies"]) | set(project["optional-dependencies"]["test"])
+    extras = project["optional-dependencies"]
+    wanted = set(project["dependencies"]) | set(extras["test"]) | set(extras["ray"])
     env = yaml.safe_load((REPO / "environment.yml").read_text())
     pip_list = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
-    listed = {p for p in pip_list if not p.startswith("-e")}
+    listed = {p.split("#")[0].strip() for p in pip_list if not p.startswith("-e")}
     assert listed == wanted, f"only in pyproject: {wanted - listed}; only in environment.yml: {listed - wanted}"
     assert "-e ." in pip_list
 

@@ -1,7 +1,10 @@
 """Text-to-image generators over diffusers pipelines, and a cache of generated images.
 
 Every image gets its own seeded ``torch.Generator`` (on the CPU, so a seed gives the same initial
-noise on any device), so a (prompt, seed) pair yields the same image whatever batch it is part of.
+noise on any device), so a (prompt, seed) pair yields the same image whatever batch it is part of,
+up to kernel rounding: a different batch size or thread count can move a pixel by one 8-bit level.
+Callers that need bit-identical images ask in fixed batches (see ``CachedGenerator.generate``'s
+``whole_batch``).
 
 An all-black output (what a safety checker or an fp16 overflow produces) raises
 :class:`BlackImageError` instead of being regenerated: regenerating would need another seed and
@@ -217,8 +220,17 @@ class CachedGenerator:
                               steps=steps, guidance=guidance, size=size)
 
     def generate(self, prompts: Sequence[str], seeds: Sequence[int], steps: int | None = None,
-                 guidance: float | None = None, size: int | None = None) -> list[Image.Image]:
-        """As ``generator.generate``, reading and filling the store."""
+                 guidance: float | None = None, size: int | None = None, *,
+                 whole_batch: bool = False) -> list[Image.Image]:
+        """As ``generator.generate``, reading and filling the store.
+
+        Args:
+            whole_batch: when any image of the call is missing, generate the whole call as one batch
+                and store only the missing ones. Convolution and matmul kernels round differently for
+                different batch sizes, so an image can differ by one 8-bit level between batches; a
+                caller that always asks in the same fixed batches (the evaluation runner) thus gets
+                bit-identical images whether a run was interrupted or not.
+        """
         prompts, seeds = list(prompts), [int(s) for s in seeds]
         if len(prompts) != len(seeds):
             raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds")
@@ -230,9 +242,11 @@ class CachedGenerator:
         self.hits += len(prompts) - len(todo)
         self.misses += len(todo)
         if todo:
-            images = self.generator.generate([prompts[i] for i in todo], [seeds[i] for i in todo],
+            run = list(range(len(prompts))) if whole_batch else todo
+            images = self.generator.generate([prompts[i] for i in run], [seeds[i] for i in run],
                                              steps=steps, guidance=guidance, size=size)
-            for i, img in zip(todo, images):
-                self.store.put_image(self.KIND, keys[i], img)
-                out[i] = img
+            for i, img in zip(run, images):
+                if out[i] is None:
+                    self.store.put_image(self.KIND, keys[i], img)
+                    out[i] = img
         return [img.convert("RGB") for img in out]
