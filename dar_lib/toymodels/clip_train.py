@@ -180,15 +180,20 @@ def train_clip(
     return losses
 
 
-def save_clip(model, tokenizer, folder: Path, extra: dict | None = None) -> None:
-    """Save model (safetensors), tokenizer and a ``CLIPImageProcessor`` config into ``folder``."""
+def save_clip(model, tokenizer, folder: Path, extra: dict | None = None, dtype: torch.dtype = torch.float16) -> None:
+    """Save model (safetensors), tokenizer and a ``CLIPImageProcessor`` config into ``folder``.
+
+    Weights are stored in ``dtype`` (half precision by default: the shipped models must fit in
+    30 MB); loaders cast back to float32 on the CPU.
+    """
+    import copy
     import json
 
     from transformers import CLIPImageProcessor
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(folder), safe_serialization=True)
+    copy.deepcopy(model).to(dtype).save_pretrained(str(folder), safe_serialization=True)
     tokenizer.save_pretrained(str(folder))
     size = model.config.vision_config.image_size
     CLIPImageProcessor(

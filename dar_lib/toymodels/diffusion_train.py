@@ -78,9 +78,10 @@ def train_diffusion(
     log_every: int = 50,
     progress: bool = True,
 ) -> list[float]:
-    """Train UNet and text encoder jointly with the rectified-flow (velocity) objective.
+    """Train UNet and text encoder jointly on the rectified-flow path.
 
-    ``x_s = (1 - s) x_0 + s e``, target ``e - x_0``, timestep ``1000 s`` with ``s`` drawn from a
+    ``x_s = (1 - s) x_0 + s e``; the target is the clean image ``x_0`` (the pipeline's default
+    ``prediction_type="sample"``) or the velocity ``e - x_0``; timestep ``1000 s`` with ``s`` drawn from a
     logit-normal shifted like the sampler's schedule; the text is replaced by the empty text with
     probability ``p_uncond`` so that classifier-free guidance has an unconditional model.
 
@@ -129,8 +130,8 @@ def train_diffusion(
         sv = s.view(-1, 1, 1, 1)
         xt = (1 - sv) * x0 + sv * noise
         cond = pipe.encode_prompt(texts)
-        v = pipe.unet(xt, s * 1000, encoder_hidden_states=cond).sample
-        loss = F.mse_loss(v, noise - x0)
+        pred = pipe.unet(xt, s * 1000, encoder_hidden_states=cond).sample
+        loss = F.mse_loss(pred, x0 if pipe.config.prediction_type == "sample" else noise - x0)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -146,11 +147,16 @@ def train_diffusion(
     return losses
 
 
-def save_pipeline(pipe: ToyDiffusionPipeline, folder: Path, extra: dict | None = None) -> None:
-    """``save_pretrained`` (safetensors) plus an optional ``training.json`` record."""
+def save_pipeline(pipe: ToyDiffusionPipeline, folder: Path, extra: dict | None = None,
+                  dtype: torch.dtype = torch.float16) -> None:
+    """``save_pretrained`` (safetensors, half precision by default) plus an optional ``training.json``."""
     import json
 
     folder = Path(folder)
-    pipe.save_pretrained(str(folder), safe_serialization=True)
+    pipe.to(dtype=dtype)
+    try:
+        pipe.save_pretrained(str(folder), safe_serialization=True)
+    finally:
+        pipe.to(dtype=torch.float32)
     if extra:
         (folder / "training.json").write_text(json.dumps(extra, indent=1, sort_keys=True) + "\n")

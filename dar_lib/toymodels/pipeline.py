@@ -38,9 +38,15 @@ class ToyDiffusionPipeline(DiffusionPipeline):
 
     model_cpu_offload_seq = "text_encoder->unet"
 
-    def __init__(self, unet, scheduler, text_encoder, tokenizer):
+    def __init__(self, unet, scheduler, text_encoder, tokenizer, prediction_type: str = "sample"):
         super().__init__()
+        if prediction_type not in ("sample", "velocity"):
+            raise ValueError(f"prediction_type must be 'sample' or 'velocity', got {prediction_type!r}")
         self.register_modules(unet=unet, scheduler=scheduler, text_encoder=text_encoder, tokenizer=tokenizer)
+        # "sample": the UNet predicts the clean image (x-prediction). With 4 x 4 pixel patches a
+        # velocity-predicting UNet must reproduce the noise of every pixel and leaves grain behind;
+        # the clean toy image is flat colour, far easier to predict (cf. JiT, "Back to Basics", 2025).
+        self.register_to_config(prediction_type=prediction_type)
         # a per-call bar for 8 steps of a few milliseconds is noise; callers batch and show their own
         self.set_progress_bar_config(disable=True)
 
@@ -52,6 +58,14 @@ class ToyDiffusionPipeline(DiffusionPipeline):
     @property
     def text_length(self) -> int:
         return int(self.text_encoder.config.max_position_embeddings)
+
+    def velocity(self, out: torch.Tensor, latents: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The flow velocity ``e - x_0`` that the Euler scheduler steps along, from the UNet's output."""
+        if self.config.prediction_type == "velocity":
+            return out
+        sigma = (t.float() / self.scheduler.config.num_train_timesteps).clamp(min=1e-3)
+        # x_s = (1 - s) x_0 + s e  =>  e - x_0 = (x_s - x_0) / s; the clean image lies in [-1, 1]
+        return (latents - out.clamp(-1, 1)) / sigma
 
     def encode_prompt(self, prompts: Sequence[str]) -> torch.Tensor:
         """Text hidden states ``(N, L, D)``, padded to the encoder's full length so that results do
@@ -116,10 +130,11 @@ class ToyDiffusionPipeline(DiffusionPipeline):
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         for t in self.progress_bar(self.scheduler.timesteps):
             x = torch.cat([latents, latents]) if do_cfg else latents
-            v = self.unet(x.to(dtype), t.expand(x.shape[0]), encoder_hidden_states=cond).sample.float()
+            out = self.unet(x.to(dtype), t.expand(x.shape[0]), encoder_hidden_states=cond).sample.float()
             if do_cfg:
-                v_uncond, v_cond = v.chunk(2)
-                v = v_uncond + guidance_scale * (v_cond - v_uncond)
+                out_uncond, out_cond = out.chunk(2)
+                out = out_uncond + guidance_scale * (out_cond - out_uncond)
+            v = self.velocity(out, latents, t)
             latents = self.scheduler.step(v, t, latents).prev_sample
         images = ((from_latent(latents, p) + 1) / 2).clamp(0, 1)
         if output_type == "pt":

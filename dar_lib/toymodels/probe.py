@@ -71,7 +71,9 @@ class AttributeProbe(nn.Module):
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous() for k, v in self.state_dict().items()}, str(folder / WEIGHTS))
+        # half precision for floating tensors (size of the shipped assets); BN counters stay integer
+        state = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in self.state_dict().items()}
+        save_file(state, str(folder / WEIGHTS))
         cfg = {"attributes": self.attributes, "width": self.width, **({"training": extra} if extra else {})}
         (folder / CONFIG).write_text(json.dumps(cfg, indent=1) + "\n")
 
@@ -83,7 +85,8 @@ class AttributeProbe(nn.Module):
         folder = Path(folder)
         cfg = json.loads((folder / CONFIG).read_text())
         probe = cls(cfg["attributes"], width=int(cfg.get("width", 32)))
-        probe.load_state_dict(load_file(str(folder / WEIGHTS)))
+        state = {k: (v.float() if v.is_floating_point() else v) for k, v in load_file(str(folder / WEIGHTS)).items()}
+        probe.load_state_dict(state)
         return probe.eval()
 
 

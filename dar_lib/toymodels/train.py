@@ -32,7 +32,7 @@ class Stage:
 
 #: Sized for about 45 minutes on 2 CPU cores in all (see the README for measured times).
 PLAN: dict[str, Stage] = {
-    "probe": Stage(steps=800, batch_size=128, lr=3e-3, seed=11),
+    "probe": Stage(steps=1600, batch_size=128, lr=3e-3, seed=11),
     "clip-full": Stage(steps=700, batch_size=128, lr=1e-3, seed=12),
     "clip-zs": Stage(steps=700, batch_size=256, lr=1e-3, seed=13),
     "clip-cocoft": Stage(steps=200, batch_size=256, lr=3e-4, seed=14),
@@ -146,7 +146,7 @@ def train_all(
             base = "clip-full" if name == "clip-zs" else "clip-zs"
             from transformers import AutoTokenizer
 
-            model = CLIPModel.from_pretrained(str(out / base))
+            model = CLIPModel.from_pretrained(str(out / base), dtype=torch.float32)
             tok = AutoTokenizer.from_pretrained(str(out / base))
             if name == "clip-zs":
                 clip_train.reinit_text_tower(model, seed=plan.seed)
