@@ -14,28 +14,9 @@ import torch
 #: Encoder variants in the order of the paper's baselines.
 VARIANTS = ("clip-full", "clip-zs", "clip-cocoft", "clip-chatir")
 ROUNDS = (0, 5, 10)
-#: Attributes the generator and the probe are scored on.
-GEN_ATTRIBUTES = ("background", "color", "shape", "position", "size")
-#: Single-attribute text queries for the text side of the asymmetry table.
-QUERY_TEMPLATES = {
-    "background": "a {v} background",
-    "color": "a {v} object",
-    "shape": "a {v}",
-    "size": "a {v} object",
-    "position": "an object in the {v}",
-}
-
-
-def target_ranks(query_emb: torch.Tensor, corpus_emb: torch.Tensor, target_ids: np.ndarray) -> np.ndarray:
-    """0-based rank of each query's target (ties count against the target)."""
-    scores = query_emb @ corpus_emb.T
-    target = scores[torch.arange(len(target_ids)), torch.as_tensor(target_ids)]
-    return (scores >= target[:, None]).sum(1).numpy() - 1
-
-
-def cumulative_hits(ranks: np.ndarray, k: int = 10) -> np.ndarray:
-    """ChatIR's Hits@k per round from ranks ``(n_dialogues, n_rounds)``: hit once, hit from then on."""
-    return 100.0 * np.maximum.accumulate(ranks < k, axis=1).mean(0)
+from dar_lib.metrics import cumulative_hits
+from dar_lib.retrieve import target_ranks
+from dar_lib.toymodels.quality import GEN_ATTRIBUTES, asymmetry
 
 
 def dialogue_hits(enc, corpus_emb: torch.Tensor, dialogues) -> np.ndarray:
@@ -46,28 +27,6 @@ def dialogue_hits(enc, corpus_emb: torch.Tensor, dialogues) -> np.ndarray:
     targets = np.array([d.target_id for d in dialogues])
     ranks = np.stack([target_ranks(query_emb[:, r], corpus_emb, targets) for r in range(n_rounds)], axis=1)
     return cumulative_hits(ranks)
-
-
-def asymmetry(enc, corpus_emb: torch.Tensor, attrs: list[dict], n_probe: int = 1000) -> dict[str, dict[str, float]]:
-    """Image side: % of an image's 10 nearest neighbours sharing each attribute. Text side: % of the
-    top 10 images for a query naming one attribute value that have it (mean over values)."""
-    n = len(attrs)
-    idx = np.arange(min(n_probe, n))
-    sims = corpus_emb[idx] @ corpus_emb.T
-    sims[torch.arange(len(idx)), torch.as_tensor(idx)] = -2  # not its own neighbour
-    nn = sims.topk(10, dim=1).indices.numpy()
-    out: dict[str, dict[str, float]] = {}
-    from dar_lib.benchmarks import toyworld as tw
-
-    for attr, template in QUERY_TEMPLATES.items():
-        image_side = np.mean([[attrs[j][attr] == attrs[i][attr] for j in nn[row]] for row, i in enumerate(idx)])
-        values = list(tw.ATTRIBUTES[attr])
-        q = enc.encode_text([template.format(v=v) for v in values])
-        top = (q @ corpus_emb.T).topk(10, dim=1).indices.numpy()
-        text_side = np.mean([[attrs[j][attr] == v for j in top[row]] for row, v in enumerate(values)])
-        out[attr] = {"image_nn": round(100 * float(image_side), 1), "text_top10": round(100 * float(text_side), 1),
-                     "chance": round(100 / len(values), 1)}
-    return out
 
 
 def model_id(name: str, assets: Path | None) -> str:

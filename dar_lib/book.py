@@ -331,6 +331,7 @@ JS_ASSETS = (
     ("mathjax/es5", "mathjax/es5"),
 )
 _HTML_MANAGER_SKIP = (".map", ".LICENSE.txt")
+_FONT_SUFFIXES = (".woff2", ".woff", ".ttf", ".eot", ".svg")
 
 
 def ensure_js(js_dir: Path, log: Callable[[str], None] = print) -> Path:
@@ -388,6 +389,15 @@ def install_js_into_html(node_modules: Path, html_dir: Path) -> int:
         for path in src.rglob("*"):
             if path.is_file() and not path.name.endswith(_HTML_MANAGER_SKIP):
                 copied += _copy_if_changed(path, vendor / dst_rel / path.relative_to(src))
+    # embed-amd.js asks for its icon fonts relative to the *page* (require.js resolves
+    # "@jupyter-widgets/..." against the page's folder), so every folder holding pages gets a copy.
+    fonts = [p for p in (Path(node_modules) / "@jupyter-widgets/html-manager/dist").glob("*")
+             if p.suffix in _FONT_SUFFIXES]
+    page_dirs = {p.parent for p in Path(html_dir).rglob("*.html") if "_static" not in p.parts}
+    for page_dir in sorted(page_dirs):
+        for font in fonts:
+            for sub in ("@jupyter-widgets/html-manager/dist", "@jupyter-widgets"):
+                copied += _copy_if_changed(font, page_dir / sub / font.name)
     return copied
 
 

@@ -249,7 +249,7 @@ def _run_pool(ray, actors: list, make_actor, batches: list, call, summary: RunSu
         call: (actor, batch) -> an ObjectRef of (computed, cached) item counts.
         unit_of: batch -> the number of items it holds (for progress).
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     n_actors = len(actors)
     summary.workers = n_actors

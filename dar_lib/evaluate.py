@@ -104,7 +104,7 @@ def _model(kind: str, spec: str, device: str | None):
 def _progress(iterable, progress: bool, **kw):
     if not progress:
         return iterable
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     return tqdm(iterable, **kw)
 

@@ -190,7 +190,7 @@ def fetch(relpath: str, timeout: float = 60.0) -> Path:
 
 def fetch_all(progress: bool = True) -> dict[str, Path]:
     """Fetch and verify every registered file; returns registry key -> local path."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     return {key: fetch(key) for key in tqdm(sorted(REGISTRY), desc="data files", disable=not progress)}
 

@@ -193,7 +193,7 @@ def fetch_coco(
         True
     """
     import requests
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     start = time.perf_counter()
     unique = list(dict.fromkeys(corpus_paths))

@@ -147,7 +147,7 @@ class _HFDualEncoder:
         n = len(items)
         it = range(0, n, self.batch_size)
         if n > 8 * self.batch_size:
-            from tqdm.auto import tqdm
+            from tqdm import tqdm
 
             it = tqdm(it, desc=desc, unit="batch")
         for i in it:

@@ -130,7 +130,7 @@ class DiffusersGenerator:
             kwargs.update(height=int(size), width=int(size))
         starts = range(0, len(prompts), self.batch_size)
         if len(prompts) > self.batch_size:
-            from tqdm.auto import tqdm
+            from tqdm import tqdm
 
             starts = tqdm(starts, desc=f"generate ({self.id})", unit="batch")
         out: list[Image.Image] = []

@@ -134,7 +134,7 @@ def train_clip(
     Returns:
         The loss of every step.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     torch.manual_seed(seed)
     rng = random.Random(seed)

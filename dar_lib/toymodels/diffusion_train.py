@@ -101,7 +101,7 @@ def train_diffusion(
     Returns:
         The loss of every step.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     torch.manual_seed(seed)
     rng = random.Random(seed)

@@ -127,7 +127,7 @@ def train_probe(
     Returns:
         The loss of every step.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     torch.manual_seed(seed)
     gen = np.random.default_rng(seed)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from dar_lib import settings
 from dar_lib.benchmarks.dialogue import Dialogue, parse_corpus, parse_dialogues, read_json
