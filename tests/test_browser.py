@@ -135,6 +135,7 @@ def test_explorer_slider_changes_the_shown_turn(site, driver):
     turns = root.find_elements(By.CSS_SELECTOR, ".dar-turns li")
     assert label.text == "round 0" and len(turns) == 1
     caption = turns[0].text
+    query0 = root.find_element(By.CSS_SELECTOR, ".dar-query").text
     slider = root.find_element(By.CSS_SELECTOR, ".dar-slider")
     driver.execute_script("arguments[0].scrollIntoView({block: 'center'}); arguments[0].focus();", slider)
     slider.send_keys(Keys.ARROW_RIGHT)
@@ -143,8 +144,11 @@ def test_explorer_slider_changes_the_shown_turn(site, driver):
     assert len(root.find_elements(By.CSS_SELECTOR, ".dar-turns li")) == 3
     shown = [li.text for li in root.find_elements(By.CSS_SELECTOR, ".dar-turns li")]
     assert shown[0] == caption and shown[1] != shown[2]
-    # The data chapter's explorer shows the raw query: the turns so far joined by ", ".
-    assert root.find_element(By.CSS_SELECTOR, ".dar-query").text.startswith(caption)
+    # The explorer shows DAR's reformulated query, its generated images and the top-10 of that turn.
+    query2 = root.find_element(By.CSS_SELECTOR, ".dar-query").text
+    assert query0 and query2 and query2 != query0
+    assert len(root.find_elements(By.CSS_SELECTOR, ".dar-gen img")) >= 1
+    assert len(root.find_elements(By.CSS_SELECTOR, ".dar-top img")) == 10
     _, errors = _failures(driver, site)
     assert errors == []
 
