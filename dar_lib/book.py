@@ -46,7 +46,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "benchmarks": ["toy-visdial", "toy-chatgpt", "toy-human", "toy-flan"],
         "toy_size": "default",
         "n_corpus": 10_000,
-        "n_dialogues": 100,
+        "n_dialogues": 300,
         "k_images": 3,
         "schedule": "paper",
         "image_reduce": "mean",
