@@ -106,6 +106,19 @@ def _file_tag(path: str) -> str:
     return f"{p.stat().st_size}-{head}"
 
 
+def _quiet_loading() -> None:
+    """Turn off the per-file "Loading weights" bars of transformers and diffusers.
+
+    They carry no information for a local load, and in a notebook they become widgets that end up
+    frozen in the rendered book. Downloads still log through the hub's own logger.
+    """
+    import diffusers
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+    diffusers.utils.logging.disable_progress_bar()
+
+
 def _toy():
     # Written by another module owner; imported lazily so the real backends never need it.
     from . import toy
@@ -135,6 +148,7 @@ def load_encoder(spec: str, *, revision: str | None = None, device: str | None =
     """
     from .. import settings
 
+    _quiet_loading()
     s = parse_spec(spec, ENCODER_BACKENDS, "encoder")
     revision = revision or s.revision
     device = device or settings.default_device()
@@ -180,6 +194,7 @@ def load_generator(spec: str, *, revision: str | None = None, device: str | None
     """
     from .. import settings
 
+    _quiet_loading()
     s = parse_spec(spec, GENERATOR_BACKENDS, "generator")
     device = device or settings.default_device()
     if s.backend == "toy":

@@ -36,6 +36,13 @@ BACKEND_DEFAULTS: dict[str, tuple[str, int, float, int | None]] = {
 }
 
 
+def dtype_keyword() -> str:
+    """diffusers renamed ``from_pretrained``'s ``torch_dtype`` to ``dtype`` (the old name warns)."""
+    from diffusers.utils import deprecation_utils
+
+    return "dtype" if hasattr(deprecation_utils, "_TORCH_DTYPE_DEPRECATION_MESSAGE") else "torch_dtype"
+
+
 class BlackImageError(RuntimeError):
     """A generated image is entirely black (safety checker, NaN/overflow in half precision)."""
 
@@ -166,11 +173,7 @@ class DiffusersGenerator:
         if dtype is None:
             dtype = torch.float16 if str(device).startswith("cuda") else torch.float32
         pipe_cls = getattr(diffusers, cls_name)
-        # diffusers renamed ``torch_dtype`` to ``dtype`` (the old name warns); use what this version takes.
-        from diffusers.utils import deprecation_utils
-
-        dtype_kw = "dtype" if hasattr(deprecation_utils, "_TORCH_DTYPE_DEPRECATION_MESSAGE") else "torch_dtype"
-        kwargs = {"revision": revision, dtype_kw: dtype}
+        kwargs = {"revision": revision, dtype_keyword(): dtype}
         if trust_remote_code:
             kwargs["trust_remote_code"] = True
         if backend in ("sd", "turbo"):

@@ -84,7 +84,9 @@ def load_generator(name: str = "sd", device: str | None = None, **kw):
     import torch
 
     # weights are stored in half precision; compute in float32 unless a dtype is asked for
-    pipe = ToyDiffusionPipeline.from_pretrained(str(folder), torch_dtype=kw.get("dtype") or torch.float32)
+    from dar_lib.models.generators import dtype_keyword
+
+    pipe = ToyDiffusionPipeline.from_pretrained(str(folder), **{dtype_keyword(): kw.get("dtype") or torch.float32})
     kw.setdefault("default_steps", DEFAULT_STEPS)
     kw.setdefault("default_guidance", DEFAULT_GUIDANCE)
     kw.setdefault("default_size", DEFAULT_SIZE)
