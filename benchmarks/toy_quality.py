@@ -16,7 +16,7 @@ VARIANTS = ("clip-full", "clip-zs", "clip-cocoft", "clip-chatir")
 ROUNDS = (0, 5, 10)
 from dar_lib.metrics import cumulative_hits
 from dar_lib.retrieve import target_ranks
-from dar_lib.toymodels.quality import GEN_ATTRIBUTES, asymmetry
+from dar_lib.toymodels.quality import GEN_ATTRIBUTES, QUERY_TEMPLATES, asymmetry
 
 
 def dialogue_hits(enc, corpus_emb: torch.Tensor, dialogues) -> np.ndarray:

@@ -313,6 +313,16 @@ def _start_pool(make_actor, n_actors: int, first) -> list:
 
 
 # -- the two stages -----------------------------------------------------------------------------
+def _finish(summary: "RunSummary", t0: float, raise_on_failure: bool, what: str) -> "RunSummary":
+    """Stamp the wall time, log the summary, and raise if batches failed for good."""
+    summary.seconds = time.perf_counter() - t0
+    log.info("%s", summary)
+    if summary.failures and raise_on_failure:
+        raise RuntimeError(f"{what}: {summary}; rerun to resume. "
+                           f"First error: {summary.errors[0] if summary.errors else '?'}")
+    return summary
+
+
 def generate(cfg, pairs: Sequence[tuple[str, int]], store, *, address: str | None = None, progress: bool = True,
              num_workers: int | None = None, max_retries: int = 3, raise_on_failure: bool = True) -> RunSummary:
     """Put the image of every (prompt, seed) pair into ``store``, generated on a Ray cluster.
@@ -374,12 +384,7 @@ def generate(cfg, pairs: Sequence[tuple[str, int]], store, *, address: str | Non
                   unit="img")
     else:
         ray.kill(probe, no_restart=True)
-    summary.seconds = time.perf_counter() - t0
-    log.info("%s", summary)
-    if summary.failures and raise_on_failure:
-        raise RuntimeError(f"Ray generation: {summary}; finished images are in {store.root}, rerun to resume. "
-                           f"First error: {summary.errors[0] if summary.errors else '?'}")
-    return summary
+    return _finish(summary, t0, raise_on_failure, f"Ray generation (finished images are in {store.root})")
 
 
 @dataclass
@@ -456,9 +461,4 @@ def corpus_embeddings(cfg, bench, store, *, address: str | None = None, progress
                   progress=progress, desc=f"corpus {cfg.encoder} (ray)", unit="img")
     else:
         ray.kill(probe, no_restart=True)
-    summary.seconds = time.perf_counter() - t0
-    log.info("%s", summary)
-    if summary.failures and raise_on_failure:
-        raise RuntimeError(f"Ray corpus encoding: {summary}; rerun to resume. "
-                           f"First error: {summary.errors[0] if summary.errors else '?'}")
-    return summary
+    return _finish(summary, t0, raise_on_failure, "Ray corpus encoding")

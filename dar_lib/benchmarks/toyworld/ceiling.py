@@ -7,20 +7,8 @@ from typing import Sequence
 import numpy as np
 
 from dar_lib.benchmarks.dialogue import Dialogue
-from dar_lib.benchmarks.toyworld.facts import Facts
+from dar_lib.benchmarks.toyworld.facts import iter_dialogue
 from dar_lib.benchmarks.toyworld.scenes import Scene, scene_table
-
-
-def _rounds(dialog: Sequence[str]):
-    """Facts after each round, parsed incrementally from the dialogue text."""
-    facts = Facts()
-    for j, turn in enumerate(dialog):
-        q, sep, a = turn.partition("? ")
-        if j == 0 or not sep:
-            facts.add_statement(turn)
-        else:
-            facts.add_turn(q + "?", a)
-        yield facts
 
 
 def n_consistent(dialogue: Dialogue, scenes: Sequence[Scene] | dict) -> tuple[np.ndarray, np.ndarray]:
@@ -35,7 +23,7 @@ def n_consistent(dialogue: Dialogue, scenes: Sequence[Scene] | dict) -> tuple[np
     """
     table = scenes if isinstance(scenes, dict) else scene_table(list(scenes))
     counts, fits = [], []
-    for facts in _rounds(dialogue.dialog):
+    for facts in iter_dialogue(dialogue.dialog):
         mask = facts.consistent(table)
         counts.append(int(mask.sum()))
         fits.append(bool(mask[dialogue.target_id]))

@@ -337,13 +337,21 @@ def parse_dialogue(turns: Sequence[str]) -> Facts:
         The :class:`Facts` the text states (a wrong answer included: the parser cannot know).
     """
     facts = Facts()
+    for facts in iter_dialogue(turns):
+        pass
+    return facts
+
+
+def iter_dialogue(turns: Sequence[str]):
+    """The facts after each turn, parsed incrementally (one :class:`Facts`, updated in place)."""
+    facts = Facts()
     for j, turn in enumerate(turns):
         q, sep, a = turn.partition("? ")
         if j == 0 or not sep:
             facts.add_statement(turn)
         else:
             facts.add_turn(q + "?", a)
-    return facts
+        yield facts
 
 
 def parse_text(text: str) -> Facts:
