@@ -12,6 +12,8 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from dar_lib.toymodels.optim import step as optim_step
+from dar_lib.toymodels.optim import warmup_cosine
 
 log = logging.getLogger(__name__)
 
@@ -147,10 +149,7 @@ def train_clip(
         frozen_emb = embed_images_array(model, images)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.05 if train_vision else 0.01)
-    warmup = min(warmup, max(1, steps // 5))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / max(1, steps))))
-    )
+    sched = warmup_cosine(opt, warmup, steps)
     losses: list[float] = []
     labels = torch.arange(min(batch_size, n))
     model.train()
@@ -164,12 +163,7 @@ def train_clip(
         scale = model.logit_scale.clamp(max=math.log(100)).exp()
         logits = scale * txt @ img.T
         loss = 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        sched.step()
-        losses.append(float(loss.detach()))
+        losses.append(optim_step(opt, sched, params, loss))
         if log_every and (step + 1) % log_every == 0:
             recent = float(np.mean(losses[-log_every:]))
             bar.set_postfix(loss=f"{recent:.3f}")

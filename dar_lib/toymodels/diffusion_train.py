@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import random
 import time
 from pathlib import Path
@@ -13,6 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from dar_lib.toymodels.clip_train import TextFn
+from dar_lib.toymodels.optim import step as optim_step
+from dar_lib.toymodels.optim import warmup_cosine
 from dar_lib.toymodels.pipeline import ToyDiffusionPipeline, to_latent
 
 log = logging.getLogger(__name__)
@@ -110,10 +111,7 @@ def train_diffusion(
     patch = pipe.patch
     params = list(pipe.unet.parameters()) + list(pipe.text_encoder.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
-    warmup = min(warmup, max(1, steps // 5))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / max(1, steps)))))
-    )
+    sched = warmup_cosine(opt, warmup, steps, floor=0.1)
     pipe.unet.train()
     pipe.text_encoder.train()
     losses: list[float] = []
@@ -132,12 +130,7 @@ def train_diffusion(
         cond = pipe.encode_prompt(texts)
         pred = pipe.unet(xt, s * 1000, encoder_hidden_states=cond).sample
         loss = F.mse_loss(pred, x0 if pipe.config.prediction_type == "sample" else noise - x0)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        sched.step()
-        losses.append(float(loss.detach()))
+        losses.append(optim_step(opt, sched, params, loss))
         if log_every and (step + 1) % log_every == 0:
             recent = float(np.mean(losses[-log_every:]))
             bar.set_postfix(loss=f"{recent:.4f}")
