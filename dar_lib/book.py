@@ -17,7 +17,6 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import copy
 import hashlib
 import json
 import os
@@ -30,98 +29,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from dar_lib import profiles
+
 REPO = Path(__file__).resolve().parents[1]
 LIB_DIR = Path(__file__).resolve().parent
 #: Name of the kernelspec the build writes into ``<out>/jupyter`` (the current interpreter).
 KERNEL_NAME = "dar-book"
 #: Chapters whose stem starts with this run after all others (the status page reads their records).
 LAST_PREFIX = "99_"
-
-# --- profiles ---------------------------------------------------------------------------------
-#: Parameters each profile offers; a chapter receives only the names its ``parameters`` cell declares.
-PROFILES: dict[str, dict[str, Any]] = {
-    "toy": {
-        "profile": "toy",
-        "smoke": False,
-        "benchmarks": ["toy-visdial", "toy-chatgpt", "toy-human", "toy-flan"],
-        "toy_size": "default",
-        "n_corpus": 10_000,
-        "n_dialogues": 300,
-        "k_images": 3,
-        "schedule": "paper",
-        "image_reduce": "mean",
-        "image_root": None,
-        "device": "cpu",
-        "seed": 0,
-        "n_boot": 1000,
-        "encoders": {
-            "zero-shot": "toy:clip-zs",
-            "coco-ft": "toy:clip-cocoft",
-            "dialogue-ft": "toy:clip-chatir",
-            "full": "toy:clip-full",
-        },
-        "generator": "toy:sd",
-        "reformulator": "toy:rules",
-    },
-    "paper": {
-        "profile": "paper",
-        "smoke": False,
-        "benchmarks": ["visdial", "chatgpt_blip2", "human_blip2", "flan_blip2"],
-        "toy_size": "default",
-        "n_corpus": 50_000,
-        "n_dialogues": 2064,
-        "k_images": 3,
-        "schedule": "paper",
-        "image_reduce": "mean",
-        "image_root": None,  # set to the COCO image folder (dar fetch-data coco --image-root DIR)
-        "device": "cuda",
-        "seed": 0,
-        "n_boot": 1000,
-        "encoders": {
-            # BLIP's pre-training checkpoint (no retrieval fine-tuning). Its original layout adds a
-            # text decoder that the importer does not map yet: see the Paper scale page.
-            "zero-shot": "blip-original:model_base.pth+Salesforce/blip-itm-base-coco",
-            # The paper's BLIP-base, fine-tuned on COCO retrieval (transformers layout on the hub).
-            "coco-ft": "blip:Salesforce/blip-itm-base-coco",
-            # ChatIR's dialogue-fine-tuned BLIP-base (download chatir_weights.ckpt from ChatIR's README).
-            "dialogue-ft": "blip-original:chatir_weights.ckpt+Salesforce/blip-itm-base-coco",
-            "clip": "clip:openai/clip-vit-base-patch16",
-        },
-        "generator": "sd3:stabilityai/stable-diffusion-3-medium-diffusers",
-        "reformulator": "hf-llm:Qwen/Qwen2.5-1.5B-Instruct",
-    },
-}
-#: Overrides ``--smoke`` applies on top of a profile: sizes that run every chapter in seconds.
-SMOKE: dict[str, Any] = {
-    "smoke": True,
-    "toy_size": "smoke",
-    "n_corpus": 300,
-    "n_dialogues": 8,
-    "k_images": 2,
-    "n_boot": 50,
-}
-
-
-def profile_parameters(profile: str = "toy", smoke: bool = False) -> dict[str, Any]:
-    """The full parameter table of a profile.
-
-    Args:
-        profile: ``"toy"`` or ``"paper"``.
-        smoke: apply :data:`SMOKE`'s tiny sizes.
-
-    Returns:
-        A fresh dict (safe to mutate).
-
-    Raises:
-        ValueError: unknown profile (the message lists the known ones).
-    """
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
-    params = copy.deepcopy(PROFILES[profile])
-    if smoke:
-        params.update(copy.deepcopy(SMOKE))
-    return params
-
 
 # --- chapters and stamps ------------------------------------------------------------------------
 @dataclass
@@ -422,6 +337,21 @@ def _placeholder(name: str, reason: str) -> bytes:
     return body.encode("utf-8")
 
 
+#: Cells the rendered book hides: a chapter shows the values it ran with once, as the table its
+#: first cell displays (``dar_lib.chapters.setup``), not its defaults and then papermill's overrides.
+HIDDEN_TAGS = ("parameters", "injected-parameters")
+
+
+def hide_parameter_cells(notebook: bytes) -> bytes:
+    """Tag a notebook's ``parameters`` and ``injected-parameters`` cells ``remove-cell`` (jupyter-book drops them)."""
+    nb = json.loads(notebook)
+    for cell in nb.get("cells", []):
+        tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+        if any(t in tags for t in HIDDEN_TAGS) and "remove-cell" not in tags:
+            tags.append("remove-cell")
+    return json.dumps(nb, indent=1, ensure_ascii=False).encode("utf-8")
+
+
 def stage_book(
     book_dir: Path,
     staging_dir: Path,
@@ -451,7 +381,7 @@ def stage_book(
             _write_if_changed(target_md, _placeholder(chapter.name, reason))
             wanted.add(target_md)
         else:
-            _write_if_changed(target_nb, executed.read_bytes())
+            _write_if_changed(target_nb, hide_parameter_cells(executed.read_bytes()))
             wanted.add(target_nb)
     # Drop stale files (a chapter page that switched between notebook and placeholder).
     for path in list(staging_dir.rglob("*")):
@@ -524,8 +454,8 @@ def build_book(
 
     Args:
         out_dir: build folder: ``executed/``, ``records/``, ``staging/``, ``site/_build/html``.
-        profile: ``"toy"`` or ``"paper"`` (see :data:`PROFILES`).
-        smoke: tiny sizes (see :data:`SMOKE`).
+        profile: ``"toy"`` or ``"paper"`` (see :data:`dar_lib.profiles.PROFILES`).
+        smoke: tiny sizes (see :data:`dar_lib.profiles.SMOKE`).
         only: chapter names to run (others keep their last executed copy).
         force: run chapters even when their stamp is unchanged.
         book_dir: the book's pages and ``_toc.yml``.
@@ -547,9 +477,7 @@ def build_book(
     executed_dir, records_dir = out_dir / "executed", out_dir / "records"
     stamps_dir = executed_dir / ".stamps"
     jupyter_dir = write_kernelspec(out_dir / "jupyter")
-    params_all = profile_parameters(profile, smoke)
-    params_all.update(parameters or {})
-    params_all["records_dir"] = str(records_dir)
+    params_all = profiles.parameters(profile, smoke, **dict(parameters or {}), records_dir=str(records_dir))
     result = BuildResult()
 
     chapters = find_chapters(book_dir, notebooks_dir)
@@ -639,7 +567,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--profile", choices=sorted(PROFILES), default="toy", help="parameter table (default: toy)")
+    p.add_argument("--profile", choices=sorted(profiles.PROFILES), default="toy", help="parameter table (default: toy)")
     p.add_argument("--smoke", action="store_true", help="tiny sizes, as the tests run the chapters")
     p.add_argument("--only", nargs="+", metavar="NAME", help="run only these chapters (e.g. 01_data)")
     p.add_argument("--out", type=Path, default=REPO / "_build", help="build folder (default: _build)")

@@ -1,37 +1,157 @@
-"""The ``dar`` command line: each subcommand is defined next to the code it runs."""
+"""The ``dar`` command line: the top of the house.
+
+``dar eval`` and ``dar merge-stores`` live here because they compose the evaluation runner with a
+backend the user chooses (the Ray backend is injected into :func:`dar_lib.evaluate.evaluate`, never
+imported by it). The other subcommands are defined next to the code they run (``fetch-data`` in
+:mod:`dar_lib.benchmarks.coco`, ``train-toy`` in :mod:`dar_lib.toymodels.train`, ``book`` in
+:mod:`dar_lib.book`).
+
+A user's mistake (a bad option value, a malformed file, a model that needs the hub) is reported as
+one line, ``dar: error: ...``, with exit status 2, as argparse does; ``-v`` shows the traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
+from pathlib import Path
+
+from dar_lib.argtypes import float_in, int_in
 
 #: Modules that each define ``register(subparsers)``; imported lazily-cheaply (no torch at import).
 COMMAND_MODULES = (
     "dar_lib.benchmarks.coco",          # dar fetch-data
     "dar_lib.toymodels.train",          # dar train-toy
-    "dar_lib.evaluate",                 # dar eval
     "dar_lib.book",                     # dar book
 )
 
 
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that describe the user's input, not a bug: reported in one line."""
+    from dar_lib.errors import DataError, EmbeddingError, ModelNotAvailableError
+
+    return (ValueError, DataError, EmbeddingError, ModelNotAvailableError, FileNotFoundError, KeyError)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
     parser = argparse.ArgumentParser(
         prog="dar",
         description="Diffusion Augmented Retrieval: data, toy models, evaluation and the book.",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages and show tracebacks")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name and name.startswith(exc.name):
-                continue  # that part of the library is not built yet
-            raise
-        module.register(sub)
+        importlib.import_module(name).register(sub)
+    _register_eval(sub)
     return parser
+
+
+def _register_eval(subparsers) -> None:
+    from dar_lib.evaluate import METHODS
+    from dar_lib.profiles import PROFILES
+
+    toy = PROFILES["toy"]
+    p = subparsers.add_parser(
+        "eval", help="evaluate methods on a benchmark (per-round target ranks + Hits@10)",
+        description="Run DAR and its baselines on a benchmark and write a tidy table of per-dialogue, "
+                    "per-round target ranks (CSV) with provenance; prints Hits@10 at rounds 0, 5, 10. "
+                    "Defaults come from the toy profile of dar_lib.profiles.")
+    p.add_argument("--benchmark", required=True, action="append",
+                   help="benchmark (repeatable): toy-visdial, toy-chatgpt, toy-human, toy-flan, visdial, "
+                        "chatgpt_blip2, human_blip2, flan_blip2, or your own ChatIR-format dialogue file "
+                        "(*.json, with --corpus-file and --image-root)")
+    p.add_argument("--encoder", required=True, action="append", help="encoder id (repeatable), e.g. toy:clip-zs")
+    p.add_argument("--generator", default=toy["generator"], help="generator id (default: %(default)s)")
+    p.add_argument("--reformulator", default=toy["reformulator"], help="reformulator id (default: %(default)s)")
+    p.add_argument("--methods", default=",".join(METHODS), help="comma-separated methods (default: all four)")
+    p.add_argument("-k", "--k-images", type=int_in(1, 10), default=toy["k_images"],
+                   help="images generated per turn (default: %(default)s)")
+    p.add_argument("--schedule", default=toy["schedule"], help="fusion weights: paper, released or const:<alpha>")
+    p.add_argument("--image-reduce", default=toy["image_reduce"], choices=("mean", "sum"),
+                   help="combine the K image embeddings by mean (default) or sum (eq. 4 as written)")
+    p.add_argument("--same-seed-every-round", action="store_true",
+                   help="an unchanged prompt gives the same image in every round (default: fresh seeds each round)")
+    p.add_argument("--n-dialogues", type=int_in(1), default=None, help="evaluate the first N dialogues (default: all)")
+    p.add_argument("--toy-size", default="default", choices=("default", "smoke"), help="toy world size")
+    p.add_argument("--world-seed", type=int_in(0), default=0, help="seed of the toy world and its targets")
+    p.add_argument("--gen-seed", type=int_in(0), default=0, help="base seed of the generated images")
+    p.add_argument("--steps", type=int_in(1, 1000), default=None, help="generator steps (default: the generator's)")
+    p.add_argument("--guidance", type=float_in(0, 50), default=None, help="guidance scale (default: the generator's)")
+    p.add_argument("--size", type=int_in(8, 4096), default=None, help="generated image side in pixels")
+    p.add_argument("--image-root", default=None, help="corpus image folder (ChatIR benchmarks, your own data)")
+    p.add_argument("--corpus-file", default=None, help="your own corpus list (JSON list of image paths under --image-root)")
+    p.add_argument("--device", default=None, help="torch device (default: $DAR_DEVICE or cpu)")
+    p.add_argument("--batch-size", type=int_in(1, 4096), default=64, help="images per generator/encoder batch")
+    p.add_argument("--store", default=None, help="artefact store folder (default: $DAR_CACHE_DIR/store)")
+    p.add_argument("--shard", default=None, help="i/n: only generate this machine's share of the images, then stop")
+    p.add_argument("--backend", default="local", choices=("local", "ray"),
+                   help="where generation and corpus encoding run: this process (default) or a Ray cluster "
+                        "(needs the extra: pip install -e '.[ray]')")
+    p.add_argument("--ray-address", default=None, help="Ray cluster address, e.g. auto (default: start a local Ray)")
+    p.add_argument("--out", default=None, help="write the table of ranks to this CSV file")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_eval)
+
+    m = subparsers.add_parser("merge-stores", help="merge artefact stores of shard runs into one",
+                              description="Copy every valid entry of the SOURCE stores missing from --into.")
+    m.add_argument("sources", nargs="+", help="store folders written by shard runs")
+    m.add_argument("--into", required=True, help="the store to merge into")
+    m.set_defaults(func=_merge)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from dar_lib.evaluate import EvalConfig, evaluate, parse_shard
+    from dar_lib.stats import summary_table
+    from dar_lib.store import ArtefactStore
+
+    shard = parse_shard(args.shard)
+    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    # Every config is built (and so checked) before any work starts.
+    cfgs = [EvalConfig(benchmark=bench, encoder=enc, generator=args.generator, reformulator=args.reformulator,
+                       methods=methods, k_images=args.k_images, schedule=args.schedule,
+                       image_reduce=args.image_reduce, seed_per_round=not args.same_seed_every_round,
+                       n_dialogues=args.n_dialogues, world_seed=args.world_seed, gen_seed=args.gen_seed,
+                       steps=args.steps, guidance=args.guidance, size=args.size, toy_size=args.toy_size,
+                       image_root=args.image_root, corpus_file=args.corpus_file, device=args.device,
+                       batch_size=args.batch_size)
+            for bench in args.benchmark for enc in args.encoder]
+    backend = None
+    if args.backend == "ray":
+        from dar_lib.distributed import RayBackend
+
+        backend = RayBackend(args.ray_address)
+    store = ArtefactStore(args.store) if args.store else None
+    tables = []
+    for cfg in cfgs:
+        table = evaluate(cfg, store, shard=shard, progress=not args.quiet, backend=backend)
+        if shard is not None:
+            print(f"shard {args.shard} done; merge the stores with `dar merge-stores`, then run without --shard")
+            return 0
+        tables.append(table)
+    table = pd.concat(tables, ignore_index=True)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(args.out, index=False)
+        print(f"wrote {len(table)} rows to {args.out}")
+    print(summary_table(table).to_string(index=False))
+    return 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from dar_lib.store import ArtefactStore
+
+    for src in args.sources:
+        if not Path(src).is_dir():
+            raise FileNotFoundError(f"{src} is not a folder")
+    into = ArtefactStore(args.into)
+    for src in args.sources:
+        print(f"{src}: copied {into.merge_from(src)} entries")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,6 +166,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except _user_errors() as exc:
+        if args.verbose:
+            raise
+        msg = (str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)).strip()
+        print(f"dar: error: {msg or type(exc).__name__}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -3,18 +3,23 @@
 The two expensive stages of an evaluation run on a pool of Ray actors, each holding one model
 replica (one GPU per actor when the cluster has GPUs, one CPU otherwise). Actors write into the
 same content-addressed :class:`~dar_lib.store.ArtefactStore` as a local run, under the same keys
-(:class:`~dar_lib.models.generators.CachedGenerator` for images,
-:func:`~dar_lib.evaluate.corpus_chunk_key` for corpus chunks), so a Ray run, a sharded run and a
-single-process run produce byte-identical artefacts and resume each other. Store writes are atomic
-(temporary file + rename), so an actor killed mid-batch leaves no partial file; its batch is
-resubmitted (at most ``max_retries`` times) and the :class:`RunSummary` counts the retries.
+(:meth:`~dar_lib.models.generators.CachedGenerator.key` for images, :func:`dar_lib.corpus.chunk_key`
+for corpus chunks), so a Ray run, a sharded run and a single-process run produce byte-identical
+artefacts and resume each other.
+
+The evaluation runner does not import this module: the CLI makes a :class:`RayBackend` and hands it
+to :func:`dar_lib.evaluate.evaluate`, which lets it fill the store before reading it.
+
+Store writes are atomic (temporary file + rename), so an actor killed mid-batch leaves no partial
+file; its batch is resubmitted (at most ``max_retries`` times) and the :class:`RunSummary` counts
+the retries.
 
 Ray is an optional extra (``pip install -e ".[ray]"``); it is imported only when a function here runs.
 
 Examples:
     >>> from dar_lib.evaluate import EvalConfig, evaluate
     >>> cfg = EvalConfig(benchmark="toy-flan", encoder="toy:clip-zs", n_dialogues=50)   # doctest: +SKIP
-    >>> table = evaluate(cfg, backend="ray", ray_address="auto")                        # doctest: +SKIP
+    >>> table = evaluate(cfg, backend=RayBackend(address="auto"))                       # doctest: +SKIP
     >>> summary = generate(cfg, pairs, store, address="auto")                           # doctest: +SKIP
     >>> summary.as_dict()["generated"]                                                   # doctest: +SKIP
 """
@@ -157,11 +162,11 @@ class GenerateWorker(_Worker):
 
     def __init__(self, generator: str, device: str | None, store_root: str, crash_marker: str | None = None):
         super().__init__(crash_marker)
-        from dar_lib.evaluate import _model
+        from dar_lib.models import load_model
         from dar_lib.models.generators import CachedGenerator
         from dar_lib.store import ArtefactStore
 
-        self.gen = CachedGenerator(_model("generator", generator, device), ArtefactStore(store_root))
+        self.gen = CachedGenerator(load_model("generator", generator, device), ArtefactStore(store_root))
 
     def describe(self) -> dict:
         """The generator fingerprint and how it resolves ``None`` settings (the driver builds keys from them)."""
@@ -191,16 +196,15 @@ class CorpusWorker(_Worker):
     The benchmark is rebuilt from the config in the actor (not pickled from the driver).
     """
 
-    def __init__(self, cfg_fields: dict, device: str | None, store_root: str, crash_marker: str | None = None):
+    def __init__(self, bench_spec: dict, encoder: str, device: str | None, store_root: str,
+                 crash_marker: str | None = None):
         super().__init__(crash_marker)
         from dar_lib.benchmarks import load_benchmark
-        from dar_lib.evaluate import EvalConfig, _model
+        from dar_lib.models import load_model
         from dar_lib.store import ArtefactStore
 
-        cfg = EvalConfig(**cfg_fields)
-        self.bench = load_benchmark(cfg.benchmark, cfg.n_dialogues, image_root=cfg.image_root,
-                                    toy_size=cfg.toy_size, seed=cfg.seed)
-        self.encoder = _model("encoder", cfg.encoder, device)
+        self.bench = load_benchmark(**bench_spec)
+        self.encoder = load_model("encoder", encoder, device)
         self.store = ArtefactStore(store_root)
 
     def describe(self) -> dict:
@@ -209,18 +213,17 @@ class CorpusWorker(_Worker):
 
     def run(self, chunks: list) -> tuple[int, int]:
         """Embed the missing chunks of the batch; returns (images computed, images cached)."""
-        from dar_lib.evaluate import corpus_chunk_key
+        from dar_lib import corpus
 
         if self._maybe_crash():
             os._exit(1)
         computed = cached = 0
         for start, stop in chunks:
-            key = corpus_chunk_key(self.store, self.encoder.fingerprint(), self.bench.fingerprint, start, stop)
-            if self.store.has("corpus_emb", key):
+            key = corpus.chunk_key(self.store, self.encoder.fingerprint(), self.bench.fingerprint, start, stop)
+            if self.store.has(corpus.KIND, key):
                 cached += stop - start
                 continue
-            emb = self.encoder.encode_images(self.bench.corpus_images(range(start, stop))).numpy()
-            self.store.put_array("corpus_emb", key, emb)
+            self.store.put_array(corpus.KIND, key, corpus.embed_chunk(self.bench, self.encoder, start, stop))
             computed += stop - start
         return computed, cached
 
@@ -370,7 +373,7 @@ def generate(cfg, pairs: Sequence[tuple[str, int]], store, *, address: str | Non
         settings = ray.get(probe.resolve.remote(cfg.steps, cfg.guidance, cfg.size))
         keyer = CachedGenerator(_Described(cfg.generator, info["fingerprint"]), store)
         todo = [pr for pr in pairs
-                if not store.path(CachedGenerator.KIND, keyer._key(pr[0], pr[1], *settings)).exists()]
+                if not store.path(CachedGenerator.KIND, keyer.key(pr[0], pr[1], *settings)).exists()]
     except BaseException:
         ray.kill(probe, no_restart=True)
         raise
@@ -403,11 +406,11 @@ def corpus_embeddings(cfg, bench, store, *, address: str | None = None, progress
                       raise_on_failure: bool = True) -> RunSummary:
     """Fill the store's corpus-embedding chunks of ``cfg.encoder`` on a Ray cluster.
 
-    Same chunks and keys as :func:`dar_lib.evaluate.corpus_embeddings`; each actor rebuilds the
-    benchmark from ``cfg`` and checks that its corpus fingerprint matches the driver's ``bench``.
+    Same chunks and keys as :func:`dar_lib.corpus.corpus_embeddings`; each actor rebuilds the
+    benchmark from ``cfg.benchmark_spec()`` and checks that its corpus fingerprint matches the driver's ``bench``.
 
     Args:
-        cfg: the :class:`~dar_lib.evaluate.EvalConfig` (benchmark, encoder, device, toy_size, seed, image_root).
+        cfg: the :class:`~dar_lib.evaluate.EvalConfig` (benchmark spec, encoder, device).
         bench: the driver's benchmark (its corpus size and fingerprint decide the chunks and keys).
         store: the shared :class:`~dar_lib.store.ArtefactStore`.
         address: Ray address; ``None`` starts a local Ray.
@@ -423,19 +426,19 @@ def corpus_embeddings(cfg, bench, store, *, address: str | None = None, progress
     Raises:
         RuntimeError: Ray is missing, the workers' benchmark differs from ``bench``, or a batch failed.
     """
-    from dar_lib.evaluate import corpus_chunk_key, corpus_chunks
+    from dar_lib import corpus
 
     t0 = time.perf_counter()
-    chunks = corpus_chunks(len(bench.corpus_paths))
+    chunks = corpus.chunks(len(bench.corpus_paths))
     summary = RunSummary("corpus", total=len(bench.corpus_paths))
     ray = connect(address, num_workers)
     n_actors, options = _actor_resources(ray, num_workers)
     crash = os.environ.get(CRASH_ENV)
-    fields = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
+    spec = cfg.benchmark_spec()
     Actor = _remote_class(ray, CorpusWorker, options)
 
     def make_actor():
-        return Actor.remote(fields, _worker_device(cfg, options), str(store.root), crash)
+        return Actor.remote(spec, cfg.encoder, _worker_device(cfg, options), str(store.root), crash)
 
     probe = make_actor()
     try:
@@ -445,12 +448,12 @@ def corpus_embeddings(cfg, bench, store, *, address: str | None = None, progress
                 f"Ray workers rebuilt benchmark {cfg.benchmark!r} with corpus {info['corpus']} "
                 f"({info['n_corpus']} images), but the driver's has {bench.fingerprint} "
                 f"({len(bench.corpus_paths)}); describe the benchmark through EvalConfig (image_root, toy_size, "
-                f"seed) so every node builds the same one")
+                f"world_seed, corpus_file) so every node builds the same one")
     except BaseException:
         ray.kill(probe, no_restart=True)
         raise
     todo = [c for c in chunks if not store.path(
-        "corpus_emb", corpus_chunk_key(store, info["fingerprint"], bench.fingerprint, *c)).exists()]
+        corpus.KIND, corpus.chunk_key(store, info["fingerprint"], bench.fingerprint, *c)).exists()]
     summary.fingerprint = info["fingerprint"]
     summary.cached = summary.done = summary.total - sum(stop - start for start, stop in todo)
     batches = [todo[i:i + chunks_per_batch] for i in range(0, len(todo), chunks_per_batch)]
@@ -462,3 +465,37 @@ def corpus_embeddings(cfg, bench, store, *, address: str | None = None, progress
     else:
         ray.kill(probe, no_restart=True)
     return _finish(summary, t0, raise_on_failure, "Ray corpus encoding")
+
+
+class RayBackend:
+    """The Ray cluster as an evaluation backend (see :class:`dar_lib.evaluate.Backend`).
+
+    Args:
+        address: Ray address (``"auto"``, ``"ray://host:10001"``); ``None`` starts a local Ray.
+        num_workers: actors per stage (default: one per GPU, else one per CPU).
+        max_retries: resubmissions of a batch whose worker died.
+
+    Examples:
+        >>> table = evaluate(cfg, backend=RayBackend("auto"))   # doctest: +SKIP
+    """
+
+    def __init__(self, address: str | None = None, num_workers: int | None = None, max_retries: int = 3):
+        self.address = address
+        self.num_workers = num_workers
+        self.max_retries = max_retries
+        #: The :class:`RunSummary` of every stage run so far.
+        self.summaries: list[RunSummary] = []
+
+    def generate(self, cfg, pairs, store, *, progress: bool = True) -> RunSummary:
+        """Put every (prompt, seed) image into ``store`` (see :func:`generate`)."""
+        summary = generate(cfg, pairs, store, address=self.address, progress=progress,
+                           num_workers=self.num_workers, max_retries=self.max_retries)
+        self.summaries.append(summary)
+        return summary
+
+    def embed_corpus(self, cfg, bench, store, *, progress: bool = True) -> RunSummary:
+        """Put every corpus chunk of ``cfg.encoder`` into ``store`` (see :func:`corpus_embeddings`)."""
+        summary = corpus_embeddings(cfg, bench, store, address=self.address, progress=progress,
+                                    num_workers=self.num_workers, max_retries=self.max_retries)
+        self.summaries.append(summary)
+        return summary

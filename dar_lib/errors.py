@@ -6,3 +6,24 @@ class DataError(ValueError):
 
     The message always names the file and, where there is one, the record.
     """
+
+
+class EmbeddingError(ValueError):
+    """Embeddings that cannot be ranked: non-finite values or zero-norm rows.
+
+    A diverged fine-tune, a bad checkpoint import or a half-precision overflow produces them; ranked
+    anyway they tie everywhere and a "strictly higher" rank would put every target first. The
+    message names the encoder (or the array) and how many rows are bad.
+    """
+
+
+class ModelNotAvailableError(RuntimeError):
+    """A model id that is neither a local folder nor reachable on the model hub.
+
+    The message names the id and points to the book's *Paper scale* page, which says how to get
+    the real checkpoints onto a machine (and how to run on local copies).
+    """
+
+
+#: Where a user learns how to obtain the paper profile's models (named in error messages).
+PAPER_SCALE_PAGE = "the book's 'Paper scale' page (book/paper_scale.md)"

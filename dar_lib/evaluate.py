@@ -7,98 +7,142 @@ Methods (all ranked against the same corpus embeddings of one encoder):
 - ``dar``: S_t fused with the K generated images (eq. 4, chosen schedule);
 - ``images-only``: the K generated images alone.
 
-Every expensive artefact (R1/R2 outputs, generated images, corpus and image embeddings) is
-content-addressed in an :class:`~dar_lib.store.ArtefactStore`, so a killed run resumes where it
-stopped and gives the same table as an uninterrupted one; generated images depend only on the
-prompts and the generator, so every encoder and method reuses them.
+The runner calls the stage methods of one :class:`~dar_lib.pipeline.DARPipeline`, batched over the
+whole benchmark: R1 and R2 for every (dialogue, round), generation of every unique (prompt, seed),
+encoding, fusion and ranking. Every expensive artefact (R1/R2 outputs, generated images, corpus and
+image embeddings) is content-addressed in an :class:`~dar_lib.store.ArtefactStore`, so a killed run
+resumes where it stopped and gives the same table as an uninterrupted one; generated images depend
+only on the prompts, seeds and the generator, so every encoder and method reuses them.
+
+Generation and corpus encoding can be handed to a *backend* that fills the store first (the Ray
+backend of :mod:`dar_lib.distributed`, chosen by the CLI); the runner then finds everything cached.
 
 Examples:
     >>> cfg = EvalConfig(benchmark="toy-flan", encoder="toy:clip-zs", n_dialogues=50)  # doctest: +SKIP
     >>> table = evaluate(cfg)                                                           # doctest: +SKIP
-    >>> summarise(table)                                                                # doctest: +SKIP
+    >>> from dar_lib.stats import summary_table; summary_table(table)                   # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import functools
 import hashlib
+import io
 import logging
 import platform
-import sys
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Protocol, Sequence
 
 import numpy as np
+
+from dar_lib.profiles import PROFILES
 
 log = logging.getLogger(__name__)
 
 METHODS = ("baseline", "reformulated", "dar", "images-only")
 IMAGE_METHODS = ("dar", "images-only")
+_TOY = PROFILES["toy"]
+
+
+def _check_int(name: str, value, lo: int, hi: int | None = None, none_ok: bool = False) -> None:
+    if value is None and none_ok:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo or (hi is not None and value > hi):
+        span = f"{lo}..{hi}" if hi is not None else f">= {lo}"
+        raise ValueError(f"{name} = {value!r}: must be an integer in {span}" + (" (or unset)" if none_ok else ""))
 
 
 @dataclass(frozen=True)
 class EvalConfig:
     """One evaluation: a benchmark, the three models and the DAR settings.
 
+    Every numeric field is range-checked when the config is made, before any work starts; the
+    message names the field (the CLI option of the same name with dashes).
+
     Attributes:
-        benchmark: a name from :mod:`dar_lib.benchmarks` (``toy-visdial`` ... or ``visdial`` ...).
+        benchmark: a name from :mod:`dar_lib.benchmarks` (``toy-visdial`` ... or ``visdial`` ...), or a
+            ChatIR-format dialogue file (``*.json``, with ``corpus_file`` and ``image_root``).
         encoder, generator, reformulator: model ids for :mod:`dar_lib.models`.
         methods: which of :data:`METHODS` to rank.
-        k_images: K, images generated per turn.
+        k_images: K, images generated per turn (1..10).
         schedule: fusion weights: ``paper``, ``released`` or ``const:<alpha>``.
         image_reduce: ``mean`` (default; with K = 1 this is the official code's fusion) or ``sum``
             (eq. 4 as written, which weighs the images K times beta).
         n_dialogues: evaluate the first N dialogues (default: all).
-        seed: base seed of every generated image (and of the toy world).
+        world_seed: seed of the toy world and its targets.
+        gen_seed: base seed of every generated image.
+        seed_per_round: put the round into the image seeds (a fresh draw every round).
         steps, guidance, size: generator settings (default: the generator's).
         toy_size: ``default`` or ``smoke`` (toy benchmarks).
-        image_root: COCO image folder (ChatIR benchmarks).
+        image_root: the corpus image folder (ChatIR benchmarks, your own data).
+        corpus_file: your own corpus list (JSON list of image paths) for a ``*.json`` benchmark.
         device: torch device (default ``DAR_DEVICE`` or cpu).
-        batch_size: images per encoder or generator batch.
+        batch_size: images per encoder or generator batch (1..4096).
+
+    Raises:
+        ValueError: a field outside its range or an unknown name (the message names the field).
     """
 
     benchmark: str
     encoder: str
-    generator: str = "toy:sd"
-    reformulator: str = "toy:rules"
+    generator: str = _TOY["generator"]
+    reformulator: str = _TOY["reformulator"]
     methods: tuple[str, ...] = METHODS
-    k_images: int = 3
-    schedule: str = "paper"
-    image_reduce: str = "mean"
+    k_images: int = _TOY["k_images"]
+    schedule: str = _TOY["schedule"]
+    image_reduce: str = _TOY["image_reduce"]
     n_dialogues: int | None = None
-    seed: int = 0
+    world_seed: int = 0
+    gen_seed: int = 0
+    seed_per_round: bool = _TOY["seed_per_round"]
     steps: int | None = None
     guidance: float | None = None
     size: int | None = None
     toy_size: str = "default"
     image_root: str | None = None
+    corpus_file: str | None = None
     device: str | None = None
     batch_size: int = 64
 
     def __post_init__(self):
-        bad = [m for m in self.methods if m not in METHODS]
-        if bad:
-            raise ValueError(f"unknown method(s) {bad}; choose from {', '.join(METHODS)}")
-        if self.k_images < 1 and any(m in IMAGE_METHODS for m in self.methods):
-            raise ValueError("k_images must be >= 1 for the dar and images-only methods")
         from dar_lib.fuse import weights
 
-        weights(0, self.schedule)  # validates the schedule name early
+        bad = [m for m in self.methods if m not in METHODS]
+        if bad or not self.methods:
+            raise ValueError(f"methods = {list(self.methods)}: choose one or more of {', '.join(METHODS)}")
+        needs_images = any(m in IMAGE_METHODS for m in self.methods)
+        _check_int("k_images", self.k_images, 1 if needs_images else 0, 10)
+        _check_int("n_dialogues", self.n_dialogues, 1, none_ok=True)
+        _check_int("world_seed", self.world_seed, 0)
+        _check_int("gen_seed", self.gen_seed, 0)
+        _check_int("steps", self.steps, 1, 1000, none_ok=True)
+        _check_int("size", self.size, 8, 4096, none_ok=True)
+        _check_int("batch_size", self.batch_size, 1, 4096)
+        if self.guidance is not None and (isinstance(self.guidance, bool) or not isinstance(self.guidance, (int, float))
+                                          or not 0.0 <= self.guidance <= 50.0):
+            raise ValueError(f"guidance = {self.guidance!r}: must be a number in [0, 50] (or unset)")
+        if self.size is not None and self.size % 8:
+            raise ValueError(f"size = {self.size}: must be a multiple of 8 pixels")
+        try:
+            weights(0, self.schedule)
+        except ValueError as exc:
+            raise ValueError(f"schedule = {self.schedule!r}: {exc}") from None
         if self.image_reduce not in ("sum", "mean"):
-            raise ValueError("image_reduce must be 'sum' or 'mean'")
+            raise ValueError(f"image_reduce = {self.image_reduce!r}: must be 'sum' or 'mean'")
+        if self.toy_size not in ("default", "smoke"):
+            raise ValueError(f"toy_size = {self.toy_size!r}: must be 'default' or 'smoke'")
+
+    def benchmark_spec(self) -> dict:
+        """The keyword arguments that rebuild this benchmark anywhere (:func:`~dar_lib.benchmarks.load_benchmark`)."""
+        return {"name": self.benchmark, "n_dialogues": self.n_dialogues, "image_root": self.image_root,
+                "toy_size": self.toy_size, "seed": self.world_seed, "corpus_file": self.corpus_file}
 
 
-# -- model loading, shared across calls in one process ---------------------------------------
-@functools.lru_cache(maxsize=16)
-def _model(kind: str, spec: str, device: str | None):
-    from dar_lib import models
+class Backend(Protocol):
+    """Something that fills the store before the runner reads it (e.g. :class:`dar_lib.distributed.RayBackend`)."""
 
-    loader = {"encoder": models.load_encoder, "generator": models.load_generator,
-              "reformulator": models.load_reformulator}[kind]
-    return loader(spec, device=device)
+    def generate(self, cfg: EvalConfig, pairs: Sequence[tuple[str, int]], store, *, progress: bool = True): ...
+
+    def embed_corpus(self, cfg: EvalConfig, bench, store, *, progress: bool = True): ...
 
 
 def _progress(iterable, progress: bool, **kw):
@@ -121,7 +165,11 @@ def shard_of(prompt: str, seed: int, n: int) -> int:
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
-    """Parse ``"i/n"`` (0 <= i < n)."""
+    """Parse ``"i/n"`` (0 <= i < n).
+
+    Raises:
+        ValueError: anything else (the message shows the expected form).
+    """
     if not text:
         return None
     try:
@@ -133,115 +181,76 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
     return i, n
 
 
-# -- the stages ------------------------------------------------------------------------------
-#: Corpus images per cached embedding chunk (every backend uses the same chunks, so the same keys).
-CORPUS_CHUNK = 1024
+# -- the stages, batched over a benchmark ------------------------------------------------------
+def build_pipeline(cfg: EvalConfig, store, *, generator: bool = True):
+    """The :class:`~dar_lib.pipeline.DARPipeline` of a config (models loaded once per process)."""
+    from dar_lib.models import load_model
+    from dar_lib.pipeline import DARPipeline
 
-
-def corpus_chunks(n_corpus: int, chunk: int = CORPUS_CHUNK) -> list[tuple[int, int]]:
-    """The (start, stop) corpus id ranges embedded and cached as one unit."""
-    return [(s, min(n_corpus, s + chunk)) for s in range(0, n_corpus, chunk)]
-
-
-def corpus_chunk_key(store, encoder_fingerprint: str, corpus_fingerprint: str, start: int, stop: int) -> str:
-    """The store key of one chunk of corpus embeddings."""
-    return store.key("corpus_emb", encoder=encoder_fingerprint, corpus=corpus_fingerprint, start=start, stop=stop)
-
-
-def corpus_embeddings(bench, encoder, store, *, progress: bool = True) -> np.ndarray:
-    """Embed the corpus once per encoder, cached in chunks (a killed run keeps finished chunks)."""
-    parts = []
-    for start, stop in _progress(corpus_chunks(len(bench.corpus_paths)), progress, desc=f"corpus {encoder.id}",
-                                 unit="chunk"):
-        key = corpus_chunk_key(store, encoder.fingerprint(), bench.fingerprint, start, stop)
-        parts.append(store.get_or_compute_array(
-            "corpus_emb", key, lambda: encoder.encode_images(bench.corpus_images(range(start, stop))).numpy()))
-    return np.concatenate(parts).astype(np.float32, copy=False)
-
-
-def _encode_texts(encoder, texts: Sequence[str], batch_size: int, progress: bool) -> dict[str, np.ndarray]:
-    unique = sorted(set(texts))
-    out: dict[str, np.ndarray] = {}
-    for batch in _progress(list(_batches(unique, batch_size)), progress and len(unique) > 2000,
-                           desc="encode texts", unit="batch"):
-        for t, e in zip(batch, encoder.encode_text(batch).numpy()):
-            out[t] = e
-    return out
+    gen = load_model("generator", cfg.generator, cfg.device) if generator else None
+    return DARPipeline(load_model("reformulator", cfg.reformulator, cfg.device), gen,
+                       load_model("encoder", cfg.encoder, cfg.device), k_images=cfg.k_images,
+                       schedule=cfg.schedule, image_reduce=cfg.image_reduce, seed=cfg.gen_seed,
+                       seed_per_round=cfg.seed_per_round, steps=cfg.steps, guidance=cfg.guidance, size=cfg.size,
+                       store=store)
 
 
 @dataclass
 class Plan:
-    """What a run needs: per (dialogue, round) texts, queries, prompts and seeds."""
+    """What a run needs: per (dialogue, round) raw texts and turn plans, and the unique (prompt, seed) pairs."""
 
     texts: list[list[str]]
-    queries: list[list[str]] | None = None
-    prompts: list[list[list[str]]] | None = None
-    seeds: list[list[list[int]]] | None = None
+    turns: list[list] | None = None  # TurnPlan per (dialogue, round)
     pairs: list[tuple[str, int]] = field(default_factory=list)
 
 
-def plan(cfg: EvalConfig, bench, store, *, progress: bool = True) -> Plan:
-    """R1 and R2 for every dialogue and round (cached), and the unique (prompt, seed) pairs."""
-    from dar_lib.pipeline import image_seed
-
+def plan(pipe, bench, methods: Sequence[str], *, progress: bool = True) -> Plan:
+    """R1 and R2 for every dialogue and round (cached by the pipeline's store), and the unique (prompt, seed) pairs."""
     p = Plan(texts=[[d.query_text(r) for r in range(d.n_rounds)] for d in bench.dialogues])
-    if all(m == "baseline" for m in cfg.methods):
+    if all(m == "baseline" for m in methods):
         return p
-    from dar_lib.models.reformulators import CachedReformulator
-
-    reformulator = _model("reformulator", cfg.reformulator, cfg.device)
-    if getattr(reformulator, "cacheable", True):
-        reformulator = CachedReformulator(reformulator, store)
-    p.queries, p.prompts, p.seeds = [], [], []
-    need_images = any(m in IMAGE_METHODS for m in cfg.methods)
-    for d in _progress(bench.dialogues, progress, desc=f"reformulate {cfg.benchmark}", unit="dialogue"):
-        qs = [reformulator.rewrite(list(d.dialog[: r + 1]), ref=(d.image, r)) for r in range(d.n_rounds)]
-        p.queries.append(qs)
-        if need_images:
-            ps = [reformulator.prompts(q, cfg.k_images) for q in qs]
-            p.prompts.append(ps)
-            p.seeds.append([[image_seed(cfg.seed, pr, k) for k, pr in enumerate(row)] for row in ps])
-    if need_images:
-        p.pairs = sorted({(pr, s) for ps, ss in zip(p.prompts, p.seeds)
-                          for row_p, row_s in zip(ps, ss) for pr, s in zip(row_p, row_s)})
+    p.turns = [[pipe.reformulate(d.dialog[: r + 1], r, ref=(d.image, r)) for r in range(d.n_rounds)]
+               for d in _progress(bench.dialogues, progress, desc=f"reformulate {bench.name}", unit="dialogue")]
+    if any(m in IMAGE_METHODS for m in methods):
+        p.pairs = sorted({(pr, s) for row in p.turns for t in row for pr, s in zip(t.prompts, t.seeds)})
     return p
 
 
-def generate(cfg: EvalConfig, pairs: Sequence[tuple[str, int]], store, *, progress: bool = True):
-    """Generate every (prompt, seed) pair missing from the store, in batches; returns the cached generator."""
-    from dar_lib.models.generators import CachedGenerator
+def generate(pipe, pairs: Sequence[tuple[str, int]], batch_size: int, *, progress: bool = True) -> None:
+    """Generate every (prompt, seed) pair missing from the pipeline's store, in fixed batches.
 
-    gen = CachedGenerator(_model("generator", cfg.generator, cfg.device), store)
-    for batch in _progress(list(_batches(list(pairs), cfg.batch_size)), progress,
-                           desc=f"imagine {cfg.generator}", unit="batch"):
-        # Fixed batches, regenerated whole when any image is missing: a resumed run gets the very
-        # same pixels as an uninterrupted one (kernels round differently for other batch sizes).
-        gen.generate([p for p, _ in batch], [s for _, s in batch], steps=cfg.steps, guidance=cfg.guidance,
-                     size=cfg.size, whole_batch=True)
-    return gen
+    Fixed batches, regenerated whole when any image is missing: a resumed run gets the very same
+    pixels as an uninterrupted one (kernels round differently for other batch sizes).
+    """
+    for batch in _progress(list(_batches(list(pairs), batch_size)), progress,
+                           desc=f"imagine {pipe.generator.id}", unit="batch"):
+        pipe.imagine([p for p, _ in batch], [s for _, s in batch], whole_batch=True)
 
 
-def image_embeddings(cfg: EvalConfig, pairs: Sequence[tuple[str, int]], gen, encoder, store, *,
+def image_embeddings(pipe, pairs: Sequence[tuple[str, int]], batch_size: int, store, *,
                      progress: bool = True) -> dict[tuple[str, int], np.ndarray]:
-    """Embed every generated image, cached per batch (fixed batches keep results bit-identical)."""
+    """Embed every generated image, cached per fixed batch (bit-identical on resume)."""
+    from dar_lib.store import code_fingerprint
+
     out = {}
-    for batch in _progress(list(_batches(list(pairs), cfg.batch_size)), progress,
-                           desc=f"encode images {encoder.id}", unit="batch"):
-        key = store.key("image_emb", encoder=encoder.fingerprint(), generator=gen.fingerprint(), pairs=batch,
-                        steps=cfg.steps, guidance=cfg.guidance, size=cfg.size)
+    gen = pipe.generator
+    settings = gen.generator.resolve(pipe.steps, pipe.guidance, pipe.size) if hasattr(gen, "generator") and \
+        hasattr(gen.generator, "resolve") else (pipe.steps, pipe.guidance, pipe.size)
+    for batch in _progress(list(_batches(list(pairs), batch_size)), progress,
+                           desc=f"encode images {pipe.encoder.id}", unit="batch"):
+        key = store.key("image_emb", encoder=pipe.encoder.fingerprint(), generator=gen.fingerprint(), pairs=batch,
+                        settings=list(settings), code=code_fingerprint("dar_lib.models.encoders"))
 
         def compute(batch=batch):
-            imgs = gen.generate([p for p, _ in batch], [s for _, s in batch], steps=cfg.steps,
-                                guidance=cfg.guidance, size=cfg.size)
-            return encoder.encode_images(imgs).numpy()
+            return pipe.encode_images(pipe.imagine([p for p, _ in batch], [s for _, s in batch])).numpy()
 
         for pair, e in zip(batch, store.get_or_compute_array("image_emb", key, compute)):
             out[pair] = e
     return out
 
 
-def provenance(cfg: EvalConfig, models: dict) -> dict:
-    """Columns naming everything that produced a row."""
+def provenance(cfg: EvalConfig, models: Mapping[str, object]) -> dict:
+    """Columns naming everything that produced a row (config, model fingerprints, versions)."""
     import importlib.metadata as md
 
     def version(pkg):
@@ -253,7 +262,8 @@ def provenance(cfg: EvalConfig, models: dict) -> dict:
     row = {
         "benchmark": cfg.benchmark, "encoder": cfg.encoder, "generator": cfg.generator,
         "reformulator": cfg.reformulator, "k_images": cfg.k_images, "schedule": cfg.schedule,
-        "image_reduce": cfg.image_reduce, "seed": cfg.seed, "steps": cfg.steps, "guidance": cfg.guidance,
+        "image_reduce": cfg.image_reduce, "world_seed": cfg.world_seed, "gen_seed": cfg.gen_seed,
+        "seed_per_round": cfg.seed_per_round, "steps": cfg.steps, "guidance": cfg.guidance,
         "size": cfg.size, "toy_size": cfg.toy_size,
     }
     for kind, m in models.items():
@@ -264,8 +274,15 @@ def provenance(cfg: EvalConfig, models: dict) -> dict:
     return row
 
 
+def load_bench(cfg: EvalConfig):
+    """The config's :class:`~dar_lib.benchmarks.Benchmark`."""
+    from dar_lib.benchmarks import load_benchmark
+
+    return load_benchmark(**cfg.benchmark_spec())
+
+
 def evaluate(cfg: EvalConfig, store=None, *, shard: tuple[int, int] | None = None, progress: bool = True,
-             bench=None, backend: str = "local", ray_address: str | None = None):
+             bench=None, backend: Backend | None = None):
     """Run one evaluation and return a tidy table of target ranks (one row per method, dialogue, round).
 
     Args:
@@ -274,74 +291,67 @@ def evaluate(cfg: EvalConfig, store=None, *, shard: tuple[int, int] | None = Non
         shard: ``(i, n)``: only generate this machine's share of the images and return ``None``;
             merge the stores afterwards (``dar merge-stores``) and run without ``shard``.
         progress: show progress bars.
-        bench: a preloaded :class:`~dar_lib.benchmarks.Benchmark` (default: load ``cfg.benchmark``).
-        backend: ``"local"`` (this process) or ``"ray"`` (generation and corpus encoding on a Ray
-            cluster, see :mod:`dar_lib.distributed`; results are identical, the store is shared).
-        ray_address: Ray cluster address (``"auto"``, ``"ray://host:10001"``; default: start a local one).
+        bench: a preloaded :class:`~dar_lib.benchmarks.Benchmark` (default: built from ``cfg``).
+        backend: fills the store with images and corpus embeddings first (e.g. a Ray cluster);
+            ``None`` computes everything in this process. Results are identical either way.
 
     Returns:
-        A pandas DataFrame with columns ``method, dialog_idx, round_idx, target_id, rank`` and the
-        provenance columns of :func:`provenance`; ``None`` for a shard run.
+        A pandas DataFrame with columns ``method, dialog_idx, round_idx, target_id, rank`` (0-based
+        expected rank, see :mod:`dar_lib.retrieve`) and the provenance columns of :func:`provenance`;
+        ``None`` for a shard run.
+
+    Raises:
+        EmbeddingError: the encoder produced non-finite or zero-norm embeddings.
+        DataError: a benchmark file is malformed.
     """
     import pandas as pd
     import torch
 
-    from dar_lib import settings
-    from dar_lib.benchmarks import load_benchmark
-    from dar_lib.fuse import fuse
-    from dar_lib.retrieve import target_ranks
+    from dar_lib import corpus, settings
     from dar_lib.store import ArtefactStore
 
     store = store or ArtefactStore(settings.cache_dir() / "store")
-    bench = bench or load_benchmark(cfg.benchmark, cfg.n_dialogues, image_root=cfg.image_root,
-                                    toy_size=cfg.toy_size, seed=cfg.seed)
-    p = plan(cfg, bench, store, progress=progress)
-    gen = None
+    bench = bench or load_bench(cfg)
+    needs_images = any(m in IMAGE_METHODS for m in cfg.methods)
+    pipe = build_pipeline(cfg, store, generator=needs_images)
+    p = plan(pipe, bench, cfg.methods, progress=progress)
     if p.pairs:
         pairs = p.pairs if shard is None else [x for x in p.pairs if shard_of(x[0], x[1], shard[1]) == shard[0]]
-        if backend == "ray":
-            from dar_lib import distributed
-
-            distributed.generate(cfg, pairs, store, address=ray_address, progress=progress)
-        gen = generate(cfg, pairs, store, progress=progress)  # with the ray backend: all cached already
+        if backend is not None:
+            backend.generate(cfg, pairs, store, progress=progress)
+        generate(pipe, pairs, cfg.batch_size, progress=progress)  # with a backend: all cached already
         if shard is not None:
-            log.info("shard %d/%d: %d of %d images are in the store %s", shard[0], shard[1], len(pairs), len(p.pairs), store.root)
+            log.info("shard %d/%d: %d of %d images are in the store %s", shard[0], shard[1], len(pairs),
+                     len(p.pairs), store.root)
             return None
-    encoder = _model("encoder", cfg.encoder, cfg.device)
-    if backend == "ray":
-        from dar_lib import distributed
-
-        distributed.corpus_embeddings(cfg, bench, store, address=ray_address, progress=progress)
-    corpus = corpus_embeddings(bench, encoder, store, progress=progress)  # with ray: all cached already
+    if backend is not None:
+        backend.embed_corpus(cfg, bench, store, progress=progress)
+    pipe.index(corpus_emb=corpus.corpus_embeddings(bench, pipe.encoder, store, progress=progress))
     n_d, n_r = len(bench.dialogues), bench.dialogues[0].n_rounds
     targets = np.repeat([d.target_id for d in bench.dialogues], n_r)
-    text_emb = _encode_texts(encoder, [t for row in p.texts for t in row] +
-                             ([q for row in p.queries for q in row] if p.queries else []), cfg.batch_size, progress)
-    img_emb = image_embeddings(cfg, p.pairs, gen, encoder, store, progress=progress) if p.pairs else {}
     rounds = np.tile(np.arange(n_r), n_d)
-
-    def stack_images(d, r):
-        return np.stack([img_emb[(pr, s)] for pr, s in zip(p.prompts[d][r], p.seeds[d][r])])
+    queries = [t.query for row in p.turns for t in row] if p.turns else []
+    text_emb = _encode_texts(pipe, [t for row in p.texts for t in row] + queries, cfg.batch_size, progress)
+    img_emb = image_embeddings(pipe, p.pairs, cfg.batch_size, store, progress=progress) if p.pairs else {}
 
     frames = []
-    base = provenance(cfg, {"encoder": encoder, "generator": gen and gen.generator,
-                            "reformulator": _model("reformulator", cfg.reformulator, cfg.device) if p.queries else None})
+    base = provenance(cfg, {"encoder": pipe.encoder, "generator": pipe.generator if needs_images else None,
+                            "reformulator": pipe.reformulator if p.turns else None})
     for method in cfg.methods:
         if method == "baseline":
-            q = np.stack([text_emb[t] for row in p.texts for t in row])
-        elif method == "reformulated":
-            q = np.stack([text_emb[t] for row in p.queries for t in row])
+            q = torch.from_numpy(np.stack([text_emb[t] for row in p.texts for t in row]))
         else:
-            imgs = torch.from_numpy(np.stack([stack_images(d, r) for d in range(n_d) for r in range(n_r)]))
-            if method == "images-only":
-                q = torch.nn.functional.normalize(imgs.mean(dim=1), dim=-1).numpy()
+            texts = torch.from_numpy(np.stack([text_emb[q] for q in queries]))
+            if method == "reformulated":
+                q = texts
             else:
-                texts = torch.from_numpy(np.stack([text_emb[t] for row in p.queries for t in row]))
-                q = np.empty(texts.shape, dtype=np.float32)
-                for r in range(n_r):  # the fusion weights depend on the round
-                    m = rounds == r
-                    q[m] = fuse(texts[m], imgs[m], r, cfg.schedule, cfg.image_reduce).numpy()
-        ranks = target_ranks(q, corpus, targets)
+                imgs = torch.from_numpy(np.stack([np.stack([img_emb[pair] for pair in zip(t.prompts, t.seeds)])
+                                                  for row in p.turns for t in row]))
+                if method == "images-only":
+                    q = torch.nn.functional.normalize(imgs.mean(dim=1), dim=-1)
+                else:
+                    q = pipe.fuse(texts, imgs, rounds)
+        ranks = pipe.target_ranks(q, targets)
         frames.append(pd.DataFrame({"method": method, "dialog_idx": np.repeat(np.arange(n_d), n_r),
                                     "round_idx": rounds, "target_id": targets, "rank": ranks}))
     table = pd.concat(frames, ignore_index=True)
@@ -350,104 +360,72 @@ def evaluate(cfg: EvalConfig, store=None, *, shard: tuple[int, int] | None = Non
     return table
 
 
-def summarise(table, rounds: Sequence[int] = (0, 5, 10), k: int = 10):
-    """Hits@k at the given rounds per (benchmark, encoder, method): a small wide table."""
+def _encode_texts(pipe, texts: Sequence[str], batch_size: int, progress: bool) -> dict[str, np.ndarray]:
+    unique = sorted(set(texts))
+    out: dict[str, np.ndarray] = {}
+    for batch in _progress(list(_batches(unique, batch_size)), progress and len(unique) > 2000,
+                           desc="encode texts", unit="batch"):
+        for t, e in zip(batch, pipe.encode_queries(batch).numpy()):
+            out[t] = e
+    return out
+
+
+# -- the results grid shared by the book's chapters ---------------------------------------------
+def table_key(store, cfg: EvalConfig, bench) -> str:
+    """The store key of a finished rank table: the config, the benchmark's content (data version) and
+    the library's code, so a fix anywhere in ``dar_lib`` recomputes the table instead of reloading it."""
+    from dar_lib.store import code_fingerprint
+
+    return store.key("table", config=repr(cfg), data=bench.fingerprint, code=code_fingerprint("dar_lib"))
+
+
+def grid(
+    benchmarks: Sequence[str],
+    encoders: Mapping[str, str],
+    *,
+    methods: Sequence[str] = METHODS,
+    store=None,
+    progress: bool = True,
+    backend: Backend | None = None,
+    **config,
+):
+    """Evaluate every benchmark with every encoder; one tidy table of ranks, each part cached.
+
+    Args:
+        benchmarks: benchmark names.
+        encoders: role (e.g. ``"zero-shot"``) -> encoder id. The table's ``encoder`` column holds the
+            role (Figure 3 colours by role) and ``encoder_id`` the id.
+        methods: methods to rank.
+        store: artefact store (default ``<cache>/store``); finished tables are cached there too.
+        progress: progress bars.
+        backend: passed to :func:`evaluate`.
+        **config: further :class:`EvalConfig` fields (``n_dialogues``, ``k_images``, ...).
+
+    Returns:
+        Ranks with provenance, one row per (benchmark, encoder, method, dialogue, round).
+    """
     import pandas as pd
 
-    from dar_lib.metrics import cumulative_hits
-
-    rows = []
-    for (bench, enc, method), g in table.groupby(["benchmark", "encoder", "method"], sort=False):
-        ranks = g.pivot(index="dialog_idx", columns="round_idx", values="rank").to_numpy()
-        hits = cumulative_hits(ranks, k)
-        rows.append({"benchmark": bench, "encoder": enc, "method": method,
-                     **{f"hits@{k} r{r}": round(float(hits[r]), 2) for r in rounds if r < len(hits)}})
-    return pd.DataFrame(rows)
-
-
-# -- command line ------------------------------------------------------------------------------
-def register(subparsers) -> None:
-    p = subparsers.add_parser(
-        "eval", help="evaluate methods on a benchmark (per-round target ranks + Hits@10)",
-        description="Run DAR and its baselines on a benchmark and write a tidy table of per-dialogue, "
-                    "per-round target ranks (CSV) with provenance; prints Hits@10 at rounds 0, 5, 10.")
-    p.add_argument("--benchmark", required=True, action="append",
-                   help="benchmark name (repeatable): toy-visdial, toy-chatgpt, toy-human, toy-flan, "
-                        "visdial, chatgpt_blip2, human_blip2, flan_blip2")
-    p.add_argument("--encoder", required=True, action="append", help="encoder id (repeatable), e.g. toy:clip-zs")
-    p.add_argument("--generator", default="toy:sd", help="generator id (default: %(default)s)")
-    p.add_argument("--reformulator", default="toy:rules", help="reformulator id (default: %(default)s)")
-    p.add_argument("--methods", default=",".join(METHODS), help="comma-separated methods (default: all four)")
-    p.add_argument("-k", "--k-images", type=int, default=3, help="images generated per turn (default: 3)")
-    p.add_argument("--schedule", default="paper", help="fusion weights: paper, released or const:<alpha>")
-    p.add_argument("--image-reduce", default="mean", choices=("mean", "sum"),
-                   help="combine the K image embeddings by mean (default) or sum (eq. 4 as written)")
-    p.add_argument("--n-dialogues", type=int, default=None, help="evaluate the first N dialogues (default: all)")
-    p.add_argument("--toy-size", default="default", choices=("default", "smoke"), help="toy world size")
-    p.add_argument("--seed", type=int, default=0, help="base seed of generated images and the toy world")
-    p.add_argument("--steps", type=int, default=None, help="generator steps (default: the generator's)")
-    p.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the generator's)")
-    p.add_argument("--size", type=int, default=None, help="generated image side in pixels (default: the generator's)")
-    p.add_argument("--image-root", default=None, help="COCO image folder (ChatIR benchmarks)")
-    p.add_argument("--device", default=None, help="torch device (default: $DAR_DEVICE or cpu)")
-    p.add_argument("--batch-size", type=int, default=64, help="images per generator/encoder batch")
-    p.add_argument("--store", default=None, help="artefact store folder (default: $DAR_CACHE_DIR/store)")
-    p.add_argument("--shard", default=None, help="i/n: only generate this machine's share of the images, then stop")
-    p.add_argument("--backend", default="local", choices=("local", "ray"),
-                   help="where generation and corpus encoding run: this process (default) or a Ray cluster "
-                        "(needs the extra: pip install -e '.[ray]')")
-    p.add_argument("--ray-address", default=None, help="Ray cluster address, e.g. auto (default: start a local Ray)")
-    p.add_argument("--out", default=None, help="write the table of ranks to this CSV file")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=_eval_cli)
-
-    m = subparsers.add_parser("merge-stores", help="merge artefact stores of shard runs into one",
-                              description="Copy every valid entry of the SOURCE stores missing from --into.")
-    m.add_argument("sources", nargs="+", help="store folders written by shard runs")
-    m.add_argument("--into", required=True, help="the store to merge into")
-    m.set_defaults(func=_merge_cli)
-
-
-def _eval_cli(args: argparse.Namespace) -> int:
-    import pandas as pd
-
+    from dar_lib import settings
     from dar_lib.store import ArtefactStore
 
-    store = ArtefactStore(args.store) if args.store else None
-    shard = parse_shard(args.shard)
-    tables = []
-    for bench in args.benchmark:
-        for enc in args.encoder:
-            cfg = EvalConfig(benchmark=bench, encoder=enc, generator=args.generator, reformulator=args.reformulator,
-                             methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),
-                             k_images=args.k_images, schedule=args.schedule, image_reduce=args.image_reduce,
-                             n_dialogues=args.n_dialogues, seed=args.seed, steps=args.steps,
-                             guidance=args.guidance, size=args.size, toy_size=args.toy_size,
-                             image_root=args.image_root, device=args.device, batch_size=args.batch_size)
-            table = evaluate(cfg, store, shard=shard, progress=not args.quiet, backend=args.backend,
-                             ray_address=args.ray_address)
-            if shard is not None:
-                break
-            tables.append(table)
-    if shard is not None:
-        print(f"shard {args.shard} done; merge the stores with `dar merge-stores`, then run without --shard")
-        return 0
-    table = pd.concat(tables, ignore_index=True)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        table.to_csv(args.out, index=False)
-        print(f"wrote {len(table)} rows to {args.out}")
-    print(summarise(table).to_string(index=False))
-    return 0
-
-
-def _merge_cli(args: argparse.Namespace) -> int:
-    from dar_lib.store import ArtefactStore
-
-    into = ArtefactStore(args.into)
-    for src in args.sources:
-        if not Path(src).is_dir():
-            print(f"error: {src} is not a folder", file=sys.stderr)
-            return 2
-        print(f"{src}: copied {into.merge_from(src)} entries")
-    return 0
+    store = store or ArtefactStore(settings.cache_dir() / "store")
+    frames = []
+    for name in benchmarks:
+        for role, enc in encoders.items():
+            cfg = EvalConfig(benchmark=name, encoder=enc, methods=tuple(methods), **config)
+            bench = load_bench(cfg)
+            key = table_key(store, cfg, bench)
+            cached = store.get_bytes("table", key)
+            if cached is not None:
+                t = pd.read_csv(io.BytesIO(cached))
+            else:
+                t = evaluate(cfg, store, progress=progress, bench=bench, backend=backend)
+                buf = io.StringIO()
+                t.to_csv(buf, index=False)
+                store.put_bytes("table", key, buf.getvalue().encode())
+                t = pd.read_csv(io.StringIO(buf.getvalue()))  # same dtypes as a cached read
+            t = t.rename(columns={"encoder": "encoder_id"})
+            t.insert(1, "encoder", role)
+            frames.append(t)
+    return pd.concat(frames, ignore_index=True)

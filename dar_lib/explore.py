@@ -12,7 +12,7 @@ Record schema (one :class:`DialogueRecord` per dialogue; plain dicts with the sa
   - ``round_idx`` (int), ``query`` (str, the reformulated query S_t), ``prompts`` (list[str], the K
     diffusion prompts P_t,k), ``k_images`` (list[PIL image], the K generated images),
     ``top_ids`` (list[int], the top-10 corpus ids, best first), ``top_images`` (list[PIL image],
-    same order), ``target_rank`` (int | None, 0-based rank of the target this round).
+    same order), ``target_rank`` (float | None, 0-based expected rank of the target this round).
 
 Every string reaches the page as JSON inside ``<script type="application/json">`` with ``<``, ``>``
 and ``&`` escaped, and the script inserts it with ``textContent``: dialogue text can never become
@@ -45,7 +45,7 @@ class RoundRecord:
     k_images: list[Any] = field(default_factory=list)
     top_ids: list[int] = field(default_factory=list)
     top_images: list[Any] = field(default_factory=list)
-    target_rank: int | None = None
+    target_rank: float | None = None
 
 
 @dataclass
@@ -116,7 +116,7 @@ def records_payload(records: Sequence[Any]) -> list[dict[str, Any]]:
                 "k_images": [image_data_uri(im) for im in _get(rnd, "k_images", [])],
                 "top": [{"id": cid, "src": image_data_uri(top_images[j]) if top_images else "",
                          "target": cid == target_id} for j, cid in enumerate(top_ids)],
-                "target_rank": None if rank is None else int(rank),
+                "target_rank": None if rank is None else float(rank),
             })
         if not rounds:
             raise DataError(f"dialogue {dialog_idx}: explorer record has no rounds")
@@ -140,8 +140,12 @@ def _json_for_script(payload: Any) -> str:
 _CSS = """
 #%(id)s{font-family:system-ui,sans-serif;font-size:14px;border:1px solid #ddd;border-radius:6px;padding:10px;margin:8px 0}
 #%(id)s .dar-row{display:flex;flex-wrap:wrap;gap:6px;align-items:flex-start;margin:4px 0}
-#%(id)s figure{margin:0;text-align:center;font-size:11px}
+#%(id)s figure{margin:0;text-align:center;font-size:11px;width:70px}
+#%(id)s figcaption{overflow-wrap:anywhere}
 #%(id)s img{width:64px;height:64px;image-rendering:pixelated;border:3px solid transparent;display:block}
+#%(id)s .dar-gen{flex-wrap:nowrap;overflow-x:auto}
+#%(id)s .dar-gen figure{width:164px;flex:0 0 auto}
+#%(id)s .dar-gen img{width:160px;height:160px}
 #%(id)s figure.dar-target img{border-color:#D55E00}
 #%(id)s .dar-query{background:#f5f7fa;padding:4px 8px;border-radius:4px}
 #%(id)s ol.dar-turns{margin:4px 0 4px 20px;padding:0}
@@ -218,19 +222,21 @@ def explorer_html(records: Sequence[Any], element_id: str | None = None) -> str:
     return _BODY % {**subs, "css": _CSS % subs, "data": data, "js": _JS % subs}
 
 
+def turn_record(result, pipe, bench, target_id: int | None = None) -> RoundRecord:
+    """The explorer's record of one :class:`~dar_lib.pipeline.TurnResult` (target rank when ``target_id`` is given)."""
+    rank = None
+    if target_id is not None and pipe.corpus_emb is not None:
+        rank = float(pipe.target_ranks(result.fused_emb[None], [target_id])[0])
+    top = [int(i) for i in result.top_ids]
+    return RoundRecord(round_idx=result.round_idx, query=result.query, prompts=list(result.prompts),
+                       k_images=list(result.images), top_ids=top, top_images=bench.corpus_images(top),
+                       target_rank=rank)
+
+
 def session_record(session, bench, dialog_idx: int = -1) -> DialogueRecord:
     """A :class:`DialogueRecord` of an interactive :class:`~dar_lib.pipeline.Session` so far."""
-    from dar_lib.retrieve import target_ranks
-
     target = bench.dialogues[dialog_idx].target_id if dialog_idx >= 0 else None
-    rounds = []
-    for res in session.results:
-        rank = None
-        if target is not None and session.pipeline.corpus_emb is not None:
-            rank = int(target_ranks(res.fused_emb[None], session.pipeline.corpus_emb, [target])[0])
-        rounds.append(RoundRecord(round_idx=res.round_idx, query=res.query, prompts=list(res.prompts),
-                                  k_images=list(res.images), top_ids=[int(i) for i in res.top_ids],
-                                  top_images=bench.corpus_images([int(i) for i in res.top_ids]), target_rank=rank))
+    rounds = [turn_record(res, session.pipeline, bench, target) for res in session.results]
     return DialogueRecord(dialog_idx=max(dialog_idx, 0), target_id=target if target is not None else -1,
                           dialog=list(session.turns), rounds=rounds,
                           target_image=bench.corpus_images([target])[0] if target is not None else None,

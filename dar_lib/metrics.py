@@ -1,7 +1,8 @@
 """Retrieval metrics over per-round target ranks: cumulative Hits@K (ChatIR), Recall@K and BRI (PlugIR).
 
 Ranks are 0-based (rank 0 = the target scored highest) in an array of shape
-``(n_dialogues, n_rounds)``; round 0 is the caption alone.
+``(n_dialogues, n_rounds)``; round 0 is the caption alone. A rank may end in ``.5``: the expected
+rank of a target tied with other items (:func:`dar_lib.retrieve.target_ranks`).
 
 Examples:
     >>> import numpy as np
@@ -22,12 +23,25 @@ def _check(ranks) -> np.ndarray:
     if r.size == 0:
         raise ValueError("ranks is empty")
     if not np.issubdtype(r.dtype, np.integer):
-        if not np.all(np.isfinite(r)) or not np.all(r == np.round(r)):
-            raise ValueError("ranks must be whole numbers")
-        r = r.astype(np.int64)
+        if not np.all(np.isfinite(r)) or not np.all(2 * r == np.round(2 * r)):
+            raise ValueError("ranks must be whole numbers (or halves, for ties)")
+        r = r.astype(np.float64)
     if (r < 0).any():
         raise ValueError("ranks are 0-based and must be >= 0")
     return r
+
+
+def hits_matrix(ranks, k: int = 10) -> np.ndarray:
+    """Per dialogue and round: is the target a cumulative hit (rank < k at some round <= r)?
+
+    Args:
+        ranks: 0-based target ranks, shape ``(n_dialogues, n_rounds)``.
+        k: the cut-off.
+
+    Returns:
+        bool array of the same shape (the per-dialogue values behind :func:`cumulative_hits`).
+    """
+    return np.logical_or.accumulate(_check(ranks) < k, axis=1)
 
 
 def cumulative_hits(ranks, k: int = 10) -> np.ndarray:
@@ -40,9 +54,7 @@ def cumulative_hits(ranks, k: int = 10) -> np.ndarray:
     Returns:
         float64 array of ``n_rounds`` percentages (0-100).
     """
-    r = _check(ranks)
-    hit = np.logical_or.accumulate(r < k, axis=1)
-    return 100.0 * hit.mean(axis=0)
+    return 100.0 * hits_matrix(ranks, k).mean(axis=0)
 
 
 def recall_at_k(ranks, k: int = 10) -> np.ndarray:

@@ -1,5 +1,7 @@
 """One plotting style for the whole book: Figure 3 (Hits@10 per round, four panels) and its controls.
 
+Plotting only draws: the curves and intervals come from :mod:`dar_lib.stats`.
+
 Conventions that stay identical in every chapter: one colour per encoder (:data:`ENCODER_COLOURS`),
 dashed = baseline, solid = DAR (:data:`METHOD_STYLES`), shaded band = bootstrap confidence interval
 with dialogues resampled.
@@ -15,8 +17,9 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import numpy as np
 import pandas as pd
+
+from dar_lib import stats
 
 #: Encoder -> colour (Figure 3's convention; colour-blind-safe Okabe-Ito hues).
 ENCODER_COLOURS: dict[str, str] = {
@@ -54,7 +57,6 @@ BENCHMARK_TITLES: dict[str, str] = {
     "flan": "FLAN_BLIP2 (toy)", "toy-visdial": "VisDial (toy)", "toy-chatgpt": "ChatGPT_BLIP2 (toy)",
     "toy-human": "HUMAN_BLIP2 (toy)", "toy-flan": "FLAN_BLIP2 (toy)",
 }
-REQUIRED_COLUMNS = ("benchmark", "method", "encoder", "dialog_idx", "round_idx", "rank")
 _FALLBACK_COLOURS = ("#56B4E9", "#F0E442", "#000000", "#999999")
 
 
@@ -85,92 +87,12 @@ def encoder_colour(encoder: str) -> str:
     return _FALLBACK_COLOURS[sum(map(ord, encoder)) % len(_FALLBACK_COLOURS)]
 
 
-def _check(df: pd.DataFrame) -> None:
-    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
-    if missing:
-        raise ValueError(f"rank table lacks columns {missing}; needs {list(REQUIRED_COLUMNS)}")
-
-
-def hits_matrix(ranks: np.ndarray, k: int = 10) -> np.ndarray:
-    """Cumulative hits per dialogue and round: hit at round r if rank < k at any round <= r.
-
-    Args:
-        ranks: (n_dialogues, n_rounds) 0-based target ranks.
-        k: cut-off.
-
-    Returns:
-        Bool array of the same shape.
-    """
-    return np.logical_or.accumulate(np.asarray(ranks) < k, axis=1)
-
-
-def _rank_matrix(group: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    wide = group.pivot_table(index="dialog_idx", columns="round_idx", values="rank", aggfunc="min")
-    if wide.isna().any().any():
-        raise ValueError("every dialogue needs a rank at every round (missing (dialog_idx, round_idx) pairs)")
-    return wide.to_numpy(), wide.columns.to_numpy()
-
-
-def bootstrap_ci(
-    values: np.ndarray,
-    n_boot: int = 1000,
-    level: float = 0.95,
-    seed: int = 0,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean and percentile bootstrap interval over rows (dialogues), per column (round).
-
-    Args:
-        values: (n_dialogues, n_cols) per-dialogue values (e.g. 100 * hits).
-        n_boot: bootstrap resamples.
-        level: interval coverage.
-        seed: seed of the resampling generator (same seed, same interval).
-
-    Returns:
-        (mean, low, high), each of shape (n_cols,).
-    """
-    values = np.asarray(values, dtype=float)
-    if values.ndim == 1:
-        values = values[:, None]
-    n = values.shape[0]
-    if n == 0:
-        raise ValueError("bootstrap_ci needs at least one dialogue")
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n, size=(n_boot, n))
-    boots = values[idx].mean(axis=1)  # (n_boot, n_cols)
-    alpha = (1 - level) / 2
-    low, high = np.quantile(boots, [alpha, 1 - alpha], axis=0)
-    return values.mean(axis=0), low, high
-
-
-def hits_curves(df: pd.DataFrame, k: int = 10, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> pd.DataFrame:
-    """Hits@k per (benchmark, method, encoder, round) with bootstrap intervals.
-
-    Args:
-        df: tidy ranks with columns ``benchmark, method, encoder, dialog_idx, round_idx, rank``.
-        k: cut-off.
-        n_boot: bootstrap resamples (dialogues resampled).
-        level: interval coverage.
-        seed: resampling seed.
-
-    Returns:
-        DataFrame with columns ``benchmark, method, encoder, round_idx, hits, low, high, n``.
-    """
-    _check(df)
-    rows = []
-    for (bench, method, enc), group in df.groupby(["benchmark", "method", "encoder"], sort=False):
-        ranks, rounds = _rank_matrix(group)
-        mean, low, high = bootstrap_ci(100.0 * hits_matrix(ranks, k), n_boot, level, seed)
-        for j, r in enumerate(rounds):
-            rows.append((bench, method, enc, int(r), mean[j], low[j], high[j], ranks.shape[0]))
-    return pd.DataFrame(rows, columns=["benchmark", "method", "encoder", "round_idx", "hits", "low", "high", "n"])
-
-
 def _panels(df: pd.DataFrame, methods: Sequence[str], benchmarks: Sequence[str] | None, k: int,
             n_boot: int, level: float, seed: int, title: str, ncols: int):
     import matplotlib.pyplot as plt
 
     set_style()
-    curves = hits_curves(df[df["method"].isin(methods)], k, n_boot, level, seed)
+    curves = stats.hits_curves(df[df["method"].isin(methods)], k, n_boot, level, seed)
     benchmarks = list(benchmarks or dict.fromkeys(df["benchmark"]))
     ncols = min(ncols, len(benchmarks))
     nrows = -(-len(benchmarks) // ncols)
@@ -220,7 +142,7 @@ def figure3(
     Returns:
         The matplotlib Figure.
     """
-    _check(df)
+    stats.check_table(df)
     return _panels(df, ("baseline", "dar"), benchmarks, k, n_boot, level, seed, title, ncols=4)
 
 
@@ -240,7 +162,7 @@ def controls_figure(
     Returns:
         The matplotlib Figure.
     """
-    _check(df)
+    stats.check_table(df)
     return _panels(df, ("baseline", "reformulated", "images-only", "dar"), benchmarks, k, n_boot, level, seed,
                    title, ncols=4)
 
@@ -271,7 +193,7 @@ def figure4(records, max_images: int = 1, title: str = "Figure 4: what DAR imagi
                 ax = row[j * max_images + i]
                 if i < len(rnd.k_images):
                     ax.imshow(rnd.k_images[i])
-                rank = "" if rnd.target_rank is None else f"\ntarget rank {rnd.target_rank + 1}"
+                rank = "" if rnd.target_rank is None else f"\ntarget rank {rnd.target_rank + 1:g}"
                 ax.set_title(f"round {rnd.round_idx}{rank}" if i == 0 else "", fontsize=7)
         row[-1].imshow(rec.target_image)
         row[-1].set_title("target", fontsize=7)

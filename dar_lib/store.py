@@ -15,6 +15,7 @@ Examples:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -48,6 +49,37 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+@functools.lru_cache(maxsize=None)
+def code_fingerprint(*modules: str) -> str:
+    """sha256 (first 16 hex digits) of the source of ``modules`` (a package counts all its ``.py`` files).
+
+    Part of the store key of every derived artefact (result tables, corpus embeddings, parsed LLM
+    output), so a fix to the code that produced an entry makes the old entry unreachable instead of
+    silently reused. Found without importing the modules; cached per process.
+
+    Args:
+        modules: dotted names, e.g. ``"dar_lib.corpus"`` or ``"dar_lib"`` (the whole library).
+
+    Raises:
+        ModuleNotFoundError: a name that does not exist.
+    """
+    import importlib.util
+
+    h = hashlib.sha256()
+    for name in sorted(set(modules)):
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None:
+            raise ModuleNotFoundError(f"code_fingerprint: no module {name!r}")
+        origin = Path(spec.origin)
+        files = sorted(origin.parent.rglob("*.py")) if origin.name == "__init__.py" else [origin]
+        for f in files:
+            if "__pycache__" in f.parts:
+                continue
+            h.update(f"{name}:{f.relative_to(origin.parent).as_posix()}\0".encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]
 
 
 def hash_parts(**parts: Any) -> str:

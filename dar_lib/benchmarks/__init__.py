@@ -54,16 +54,34 @@ def load_benchmark(
     image_root: str | os.PathLike | None = None,
     toy_size: str = "default",
     seed: int = 0,
+    corpus_file: str | os.PathLike | None = None,
 ) -> Benchmark:
-    """Load a benchmark by name.
+    """Load a benchmark by name, or your own data in ChatIR's format.
 
     Args:
-        name: one of :data:`TOY` or :data:`CHATIR`.
-        n_dialogues: evaluate only the first N dialogues (default: all).
-        image_root: folder holding the COCO images (ChatIR sets only; see ``dar fetch-data coco``).
+        name: one of :data:`TOY` or :data:`CHATIR`, or the path of a dialogue file in ChatIR's
+            format (``*.json``: a list of ``{"img": corpus path, "dialog": [caption, "question?
+            answer", ...]}``; every dialogue as long as the first).
+        n_dialogues: evaluate only the first N dialogues (default: all; at least 1).
+        image_root: folder holding the images (ChatIR sets: the COCO folder, see ``dar fetch-data
+            coco``; your own data: the folder the corpus paths are relative to).
         toy_size: ``"default"`` or ``"smoke"`` (toy sets only).
         seed: the toy world's seed.
+        corpus_file: your own corpus list (a JSON list of image paths relative to ``image_root``;
+            list index = corpus id). Needed with a dialogue file.
+
+    Returns:
+        The :class:`Benchmark`.
+
+    Raises:
+        ValueError: an unknown name, a missing ``image_root`` or ``corpus_file``, or ``n_dialogues < 1``.
+        DataError: a malformed, empty or inconsistent dialogue or corpus file (names the file and record).
+
+    Examples:
+        >>> bench = load_benchmark("my_dialogues.json", image_root="photos", corpus_file="corpus.json")  # doctest: +SKIP
     """
+    if n_dialogues is not None and (isinstance(n_dialogues, bool) or n_dialogues < 1):
+        raise ValueError(f"n_dialogues = {n_dialogues!r}: must be an integer >= 1 (or None for all)")
     if name in TOY:
         from dar_lib.benchmarks import toyworld as tw
 
@@ -78,7 +96,11 @@ def load_benchmark(
         def load_images(ids):
             return [tw.render(scenes[i]) for i in ids]
 
-        fp = hash_parts(world="toy", seed=seed, version=getattr(tw, "VERSION", 1), **size)
+        from dar_lib.store import code_fingerprint
+
+        # The world's version and its code name the corpus: a changed world never reuses embeddings.
+        fp = hash_parts(world="toy", seed=seed, version=tw.WORLD_VERSION,
+                        code=code_fingerprint("dar_lib.benchmarks.toyworld"), **size)
         bench = Benchmark(name, dialogues, list(world.corpus_paths), fp, load_images,
                           meta={"toy_size": toy_size, "seed": seed, "scenes": scenes, **size})
     elif name in CHATIR:
@@ -95,10 +117,38 @@ def load_benchmark(
 
         bench = Benchmark(name, dialogues, paths, hash_parts(corpus=paths), load_images,
                           meta={"image_root": str(image_root)})
+    elif str(name).endswith(".json"):
+        bench = _own_data(str(name), image_root, corpus_file)
     else:
-        raise ValueError(f"unknown benchmark {name!r}; choose one of {', '.join(TOY + CHATIR)}")
+        raise ValueError(f"unknown benchmark {name!r}; choose one of {', '.join(TOY + CHATIR)}, "
+                         "or give a ChatIR-format dialogue file (*.json) with corpus_file and image_root")
     if n_dialogues is not None:
-        if n_dialogues < 1:
-            raise ValueError("n_dialogues must be >= 1")
         bench.dialogues = bench.dialogues[:n_dialogues]
     return bench
+
+
+def _own_data(path: str, image_root, corpus_file) -> Benchmark:
+    """A researcher's own dialogues, corpus list and image folder, checked like the built-in sets."""
+    from pathlib import Path
+
+    from dar_lib.benchmarks import images
+    from dar_lib.benchmarks.dialogue import parse_corpus, parse_dialogues, read_json
+    from dar_lib.errors import DataError
+
+    if corpus_file is None or image_root is None:
+        raise ValueError(f"benchmark {path!r} is a dialogue file: give corpus_file (a JSON list of image paths) "
+                         "and image_root (the folder they are relative to)")
+    if not Path(image_root).expanduser().is_dir():
+        raise DataError(f"{image_root}: image root is not a folder")
+    paths = parse_corpus(read_json(Path(corpus_file)), corpus_file)
+    records = read_json(Path(path))
+    first = records[0].get("dialog") if isinstance(records, list) and records and isinstance(records[0], dict) else None
+    n_rounds = len(first) if isinstance(first, list) and first else None
+    dialogues = parse_dialogues(records, {p: i for i, p in enumerate(paths)}, path, n_rounds=n_rounds)
+
+    def load_images(ids):
+        return [images.load_image(images.resolve(image_root, paths[i])) for i in ids]
+
+    fp = hash_parts(corpus=paths, image_root=str(Path(image_root).expanduser().resolve()))
+    return Benchmark(path, dialogues, paths, fp, load_images, meta={"image_root": str(image_root),
+                                                                  "corpus_file": str(corpus_file)})

@@ -263,6 +263,8 @@ def corpus_paths(corpus: str) -> list[str]:
 
 def register(subparsers) -> None:
     """Add ``dar fetch-data`` to the ``dar`` command."""
+    from dar_lib.argtypes import float_in, int_in
+
     p = subparsers.add_parser(
         "fetch-data",
         help="download and verify benchmark files (chatir) or COCO images (coco)",
@@ -279,11 +281,12 @@ def register(subparsers) -> None:
                    help="coco: image list; chatir50k = ChatIR's 50k unlabeled2017 search space, "
                         "coco5k = PlugIR's 5k val2017 single-turn list")
     p.add_argument("--image-root", type=Path, help="coco: destination folder (required for coco)")
-    p.add_argument("--workers", type=int, default=16, help="coco: concurrent downloads")
+    p.add_argument("--workers", type=int_in(1, 256), default=16, help="coco: concurrent downloads")
     p.add_argument("--base-url", default=COCO_BASE_URL, help="coco: server prefix; URL = BASE_URL/<corpus path>")
-    p.add_argument("--limit", type=int, default=None, help="coco: fetch only the first N images of the list")
-    p.add_argument("--retries", type=int, default=3, help="coco: extra attempts per file")
-    p.add_argument("--timeout", type=float, default=30.0, help="coco: seconds to wait for the server")
+    p.add_argument("--limit", type=int_in(1), default=None, help="coco: fetch only the first N images of the list")
+    p.add_argument("--retries", type=int_in(0, 100), default=3, help="coco: extra attempts per file")
+    p.add_argument("--timeout", type=float_in(0, 3600, open_low=True), default=30.0,
+                   help="coco: seconds to wait for the server")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=_handler)
 
@@ -297,17 +300,17 @@ def _handler(args: argparse.Namespace) -> int:
                 print(f"ok {key} -> {path}")
             return 0
         if args.image_root is None:
-            print("dar fetch-data coco: --image-root is required", file=sys.stderr)
+            print("dar: error: fetch-data coco: --image-root is required", file=sys.stderr)
             return 2
         paths = corpus_paths(args.corpus)
         if args.limit is not None:
-            paths = paths[: max(args.limit, 0)]
+            paths = paths[: args.limit]
         report = fetch_coco(
             paths, args.image_root, base_url=args.base_url, workers=args.workers,
             retries=args.retries, timeout=args.timeout, progress=not args.no_progress,
         )
     except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"dar: error: {exc}", file=sys.stderr)
         return 1
     print(report.summary())
     return 0 if report.ok else 1

@@ -89,6 +89,8 @@ def parse_dialogues(
     """
     if not isinstance(records, list):
         raise DataError(f"{source}: expected a JSON list of dialogue records, got {type(records).__name__}")
+    if not records:
+        raise DataError(f"{source}: the dialogue list is empty")
     out = []
     for i, rec in enumerate(records):
         where = f"{source}: record {i}"
@@ -112,14 +114,39 @@ def parse_dialogues(
     return out
 
 
+def check_relative_path(path: str, where: str) -> None:
+    """Refuse a corpus path that could leave the image root: absolute, ``..``, backslash or NUL.
+
+    Raises:
+        DataError: naming ``where`` and the path.
+    """
+    from pathlib import PurePosixPath, PureWindowsPath
+
+    if "\\" in path or "\x00" in path:
+        raise DataError(f"{where}: corpus path {path!r} contains a backslash or NUL; use '/'-separated relative paths")
+    posix = PurePosixPath(path)
+    if posix.is_absolute() or PureWindowsPath(path).drive:
+        raise DataError(f"{where}: corpus path {path!r} is absolute; corpus paths are relative to the image root")
+    if ".." in posix.parts:
+        raise DataError(f"{where}: corpus path {path!r} contains '..', which would escape the image root")
+
+
 def parse_corpus(paths: Any, source: str | Path) -> list[str]:
-    """Validate a corpus list (JSON list of unique relative image paths; index = corpus id)."""
+    """Validate a corpus list (JSON list of unique relative image paths; index = corpus id).
+
+    Raises:
+        DataError: not a list of strings, an empty list, a duplicate, or a path that could leave the
+            image root (names the file and the record).
+    """
     if not isinstance(paths, list) or not all(isinstance(p, str) and p for p in paths):
         raise DataError(f"{source}: expected a JSON list of non-empty image paths")
+    if not paths:
+        raise DataError(f"{source}: the corpus list is empty")
     seen: dict[str, int] = {}
     for i, p in enumerate(paths):
         if p in seen:
             raise DataError(f"{source}: record {i}: duplicate corpus path {p!r} (first at {seen[p]})")
+        check_relative_path(p, f"{source}: record {i}")
         seen[p] = i
     return list(paths)
 

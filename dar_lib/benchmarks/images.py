@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path, PurePosixPath
 from typing import Sequence
 
 from PIL import Image, UnidentifiedImageError
 
+from dar_lib.benchmarks.dialogue import check_relative_path
 from dar_lib.errors import DataError
 
 #: Background that transparent pixels are composited onto (encoders expect opaque RGB).
@@ -35,13 +36,8 @@ def resolve(image_root: str | os.PathLike, corpus_path: str) -> Path:
     where = f"{corpus_path!r} (image root {root})"
     if not isinstance(corpus_path, str) or not corpus_path:
         raise DataError(f"{where}: corpus path must be a non-empty string")
-    if "\\" in corpus_path or "\x00" in corpus_path:
-        raise DataError(f"{where}: corpus path contains a backslash or NUL; use '/'-separated relative paths")
+    check_relative_path(corpus_path, where)
     posix = PurePosixPath(corpus_path)
-    if posix.is_absolute() or PureWindowsPath(corpus_path).drive:
-        raise DataError(f"{where}: absolute corpus paths are not allowed")
-    if ".." in posix.parts:
-        raise DataError(f"{where}: '..' would escape the image root")
     real_root = root.resolve()
     target = (real_root / posix).resolve()
     # resolve() follows symlinks, so a link inside the root pointing elsewhere is caught here.

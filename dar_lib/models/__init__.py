@@ -12,6 +12,7 @@ Examples:
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,6 +87,25 @@ def parse_spec(spec: str, backends: tuple[str, ...], kind: str) -> ModelSpec:
     return ModelSpec(backend, model, revision)
 
 
+@functools.lru_cache(maxsize=16)
+def load_model(kind: str, spec: str, device: str | None = None):
+    """Load a model by kind and id once per process (the evaluation runner, the book's chapters and
+    the Ray workers share these instances).
+
+    Args:
+        kind: ``"encoder"``, ``"generator"`` or ``"reformulator"``.
+        spec: the model id.
+        device: torch device.
+
+    Raises:
+        ValueError: an unknown kind or a bad id.
+    """
+    loaders = {"encoder": load_encoder, "generator": load_generator, "reformulator": load_reformulator}
+    if kind not in loaders:
+        raise ValueError(f"unknown model kind {kind!r}; choose one of {', '.join(loaders)}")
+    return loaders[kind](spec, device=device)
+
+
 def list_backends() -> dict[str, tuple[str, ...]]:
     """The backends known to each factory."""
     return {"encoder": ENCODER_BACKENDS, "generator": GENERATOR_BACKENDS, "reformulator": REFORMULATOR_BACKENDS}
@@ -119,6 +139,41 @@ def _quiet_loading() -> None:
     diffusers.utils.logging.disable_progress_bar()
 
 
+def _hub_errors(kind: str):
+    """Turn "cannot reach the hub" failures of a loader into :class:`~dar_lib.errors.ModelNotAvailableError`.
+
+    A model id that names no local folder or file must come from the model hub; offline (or with a
+    typo in the id) the hub client fails with a connection or "not found" error that does not say
+    what to do. The new message names the id and the Paper scale page.
+    """
+    def wrap(loader):
+        @functools.wraps(loader)
+        def load(spec, *args, **kwargs):
+            try:
+                return loader(spec, *args, **kwargs)
+            except (OSError, ConnectionError) as exc:
+                from ..errors import PAPER_SCALE_PAGE, ModelNotAvailableError
+
+                parsed = str(spec).partition(":")[2]
+                local = [p for p in re.split(r"[+@]", parsed) if p and Path(p).expanduser().exists()]
+                if local or "hub" not in f"{type(exc).__module__} {exc}".lower() and not _is_hub_error(exc):
+                    raise
+                raise ModelNotAvailableError(
+                    f"{kind} {spec!r}: not a local folder or file, and the model hub could not provide it "
+                    f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). Download it on a machine with "
+                    f"internet and pass its folder instead; see {PAPER_SCALE_PAGE}.") from exc
+        return load
+    return wrap
+
+
+def _is_hub_error(exc: BaseException) -> bool:
+    """True for the hub client's and requests' connection / not-found errors."""
+    names = {type(e).__name__ for e in (exc, exc.__cause__, exc.__context__) if e is not None}
+    return bool(names & {"LocalEntryNotFoundError", "OfflineModeIsEnabled", "RepositoryNotFoundError",
+                         "HFValidationError", "ConnectionError", "ConnectTimeout", "MaxRetryError",
+                         "GatedRepoError", "RevisionNotFoundError", "EntryNotFoundError"})
+
+
 def _toy():
     # Written by another module owner; imported lazily so the real backends never need it.
     from . import toy
@@ -126,6 +181,7 @@ def _toy():
     return toy
 
 
+@_hub_errors("encoder")
 def load_encoder(spec: str, *, revision: str | None = None, device: str | None = None, dtype=None,
                  batch_size: int | None = None, max_length: int | None = None, trust_remote_code: bool = False,
                  **kwargs):
@@ -175,6 +231,7 @@ def load_encoder(spec: str, *, revision: str | None = None, device: str | None =
                        dtype=dtype, device=device, batch_size=batch_size or 32, max_length=max_length or 256)
 
 
+@_hub_errors("generator")
 def load_generator(spec: str, *, revision: str | None = None, device: str | None = None, dtype=None,
                    batch_size: int | None = None, trust_remote_code: bool = False, **kwargs):
     """Load a text-to-image generator by id.
@@ -206,6 +263,7 @@ def load_generator(spec: str, *, revision: str | None = None, device: str | None
                                               trust_remote_code=trust_remote_code)
 
 
+@_hub_errors("reformulator")
 def load_reformulator(spec: str, *, revision: str | None = None, device: str | None = None, dtype=None,
                       trust_remote_code: bool = False, **kwargs):
     """Load a reformulator (R1 + R2) by id.

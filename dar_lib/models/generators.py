@@ -218,7 +218,8 @@ class CachedGenerator:
     def fingerprint(self) -> str:
         return self.generator.fingerprint()
 
-    def _key(self, prompt: str, seed: int, steps, guidance, size) -> str:
+    def key(self, prompt: str, seed: int, steps, guidance, size) -> str:
+        """The store key of one image: the generator fingerprint, the prompt, the seed and the resolved settings."""
         return self.store.key(self.KIND, generator=self.generator.fingerprint(), prompt=prompt, seed=int(seed),
                               steps=steps, guidance=guidance, size=size)
 
@@ -239,7 +240,7 @@ class CachedGenerator:
             raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds")
         resolve = getattr(self.generator, "resolve", None)
         r_steps, r_guid, r_size = resolve(steps, guidance, size) if resolve else (steps, guidance, size)
-        keys = [self._key(p, s, r_steps, r_guid, r_size) for p, s in zip(prompts, seeds)]
+        keys = [self.key(p, s, r_steps, r_guid, r_size) for p, s in zip(prompts, seeds)]
         out: list[Image.Image | None] = [self.store.get_image(self.KIND, k) for k in keys]
         todo = [i for i, img in enumerate(out) if img is None]
         self.hits += len(prompts) - len(todo)

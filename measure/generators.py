@@ -7,7 +7,7 @@ models with the real output widths, so the figure is denoising + decoding, which
 Nothing is downloaded. On CPU use ``--size 128 --steps 2`` so it ends in a few minutes.
 The last printed line is a JSON object of the figures.
 
-Usage: ``python benchmarks/generators.py --device cpu --size 128 --steps 2``
+Usage: ``python measure/generators.py --device cpu --size 128 --steps 2``
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@
 
 Last line: a JSON object of the figures.
 
-    python benchmarks/pipeline.py [--turns 30] [--n-dialogues 100]
+    python measure/turn_latency.py [--turns 30] [--n-dialogues 100]
 """
 
 from __future__ import annotations

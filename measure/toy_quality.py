@@ -38,7 +38,7 @@ def generator_quality(n_gen: int, seed: int, steps: int | None, guidance: float 
     """Probe agreement of generated images with their prompts, and generation throughput."""
     from dar_lib.benchmarks import toyworld as tw
     from dar_lib.models import load_generator
-    from dar_lib.models.toy import ASSETS
+    from dar_lib.toymodels import ASSETS
     from dar_lib.toymodels.probe import AttributeProbe, accuracy
 
     probe = AttributeProbe.load((assets or ASSETS) / "probe")

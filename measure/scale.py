@@ -11,7 +11,7 @@ The last printed line is a JSON object of the figures.
 On a machine whose cores are busy with other work, torch's default of one thread per core can
 be many times slower than one thread (threads wait on each other); both local figures are printed.
 
-Usage: ``python benchmarks/scale.py --images 256 --workers 1,2``
+Usage: ``python measure/scale.py --images 256 --workers 1,2``
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from pathlib import Path
 
 def toy_generator(tmp: Path) -> str:
     """``toy:sd`` when its weights exist, else a freshly initialised toy pipeline saved under ``tmp``."""
-    from dar_lib.models.toy import ASSETS
+    from dar_lib.toymodels import ASSETS
 
     if (ASSETS / "sd" / "model_index.json").exists():
         return "toy:sd"

@@ -4,7 +4,7 @@ Ranks 22,704 queries (2,064 dialogues x 11 rounds) against 50,000 x 256 random n
 embeddings. Each method runs in its own process so its peak memory (max RSS above the process's
 RSS after the embeddings are loaded) is its own. Last line: a JSON object of the figures.
 
-    python benchmarks/retrieval.py [--queries 22704] [--corpus 50000] [--dim 256]
+    python measure/retrieval.py [--queries 22704] [--corpus 50000] [--dim 256]
 """
 
 from __future__ import annotations

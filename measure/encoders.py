@@ -1,7 +1,7 @@
 """Encoder throughput (images/s, texts/s) of BLIP-base- and CLIP-B/16-shaped random models on CPU.
 
 Randomly initialised models have the real models' compute; nothing is downloaded.
-Usage: ``python benchmarks/encoders.py [--images 16] [--texts 64] [--device cpu]``.
+Usage: ``python measure/encoders.py [--images 16] [--texts 64] [--device cpu]``.
 The last printed line is a JSON object of the figures.
 """
 

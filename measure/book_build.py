@@ -1,7 +1,7 @@
 """Time a clean build and an unchanged rebuild of the book (default profile); last line is JSON.
 
 Usage:
-    python benchmarks/book_build.py [--profile toy] [--smoke] [--out DIR] [--keep-cache]
+    python measure/book_build.py [--profile toy] [--smoke] [--out DIR] [--keep-cache]
 
 A clean build starts from an empty build folder and, unless --keep-cache, an empty DAR_CACHE_DIR
 (so generated images and embeddings are recomputed as on a fresh machine). The unchanged rebuild

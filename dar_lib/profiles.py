@@ -1,0 +1,340 @@
+"""The one parameter table: profiles (toy, paper), smoke sizes, model ids, and the schema that checks them.
+
+The CLI's defaults, ``dar book``'s parameters and every chapter's parameters come from here, so a
+model id or a size changes in one place. :func:`chapter_parameters` is the first thing each chapter
+runs: it fills the parameters papermill left at ``None`` from the profile and checks every value
+against :data:`SCHEMA`, so ``papermill -p n_dialogues five`` fails at once with a message naming
+``n_dialogues`` instead of deep inside a computation.
+
+Examples:
+    >>> p = parameters("toy", smoke=True)
+    >>> p["n_dialogues"], p["encoders"]["zero-shot"]
+    (8, 'toy:clip-zs')
+    >>> validate({"k_images": 0})
+    Traceback (most recent call last):
+    ...
+    dar_lib.profiles.ParameterError: parameter 'k_images' = 0: must be an integer in 1..10
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+#: Encoder roles every results chapter needs (Figure 3's colours are keyed by role).
+ROLES = ("zero-shot", "coco-ft", "dialogue-ft")
+
+
+class ParameterError(ValueError):
+    """A chapter or CLI parameter outside its allowed values; the message names the parameter."""
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter: its meaning and what values it allows.
+
+    Attributes:
+        doc: one line for the rendered parameters table and ``--help``.
+        check: ``value -> None``, raising ``ValueError`` with the allowed range in its message.
+    """
+
+    doc: str
+    check: Callable[[Any], None]
+
+
+# -- value checks (each raises ValueError saying what is allowed) -----------------------------------
+def _int(lo: int, hi: int | None = None, none_ok: bool = False):
+    def check(v):
+        if v is None and none_ok:
+            return
+        if isinstance(v, bool) or not isinstance(v, int) or v < lo or (hi is not None and v > hi):
+            span = f"{lo}..{hi}" if hi is not None else f">= {lo}"
+            raise ValueError(f"must be an integer in {span}" + (" or None" if none_ok else ""))
+    return check
+
+
+def _float(lo: float, hi: float | None = None, none_ok: bool = False):
+    def check(v):
+        if v is None and none_ok:
+            return
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or v < lo or (hi is not None and v > hi):
+            span = f"[{lo}, {hi}]" if hi is not None else f">= {lo}"
+            raise ValueError(f"must be a number in {span}" + (" or None" if none_ok else ""))
+    return check
+
+
+def _choice(*options: str):
+    def check(v):
+        if v not in options:
+            raise ValueError(f"must be one of {', '.join(map(repr, options))}")
+    return check
+
+
+def _bool(v):
+    if not isinstance(v, bool):
+        raise ValueError("must be True or False")
+
+
+def _str(none_ok: bool = False):
+    def check(v):
+        if v is None and none_ok:
+            return
+        if not isinstance(v, str) or not v.strip():
+            raise ValueError("must be a non-empty string" + (" or None" if none_ok else ""))
+    return check
+
+
+def _model_id(kind: str, none_ok: bool = False):
+    def check(v):
+        if v is None and none_ok:
+            return
+        if not isinstance(v, str):
+            raise ValueError(f"must be a {kind} id string like '<backend>:<model>'")
+        from dar_lib import models
+
+        backends = models.list_backends()[kind]
+        models.parse_spec(v, backends, kind)
+    return check
+
+
+def _schedule(v):
+    from dar_lib.fuse import weights
+
+    if not isinstance(v, str):
+        raise ValueError("must be 'paper', 'released' or 'const:<alpha>'")
+    weights(0, v)
+
+
+def _benchmarks(v):
+    from dar_lib.benchmarks import CHATIR, TOY
+
+    if not isinstance(v, (list, tuple)) or len(v) != 4:
+        raise ValueError("must be a list of 4 benchmarks in Figure 3's order (VisDial, ChatGPT_BLIP2, "
+                         f"HUMAN_BLIP2, FLAN_BLIP2 or their twins), e.g. {list(TOY)}; got {v!r}")
+    for name in v:
+        if not isinstance(name, str) or not (name in TOY or name in CHATIR or name.endswith(".json")):
+            raise ValueError(f"{name!r} is neither a benchmark name ({', '.join(TOY + CHATIR)}) nor a "
+                             "ChatIR-format dialogue file (*.json)")
+
+
+def _encoders(v):
+    if not isinstance(v, Mapping) or not v:
+        raise ValueError(f"must be a mapping role -> encoder id with at least the roles {list(ROLES)}")
+    missing = [r for r in ROLES if r not in v]
+    if missing:
+        raise ValueError(f"lacks the role(s) {missing}; needs at least {list(ROLES)}")
+    for role, spec in v.items():
+        try:
+            _model_id("encoder")(spec)
+        except ValueError as exc:
+            raise ValueError(f"role {role!r}: {exc}") from None
+
+
+def _k_values(v):
+    if not isinstance(v, (list, tuple)) or not v:
+        raise ValueError("must be a non-empty list of integers in 1..10")
+    for k in v:
+        _int(1, 10)(k)
+
+
+#: Every parameter a chapter or ``dar book`` may set, with its allowed values.
+SCHEMA: dict[str, Param] = {
+    "profile": Param("parameter table: 'toy' (embedded world) or 'paper' (ChatIR + real checkpoints)",
+                     _choice("toy", "paper")),
+    "smoke": Param("tiny sizes that run every chapter in seconds (CI)", _bool),
+    "rehearsal": Param("the paper profile on tiny random stand-in models (numbers mean nothing)", _bool),
+    "benchmarks": Param("the four benchmarks of Figure 3, in its order", _benchmarks),
+    "toy_size": Param("toy world size", _choice("default", "smoke")),
+    "n_dialogues": Param("dialogues evaluated per benchmark (None: all)", _int(1, none_ok=True)),
+    "k_images": Param("K, images generated per turn", _int(1, 10)),
+    "k_values": Param("the values of K compared in Section 5.3", _k_values),
+    "schedule": Param("fusion weights: 'paper', 'released' or 'const:<alpha>'", _schedule),
+    "image_reduce": Param("combine the K image embeddings: 'mean' or 'sum' (eq. 4 as written)",
+                          _choice("mean", "sum")),
+    "seed_per_round": Param("fresh generator seeds every round (False: the same prompt gives the same image "
+                            "in every round)", _bool),
+    "world_seed": Param("seed of the toy world and the dialogue targets", _int(0)),
+    "gen_seed": Param("base seed of the generated images", _int(0)),
+    "n_gen_seeds": Param("repeat generation with this many seeds to measure its variance", _int(1, 10)),
+    "boot_seed": Param("seed of the bootstrap resampling", _int(0)),
+    "n_boot": Param("bootstrap resamples per interval", _int(10)),
+    "device": Param("torch device", _str()),
+    "encoders": Param("encoder role -> id", _encoders),
+    "generator": Param("generator id", _model_id("generator")),
+    "weak_generator": Param("the weaker generator of Section 5.2", _model_id("generator")),
+    "weak_steps": Param("sampling steps of the weaker generator (None: its default)", _int(1, 1000, none_ok=True)),
+    "weak_guidance": Param("guidance scale of the weaker generator (None: its default)",
+                           _float(0.0, 50.0, none_ok=True)),
+    "steps": Param("sampling steps of the generator (None: its default)", _int(1, 1000, none_ok=True)),
+    "guidance": Param("guidance scale of the generator (None: its default)", _float(0.0, 50.0, none_ok=True)),
+    "reformulator": Param("reformulator id (R1 + R2)", _model_id("reformulator")),
+    "image_root": Param("folder holding the corpus images (ChatIR sets or your own data)", _str(none_ok=True)),
+    "corpus_file": Param("your own corpus list (JSON list of image paths) for *.json benchmarks", _str(none_ok=True)),
+    "records_dir": Param("where chapter run records are written (status page)", _str(none_ok=True)),
+}
+
+#: The profiles. A chapter receives only the names its parameters cell declares.
+PROFILES: dict[str, dict[str, Any]] = {
+    "toy": {
+        "profile": "toy",
+        "smoke": False,
+        "rehearsal": False,
+        "benchmarks": ["toy-visdial", "toy-chatgpt", "toy-human", "toy-flan"],
+        "toy_size": "default",
+        "n_dialogues": 200,
+        "k_images": 3,
+        "k_values": [1, 2, 3, 5],
+        "schedule": "paper",
+        "image_reduce": "mean",
+        "seed_per_round": True,
+        "world_seed": 0,
+        "gen_seed": 0,
+        "n_gen_seeds": 1,
+        "boot_seed": 0,
+        "n_boot": 1000,
+        "device": "cpu",
+        "encoders": {
+            "zero-shot": "toy:clip-zs",
+            "coco-ft": "toy:clip-cocoft",
+            "dialogue-ft": "toy:clip-chatir",
+            "full": "toy:clip-full",
+        },
+        "generator": "toy:sd",
+        # The weaker generator: the same model sampled with fewer steps and no guidance.
+        "weak_generator": "toy:sd",
+        "weak_steps": 2,
+        "weak_guidance": 1.0,
+        "steps": None,
+        "guidance": None,
+        "reformulator": "toy:rules",
+        "image_root": None,
+        "corpus_file": None,
+        "records_dir": None,
+    },
+    "paper": {
+        "profile": "paper",
+        "smoke": False,
+        "rehearsal": False,
+        "benchmarks": ["visdial", "chatgpt_blip2", "human_blip2", "flan_blip2"],
+        "toy_size": "default",
+        "n_dialogues": None,
+        "k_images": 3,
+        "k_values": [1, 2, 3, 5],
+        "schedule": "paper",
+        "image_reduce": "mean",
+        "seed_per_round": True,
+        "world_seed": 0,
+        "gen_seed": 0,
+        "n_gen_seeds": 1,
+        "boot_seed": 0,
+        "n_boot": 1000,
+        "device": "cuda",
+        "encoders": {
+            # BLIP's pre-training checkpoint (no retrieval fine-tuning), original layout, BLIP-base 224 px.
+            "zero-shot": "blip-original:model_base.pth+Salesforce/blip-itm-base-coco",
+            # The paper's BLIP-base, fine-tuned on COCO retrieval (transformers layout on the hub).
+            "coco-ft": "blip:Salesforce/blip-itm-base-coco",
+            # ChatIR's dialogue-fine-tuned BLIP-base; ChatIR cut its texts at 200 tokens.
+            "dialogue-ft": "blip-original:chatir_weights.ckpt+Salesforce/blip-itm-base-coco?max_length=200",
+            "clip": "clip:openai/clip-vit-base-patch16",
+            "beit3": "beit3:beit3_base_patch16_384_coco_retrieval.pth+beit3.spm",
+        },
+        "generator": "sd3:stabilityai/stable-diffusion-3-medium-diffusers",
+        "weak_generator": "sd:stabilityai/stable-diffusion-2-1",
+        "weak_steps": None,
+        "weak_guidance": None,
+        "steps": None,
+        "guidance": None,
+        "reformulator": "hf-llm:Qwen/Qwen2.5-1.5B-Instruct",
+        "image_root": None,  # the COCO image folder (dar fetch-data coco --image-root DIR)
+        "corpus_file": None,
+        "records_dir": None,
+    },
+}
+
+#: Overrides ``--smoke`` applies on top of a profile: sizes that run every chapter in seconds.
+SMOKE: dict[str, Any] = {
+    "smoke": True,
+    "toy_size": "smoke",
+    "n_dialogues": 8,
+    "k_images": 2,
+    "k_values": [1, 2],
+    "n_boot": 50,
+}
+
+
+def validate(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Check every known parameter in ``params`` against :data:`SCHEMA`.
+
+    Args:
+        params: name -> value (names outside the schema are refused).
+
+    Returns:
+        A copy of ``params``.
+
+    Raises:
+        ParameterError: naming the first bad parameter, its value and what is allowed.
+    """
+    for name, value in params.items():
+        if name not in SCHEMA:
+            raise ParameterError(f"unknown parameter {name!r}; known: {', '.join(sorted(SCHEMA))}")
+        try:
+            SCHEMA[name].check(value)
+        except ValueError as exc:
+            raise ParameterError(f"parameter {name!r} = {value!r}: {exc}") from None
+    return dict(params)
+
+
+def parameters(profile: str = "toy", smoke: bool = False, **overrides: Any) -> dict[str, Any]:
+    """The full, checked parameter table of a profile.
+
+    Args:
+        profile: ``"toy"`` or ``"paper"``.
+        smoke: apply :data:`SMOKE`'s tiny sizes.
+        **overrides: values that replace the table's.
+
+    Returns:
+        A fresh dict (safe to mutate).
+
+    Raises:
+        ParameterError: unknown profile or a bad override (the message names it).
+    """
+    if profile not in PROFILES:
+        raise ParameterError(f"parameter 'profile' = {profile!r}: must be one of {', '.join(map(repr, PROFILES))}")
+    params = copy.deepcopy(PROFILES[profile])
+    if smoke:
+        params.update(copy.deepcopy(SMOKE))
+    params.update(overrides)
+    return validate(params)
+
+
+def chapter_parameters(namespace: Mapping[str, Any]) -> dict[str, Any]:
+    """A chapter's parameters: the names its parameters cell declares, ``None`` filled from the profile.
+
+    Call it first in every chapter with ``globals()``; papermill has injected the build's values by then.
+
+    Args:
+        namespace: the notebook's globals (its parameters cell declares ``profile``, ``smoke`` and the
+            names it uses, most set to ``None``).
+
+    Returns:
+        name -> checked value, for the schema names the namespace holds.
+
+    Raises:
+        ParameterError: naming the bad parameter.
+    """
+    declared = {k: v for k, v in namespace.items() if k in SCHEMA}
+    profile = declared.get("profile", "toy")
+    smoke = declared.get("smoke", False)
+    validate({"profile": profile, "smoke": smoke})
+    table = parameters(profile, smoke)
+    return validate({k: table[k] if v is None else v for k, v in declared.items()})
+
+
+def parameters_table(params: Mapping[str, Any]):
+    """The parameters a chapter ran with, as a two-column DataFrame (name, value) for display."""
+    import pandas as pd
+
+    return pd.DataFrame([{"parameter": k, "value": repr(v), "meaning": SCHEMA[k].doc}
+                         for k, v in params.items() if k in SCHEMA]).set_index("parameter")
