@@ -75,7 +75,7 @@ def test_load_original_blip_with_local_base(tmp_path):
         for p in other.parameters():
             p.mul_(-1.0)
     path = save(tmp_path, to_original(other))
-    loaded, tok2 = bi.load_original_blip(path, base=str(base))
+    loaded, tok2 = bi.load_original_blip(path, base=str(base), head_size=8)  # tiny test model: heads of 8
     assert loaded.config.vision_config.image_size == 32
     assert tok2 is not None
     a = BlipEncoder(other, tok, device="cpu", max_length=20)
@@ -92,7 +92,7 @@ def test_factory_blip_original(tmp_path):
     model.save_pretrained(base)
     tok.save_pretrained(base)
     path = save(tmp_path, to_original(model), name="chatir_weights.ckpt")
-    enc = load_encoder(f"blip-original:{path}+{base}", device="cpu", max_length=20)
+    enc = load_encoder(f"blip-original:{path}+{base}", device="cpu", max_length=20, head_size=8)
     ref = BlipEncoder(model, tok, device="cpu", max_length=20)
     torch.testing.assert_close(enc.encode_images(images()), ref.encode_images(images()), atol=0, rtol=0)
     assert "chatir_weights.ckpt" in enc.fingerprint()
@@ -161,13 +161,15 @@ def _read_tsv(path: Path) -> dict[str, tuple[int, ...]]:
     return out
 
 
-@pytest.mark.parametrize("name", ["blip_itm_base_224_keys.tsv", "extra_blip_retrieval_base_384_keys.tsv"])
+@pytest.mark.parametrize("name", ["blip_itm_base_224_keys.tsv", "extra_blip_retrieval_base_384_keys.tsv",
+                                  "blip_pretrain_base_224_keys.tsv"])
 def test_published_key_lists_map_completely(name):
     path = BLIP_KEYS / name
     if not path.is_file():
         pytest.skip(f"{path} not present (the original BLIP key lists live beside the checkpoint)")
     keys = _read_tsv(path)
-    assert len(keys) == {"blip_itm_base_224_keys.tsv": 473, "extra_blip_retrieval_base_384_keys.tsv": 949}[name]
+    assert len(keys) == {"blip_itm_base_224_keys.tsv": 473, "extra_blip_retrieval_base_384_keys.tsv": 949,
+                         "blip_pretrain_base_224_keys.tsv": 1272}[name]
     # Shapes of a base-size transformers model, without allocating its weights.
     from transformers import BlipForImageTextRetrieval
 
@@ -186,5 +188,233 @@ def test_published_key_lists_map_completely(name):
             assert shape[2] == target[k][2]  # resized to 224 px on import
         else:
             assert shape == target[k], k
-    expected_dropped = 1 if "itm" in name else 1 + 5 + 471
+    # position_ids; + temp, 2 queues, idx/ptr queue and the 471 momentum keys; or (pre-training)
+    # + temp, 2 queues, queue_ptr, 471 momentum keys and the 324 text_decoder keys.
+    expected_dropped = {"blip_itm_base_224_keys.tsv": 1, "extra_blip_retrieval_base_384_keys.tsv": 1 + 5 + 471,
+                        "blip_pretrain_base_224_keys.tsv": 1 + 799}[name]
     assert len(dropped) == expected_dropped
+
+
+# -- BLIP's pre-training checkpoint (model_base.pth) -----------------------------------------------
+PRETRAIN_TSV = BLIP_KEYS / "blip_pretrain_base_224_keys.tsv"
+#: Original keys whose values the pre-training test checks after the import: name -> transformers name.
+CHECKED = {
+    "vision_proj.weight": "vision_proj.weight",
+    "vision_proj.bias": "vision_proj.bias",
+    "text_proj.weight": "text_proj.weight",
+    "text_proj.bias": "text_proj.bias",
+    "itm_head.weight": "itm_head.weight",
+    "visual_encoder.blocks.5.attn.qkv.weight": "vision_model.encoder.layers.5.self_attn.qkv.weight",
+    "visual_encoder.blocks.11.mlp.fc2.bias": "vision_model.encoder.layers.11.mlp.fc2.bias",
+    "text_encoder.encoder.layer.7.attention.self.query.weight": "text_encoder.encoder.layer.7.attention.self.query.weight",
+    "text_encoder.encoder.layer.3.output.dense.weight": "text_encoder.encoder.layer.3.output.dense.weight",
+    "visual_encoder.pos_embed": "vision_model.embeddings.position_embedding",
+    "visual_encoder.cls_token": "vision_model.embeddings.class_embedding",
+}
+IGNORED_PREFIXES = ("text_decoder.", "visual_encoder_m.", "text_encoder_m.", "vision_proj_m.", "text_proj_m.")
+IGNORED_EXACT = {"temp", "image_queue", "text_queue", "queue_ptr"}
+
+
+def _read_tsv_typed(path: Path) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+    out = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            key, shape, dtype = line.split("\t")
+            out[key] = (tuple(int(x) for x in re.findall(r"\d+", shape)), getattr(torch, dtype))
+    return out
+
+
+def pretrain_checkpoint(tmp_path) -> tuple[Path, dict[str, torch.Tensor], dict]:
+    """A file with EXACTLY the keys, shapes and dtypes of BLIP's ``model_base.pth`` (from the tsv).
+
+    The real layout holds 638M numbers (2.5 GB); to stay fast, every tensor the test does not
+    inspect is a zero-stride view (``expand``) of one small random row, which torch.save stores as
+    that row. The tensors in :data:`CHECKED` are fully random.
+    """
+    if not PRETRAIN_TSV.is_file():
+        pytest.skip(f"{PRETRAIN_TSV} not present (the BLIP key lists live in shared/data/blip)")
+    layout = _read_tsv_typed(PRETRAIN_TSV)
+    gen = torch.Generator().manual_seed(0)
+    sd = {}
+    for key, (shape, dtype) in layout.items():
+        if key in (bi.POSITION_IDS, "text_encoder_m.embeddings.position_ids",
+                   "text_decoder.bert.embeddings.position_ids"):
+            sd[key] = torch.arange(shape[-1], dtype=dtype).reshape(shape)
+        elif dtype != torch.float32:
+            sd[key] = torch.zeros(shape, dtype=dtype)
+        elif key in CHECKED or not shape:
+            sd[key] = torch.randn(shape, generator=gen)
+        else:
+            sd[key] = torch.randn(shape[-1], generator=gen).expand(shape)
+    path = tmp_path / "model_base.pth"
+    torch.save({"model": sd}, path)
+    return path, sd, layout
+
+
+def test_pretrain_checkpoint_maps_by_name(tmp_path):
+    from transformers import BlipForImageTextRetrieval
+
+    path, sd, layout = pretrain_checkpoint(tmp_path)
+    assert path.stat().st_size < 50_000_000  # the zero-stride views stay small on disk
+    state = bi.read_checkpoint(path)
+    assert set(state) == set(layout) and len(state) == 1272
+    assert all(tuple(state[k].shape) == layout[k][0] and state[k].dtype == layout[k][1] for k in layout)
+    converted = bi.convert_state_dict(state, num_patches=196, source=str(path))
+    with torch.device("meta"):
+        target = {k: tuple(v.shape) for k, v in BlipForImageTextRetrieval(bi.base_config(224)).state_dict().items()}
+    assert set(converted) == set(target)
+    assert all(tuple(converted[k].shape) == target[k] for k in target)
+    # The retrieval parts land where they must, unchanged.
+    for orig, hf in CHECKED.items():
+        assert torch.equal(converted[hf], sd[orig]), orig
+    # Ignored by name: the decoder, the momentum copies, temperature, queues and queue pointer.
+    ignored = {k for k in layout if bi.original_to_hf_key(k) is None}
+    assert ignored == {k for k in layout if k.startswith(IGNORED_PREFIXES) or k in IGNORED_EXACT} | {bi.POSITION_IDS}
+    assert sum(k.startswith("text_decoder.") for k in ignored) == 324
+    # ...by NAME, not by shape: near-miss names are unknown and refused, listed in the error.
+    bad = dict(state)
+    bad["text_decoderx.cls.bias"] = bad.pop("text_decoder.cls.predictions.bias")
+    bad["queue_ptr2"] = bad.pop("queue_ptr")
+    bad["visual_encoder_mm.cls_token"] = bad.pop("visual_encoder_m.cls_token")
+    with pytest.raises(bi.BlipImportError, match=r"model_base\.pth: 3 keys have no mapping.*queue_ptr2, "
+                                                 r"text_decoderx\.cls\.bias, visual_encoder_mm\.cls_token"):
+        bi.convert_state_dict(bad, source=str(path))
+
+
+def test_pretrain_checkpoint_loads_into_full_size_blip(tmp_path):
+    """The one full-size import (BLIP-base, ~1 GB of float32 on CPU): the file builds a model."""
+    path, sd, _ = pretrain_checkpoint(tmp_path)
+    model, tok = bi.load_original_blip(path, base=None)
+    assert tok is None and model.config.vision_config.image_size == 224
+    params = model.state_dict()
+    for orig, hf in CHECKED.items():
+        assert torch.equal(params[hf], sd[orig]), orig
+    assert model.config.text_config.num_attention_heads == 12
+    del model, params
+
+
+# -- what real checkpoint files carry beside the weights ---------------------------------------------
+class TrainerConfig:
+    """A trainer's own config class, pickled into its checkpoints (weights-only loading refuses it)."""
+
+    def __init__(self, lr: float = 1e-5, vit: str = "base"):
+        self.lr, self.vit = lr, vit
+
+
+def test_training_state_beside_the_weights_is_ignored(tmp_path):
+    model = tiny_blip()
+    sd = to_original(model)
+    path = tmp_path / "checkpoint_04.pth"
+    torch.save({"model": sd, "epoch": 4, "config": {"vit": "base", "image_size": 32, "queue_size": 57600},
+                "optimizer": {"state": {0: {"step": torch.tensor(10.0), "exp_avg": torch.zeros(3)}},
+                              "param_groups": [{"lr": 1e-5, "weight_decay": 0.05, "params": [0]}]},
+                "scheduler": "cosine"}, path)
+    state = bi.read_checkpoint(path)
+    assert set(state) == set(sd) and all(torch.equal(state[k], sd[k]) for k in sd)
+    fresh = tiny_blip()
+    with torch.no_grad():
+        for p in fresh.parameters():
+            p.mul_(-1.0)
+    bi.load_into(fresh, state, source=str(path))
+    a = BlipEncoder(model, make_tokenizer(), device="cpu", max_length=20)
+    b = BlipEncoder(fresh, make_tokenizer(), device="cpu", max_length=20)
+    assert torch.equal(a.encode_text(TEXTS), b.encode_text(TEXTS))
+
+
+def test_pickled_class_is_refused_by_name_then_converted(tmp_path):
+    from dar_lib.models import load_encoder
+
+    model, tok = tiny_blip(), make_tokenizer()
+    sd = to_original(model)
+    # A tied weight, as in BLIP's pre-training checkpoint (safetensors stores no shared tensors).
+    sd["text_decoder.bert.embeddings.word_embeddings.weight"] = sd["text_encoder.embeddings.word_embeddings.weight"]
+    path = tmp_path / "trainer.pth"
+    torch.save({"model": sd, "config": TrainerConfig(), "epoch": 2}, path)
+    with pytest.raises(bi.BlipImportError) as err:
+        bi.read_checkpoint(path)
+    msg = str(err.value)
+    assert str(path) in msg and "weights-only" in msg
+    assert f"Unsupported global: GLOBAL {TrainerConfig.__module__}.TrainerConfig" in msg
+    assert "convert_to_safetensors(" in msg and "trust_pickle=True" in msg
+
+    dst = tmp_path / "trainer.safetensors"
+    with pytest.raises(ValueError, match="trust_pickle=True"):
+        bi.convert_to_safetensors(path, dst)
+    assert not dst.exists()
+    assert bi.convert_to_safetensors(path, dst, trust_pickle=True) == dst
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary left
+    state = bi.read_checkpoint(dst)
+    assert set(state) == set(sd) and all(torch.equal(state[k], sd[k]) for k in sd)
+
+    base = tmp_path / "base"
+    model.save_pretrained(base)
+    tok.save_pretrained(base)
+    enc = load_encoder(f"blip-original:{dst}+{base}", device="cpu", max_length=20, head_size=8)
+    ref = BlipEncoder(model, tok, device="cpu", max_length=20)
+    torch.testing.assert_close(enc.encode_text(TEXTS), ref.encode_text(TEXTS), atol=0, rtol=0)
+    torch.testing.assert_close(enc.encode_images(images()), ref.encode_images(images()), atol=0, rtol=0)
+    assert "trainer.safetensors" in enc.fingerprint()
+
+
+def test_bad_safetensors_file_is_named(tmp_path):
+    p = tmp_path / "broken.safetensors"
+    p.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
+    with pytest.raises(bi.BlipImportError, match=r"broken\.safetensors: cannot be read as a safetensors file"):
+        bi.read_checkpoint(p)
+
+
+# -- the head layout the original checkpoints imply ----------------------------------------------------
+def _head_config(text_heads: int | None):
+    """Small BLIP config with heads of 64: text 128 wide (2 heads), vision 64 wide (1 head).
+
+    ``text_heads=None`` leaves transformers' BlipTextConfig default (8 heads), the silent-wrong case.
+    """
+    from transformers import BlipConfig
+
+    text = dict(vocab_size=40, hidden_size=128, num_hidden_layers=1, intermediate_size=64,
+                max_position_embeddings=64, bos_token_id=2, sep_token_id=3, pad_token_id=0)
+    if text_heads is not None:
+        text["num_attention_heads"] = text_heads
+    return BlipConfig(text_config=text,
+                      vision_config=dict(hidden_size=64, num_hidden_layers=1, num_attention_heads=1,
+                                         intermediate_size=64, image_size=32, patch_size=16, layer_norm_eps=1e-6),
+                      image_text_hidden_size=16)
+
+
+def test_base_config_with_wrong_head_count_is_refused(tmp_path):
+    from transformers import BlipForImageTextRetrieval
+
+    from dar_lib.models import load_encoder
+
+    torch.manual_seed(0)
+    right = BlipForImageTextRetrieval(_head_config(2)).eval()
+    tok = make_tokenizer()
+    path = save(tmp_path, to_original(right))
+    assert _head_config(None).text_config.num_attention_heads == 8  # transformers' default
+    for name, cfg in (("wrong", _head_config(None)), ("right", _head_config(2))):
+        BlipForImageTextRetrieval(cfg).save_pretrained(tmp_path / name)
+        tok.save_pretrained(tmp_path / name)
+
+    with pytest.raises(bi.BlipImportError) as err:
+        bi.load_original_blip(path, base=str(tmp_path / "wrong"))
+    msg = str(err.value)
+    assert str(path) in msg and str(tmp_path / "wrong") in msg
+    assert "text_config.num_attention_heads=8 with text_config.hidden_size=128 (head size 16)" in msg
+    assert "heads of 64, so it needs 2 heads" in msg and "vision_config" not in msg
+    with pytest.raises(bi.BlipImportError, match="text_config.num_attention_heads=8"):
+        load_encoder(f"blip-original:{path}+{tmp_path / 'wrong'}", device="cpu")
+
+    # The same shapes with the right head count load, and compute the original model's features.
+    enc = load_encoder(f"blip-original:{path}+{tmp_path / 'right'}", device="cpu", max_length=20)
+    ref = BlipEncoder(right, tok, device="cpu", max_length=20)
+    torch.testing.assert_close(enc.encode_text(TEXTS), ref.encode_text(TEXTS), atol=0, rtol=0)
+    # The rule also covers the vision tower, and a width that is no multiple of the head size.
+    cfg = _head_config(2)
+    cfg.vision_config.num_attention_heads = 4
+    with pytest.raises(bi.BlipImportError, match=r"vision_config.num_attention_heads=4 .* so it needs 1 head\b"):
+        bi.check_head_layout(cfg)
+    cfg = _head_config(2)
+    cfg.text_config.hidden_size = 96
+    with pytest.raises(bi.BlipImportError, match="96 is not a multiple of 64"):
+        bi.check_head_layout(cfg)
+    bi.check_head_layout(bi.base_config())  # BLIP-base: 12 heads of 64 in both towers

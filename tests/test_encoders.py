@@ -233,7 +233,7 @@ def test_parse_every_id_form(tmp_path):
     odd = tmp_path / "model@v2"
     odd.mkdir()
     assert parse_spec(f"clip:{odd}", enc, "encoder") == ModelSpec("clip", str(odd))
-    with pytest.raises(ValueError, match=r"unknown encoder backend 'bert'.*known backends: blip, clip, blip-original, toy"):
+    with pytest.raises(ValueError, match=r"unknown encoder backend 'bert'.*known backends: blip, clip, blip-original, beit3, toy"):
         parse_spec("bert:x", enc, "encoder")
     with pytest.raises(ValueError, match="names no model"):
         parse_spec("clip:", enc, "encoder")
@@ -278,8 +278,145 @@ def test_factory_toy_delegates_lazily(monkeypatch):
     assert models.load_encoder("toy:clip-zs", device="cpu", batch_size=7) == "E"
     assert models.load_generator("toy:diffusion") == "G"
     assert models.load_reformulator("toy:rules") == "R"
+    assert models.load_encoder("toy:clip-zs?max_length=12", device="cpu") == "E"
     # Only settings the caller gave are passed on, so the toy loaders keep their own defaults.
     assert calls[0] == ("enc", "clip-zs", {"device": "cpu"})
     assert calls[1] == ("enc", "clip-zs", {"device": "cpu", "batch_size": 7})
     assert calls[2][:2] == ("gen", "diffusion") and calls[2][2] == {"device": "cpu"}  # settings default
     assert calls[3] == ("ref", "rules", {})
+    assert calls[4] == ("enc", "clip-zs", {"device": "cpu", "max_length": 12})  # the id's option
+
+
+# -- options after '?' in ids ------------------------------------------------------------------------
+def test_parse_options():
+    from dar_lib.models import (ENCODER_BACKENDS, GENERATOR_BACKENDS, MODEL_OPTIONS, REFORMULATOR_BACKENDS,
+                                ModelSpec, parse_spec)
+
+    enc = ENCODER_BACKENDS
+    chatir = "blip-original:chatir_weights.ckpt+Salesforce/blip-itm-base-coco?max_length=200"
+    assert parse_spec(chatir, enc, "encoder") == ModelSpec(
+        "blip-original", "chatir_weights.ckpt+Salesforce/blip-itm-base-coco", None, {"max_length": "200"})
+    assert parse_spec("clip:openai/clip-vit-base-patch16@abc123?max_length=50", enc, "encoder") == ModelSpec(
+        "clip", "openai/clip-vit-base-patch16", "abc123", {"max_length": "50"})
+    assert parse_spec("beit3:/w/b.pth+/w/beit3.spm?max_length=64&image_size=384", enc, "encoder").options == {
+        "max_length": "64", "image_size": "384"}
+    assert parse_spec("blip:Salesforce/blip-itm-base-coco", enc, "encoder").options == {}
+    for backend in enc:
+        assert "max_length" in MODEL_OPTIONS["encoder"][backend]
+    with pytest.raises(ValueError, match=r"unknown option max_len; backend 'blip' accepts: max_length$"):
+        parse_spec("blip:Salesforce/blip-itm-base-coco?max_len=200", enc, "encoder")
+    with pytest.raises(ValueError, match=r"unknown options dtype, size; backend 'blip-original' accepts: "
+                                         r"max_length, image_size"):
+        parse_spec("blip-original:x.ckpt?size=3&dtype=fp16", enc, "encoder")
+    with pytest.raises(ValueError, match=r"option 'max_length' is not 'name=value'"):
+        parse_spec("clip:openai/clip-vit-base-patch16?max_length", enc, "encoder")
+    with pytest.raises(ValueError, match=r"option 'max_length' is given twice"):
+        parse_spec("clip:x?max_length=3&max_length=4", enc, "encoder")
+    with pytest.raises(ValueError, match="names no model"):
+        parse_spec("clip:?max_length=3", enc, "encoder")
+    with pytest.raises(ValueError, match=r"unknown option steps; backend 'sd3' accepts: no options"):
+        parse_spec("sd3:stabilityai/stable-diffusion-3-medium-diffusers?steps=4", GENERATOR_BACKENDS, "generator")
+    # An OpenAI-compatible base URL keeps its query string.
+    assert parse_spec("openai:gpt-4o@https://host/v1?api-version=2024-06-01", REFORMULATOR_BACKENDS,
+                      "reformulator") == ModelSpec("openai", "gpt-4o", "https://host/v1?api-version=2024-06-01")
+
+
+def test_max_length_option_reaches_the_encoder_and_its_fingerprint(tmp_path):
+    from dar_lib.models import load_encoder
+
+    blip, tok = tiny_blip(), make_tokenizer()
+    blip.save_pretrained(tmp_path / "blip")
+    tok.save_pretrained(tmp_path / "blip")
+    e30 = load_encoder(f"blip:{tmp_path / 'blip'}?max_length=30", device="cpu")
+    e20 = load_encoder(f"blip:{tmp_path / 'blip'}?max_length=20", device="cpu")
+    assert e30.max_length == 30 and e20.max_length == 20
+    assert "max_length=30" in e30.fingerprint() and e30.fingerprint() != e20.fingerprint()
+    same = load_encoder(f"blip:{tmp_path / 'blip'}?max_length=20", device="cpu", max_length=20)
+    assert same.fingerprint() == e20.fingerprint()
+    long = " ".join(["dog"] * 40)  # 42 tokens: cut at 20 and at 30 differently
+    assert not torch.allclose(e30.encode_text([long]), e20.encode_text([long]))
+    with pytest.raises(ValueError, match=r"sets max_length=20 but the call passes max_length=30"):
+        load_encoder(f"blip:{tmp_path / 'blip'}?max_length=20", device="cpu", max_length=30)
+    with pytest.raises(ValueError, match=r"option max_length='long' is not an integer"):
+        load_encoder(f"blip:{tmp_path / 'blip'}?max_length=long", device="cpu")
+    with pytest.raises(ValueError, match=r"option max_length='0' must be positive"):
+        load_encoder(f"blip:{tmp_path / 'blip'}?max_length=0", device="cpu")
+
+    clip = tiny_clip()
+    clip.save_pretrained(tmp_path / "clip")
+    tok.save_pretrained(tmp_path / "clip")
+    assert load_encoder(f"clip:{tmp_path / 'clip'}?max_length=12", device="cpu").max_length == 12
+
+    # blip-original, as the parameter table writes ChatIR's setting (the tiny model has 64 positions).
+    from test_blip_import import save, to_original
+
+    ckpt = save(tmp_path, to_original(blip), name="chatir_weights.ckpt")
+    enc = load_encoder(f"blip-original:{ckpt}+{tmp_path / 'blip'}?max_length=40", device="cpu", head_size=8)
+    assert enc.max_length == 40 and "max_length=40" in enc.fingerprint()
+    assert load_encoder(f"blip-original:{ckpt}+{tmp_path / 'blip'}", device="cpu", head_size=8).max_length == 64
+
+
+# -- one RGB conversion for every input ------------------------------------------------------------------
+def _mode_files(tmp_path) -> dict[str, "Path"]:
+    """PNG files in modes whose naive ``convert("RGB")`` differs from the corpus loader's ``to_rgb``."""
+    rng = np.random.default_rng(3)
+    rgb = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
+    alpha = np.full((40, 48), 255, np.uint8)
+    alpha[:, :24] = 0  # left half transparent: its hidden colours must not reach the encoder
+    alpha[30:, 24:] = 128
+    files = {}
+    files["RGBA"] = np.dstack([rgb, alpha])
+    files["LA"] = np.dstack([rgb[..., 0], alpha])
+    out = {}
+    for mode, arr in files.items():
+        out[mode] = tmp_path / f"{mode}.png"
+        Image.fromarray(arr).save(out[mode])  # Pillow reads (H, W, 4) as RGBA and (H, W, 2) as LA
+    pal = Image.fromarray(rgb).quantize(16)
+    pal.info["transparency"] = 0
+    out["P"] = tmp_path / "P.png"
+    pal.save(out["P"], transparency=0)
+    grey16 = (rng.integers(0, 65536, (40, 48))).astype(np.uint16)
+    out["I;16"] = tmp_path / "I16.png"
+    Image.fromarray(grey16).save(out["I;16"])
+    out["L"] = tmp_path / "L.png"
+    Image.fromarray(rgb[..., 1]).save(out["L"])
+    return out
+
+
+def test_every_image_input_goes_through_the_corpus_conversion(encoder, tmp_path):
+    from dar_lib.benchmarks.images import load_image
+
+    files = _mode_files(tmp_path)
+    for mode, f in files.items():
+        with Image.open(f) as raw:
+            assert raw.mode == mode or (mode == "I;16" and raw.mode in ("I;16", "I")), (mode, raw.mode)
+            ref = encoder.encode_images([load_image(f)])
+            got = encoder.encode_images([raw])
+            naive = encoder.encode_images([raw.convert("RGB")])
+        torch.testing.assert_close(got, ref, atol=0, rtol=0, msg=f"PIL {mode}")
+        torch.testing.assert_close(encoder.encode_images([f]), ref, atol=0, rtol=0, msg=f"path {mode}")
+        torch.testing.assert_close(encoder.encode_images([str(f)]), ref, atol=0, rtol=0, msg=f"str path {mode}")
+        torch.testing.assert_close(encoder.encode_images(str(f)), ref, atol=0, rtol=0, msg=f"one path {mode}")
+        arr = np.asarray(load_image(f))
+        torch.testing.assert_close(encoder.encode_images([arr]), ref, atol=0, rtol=0, msg=f"array {mode}")
+        if mode != "L":  # the test has teeth: a plain convert("RGB") embeds these differently
+            assert (naive - ref).abs().max() > 1e-3, mode
+    # uint8 arrays: (H, W) is greyscale, (H, W, 4) is RGBA composited on white.
+    with Image.open(files["L"]) as grey:
+        torch.testing.assert_close(encoder.encode_images([np.asarray(grey)]), encoder.encode_images([files["L"]]),
+                                   atol=0, rtol=0)
+    with Image.open(files["RGBA"]) as rgba:
+        torch.testing.assert_close(encoder.encode_images([np.asarray(rgba)]), encoder.encode_images([files["RGBA"]]),
+                                   atol=0, rtol=0)
+    # A batch mixing every kind of input equals the items one by one.
+    mixed = [files["RGBA"], Image.open(files["P"]), np.asarray(load_image(files["LA"])), str(files["I;16"])]
+    torch.testing.assert_close(encoder.encode_images(mixed), torch.cat([encoder.encode_images([m]) for m in mixed]),
+                               atol=1e-6, rtol=0)
+    with pytest.raises(TypeError, match=r"uint8 array.*got a float32 array of shape \(4, 4, 3\)"):
+        encoder.encode_images([np.zeros((4, 4, 3), np.float32)])
+    with pytest.raises(TypeError, match="got int"):
+        encoder.encode_images([3])
+    from dar_lib.errors import DataError
+
+    with pytest.raises(DataError, match="missing.png"):
+        encoder.encode_images([tmp_path / "missing.png"])

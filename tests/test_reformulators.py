@@ -31,18 +31,20 @@ def test_templates_follow_the_paper():
     assert "3 distinct prompts" in r2 and "exactly 3 lines" in r2
 
 
-def test_parse_prompts_numbered_bulleted_padded_trimmed():
+def test_parse_prompts_numbered_bulleted_never_padded():
     text = ("Here are the prompts:\n1. Red dog in a park, grass. Style: photorealistic.\n"
             "2) Big red dog in a garden, sunny. Style: photorealistic.\n\n- A dog in a field. Style: photorealistic.\n"
             "* \"Quoted dog in a yard.\"\nPrompt 5: Fifth dog.")
-    got = R.parse_prompts(text, 5, "fallback")
+    got = R.parse_prompts(text)
     assert got == ["Red dog in a park, grass. Style: photorealistic.",
                    "Big red dog in a garden, sunny. Style: photorealistic.",
                    "A dog in a field. Style: photorealistic.", "Quoted dog in a yard.", "Fifth dog."]
-    assert R.parse_prompts(text, 2, "fb") == got[:2]
-    assert R.parse_prompts("only one", 3, "fb") == ["only one"] * 3
-    assert R.parse_prompts("a\nb", 3, "fb") == ["a", "b", "a"]
-    assert R.parse_prompts("\n  \n", 2, "fb") == ["fb", "fb"]
+    assert R.check_prompts(got, 5) is None
+    # Too many, too few or none: reported, never trimmed, cycled or padded.
+    assert R.check_prompts(got, 2) == "expected 2 distinct prompts, got 5"
+    assert R.parse_prompts("only one") == ["only one"]
+    assert R.check_prompts(["only one"], 3) == "expected 3 distinct prompts, got 1"
+    assert R.parse_prompts("\n  \n") == [] and R.check_prompts([], 2) == "expected 2 distinct prompts, got 0"
     assert R.clean_query('Query: "a red dog on grass"\nmore') == "a red dog on grass"
 
 
@@ -58,16 +60,21 @@ def tiny_chat_lm():
     return LlamaForCausalLM(cfg).eval(), tok
 
 
-def test_hf_chat_reformulator_deterministic_k_prompts():
+def test_hf_chat_reformulator_deterministic_validated():
     model, tok = tiny_chat_lm()
     ref = R.HFChatReformulator(model, tok, id="tiny-llama", device="cpu", max_new_tokens=12)
+    reply = ref.chat(P.r1_messages(TURNS))
     q1, q2 = ref.rewrite(TURNS), ref.rewrite(TURNS)
-    assert q1 == q2 and q1  # greedy: same reply; never empty
-    p = ref.prompts("a red dog", 3)
-    assert len(p) == 3 and all(isinstance(x, str) and x for x in p)
-    assert p == ref.prompts("a red dog", 3)
+    assert q1 == q2 == R.clean_query(reply) and q1  # greedy: same reply; never empty
+    # The untrained model answers R2 with one line: an error by default, no padding.
+    with pytest.raises(R.ReformulationError, match=r"hf-llm:tiny-llama@unpinned: unusable R2 reply after 1 retry "
+                                                   r"\(expected 3 distinct prompts, got 1\)"):
+        ref.prompts("a red dog", 3)
+    fb = R.HFChatReformulator(model, tok, id="tiny-llama", device="cpu", max_new_tokens=12, fallback=True)
+    assert fb.prompts("a red dog", 3) == P.template_prompts("a red dog", 3) and fb.fallbacks == 1
     assert ref.id == "hf-llm:tiny-llama@unpinned"
-    assert '"max_new_tokens": 12' in ref.fingerprint() and P.TEMPLATE_VERSION in ref.fingerprint()
+    assert ref.fingerprint() == (f'hf-llm:tiny-llama@unpinned|{P.TEMPLATE_VERSION}|{R.PARSER_VERSION}|'
+                                 '{"do_sample": false, "max_new_tokens": 12}')
 
 
 def test_hf_chat_reformulator_from_folder_and_no_template(tmp_path):
@@ -85,7 +92,11 @@ def test_hf_chat_reformulator_from_folder_and_no_template(tmp_path):
 
 
 class FakeOpenAI:
-    """A chat-completions server on 127.0.0.1:<free port> that plays a script of answers."""
+    """A chat-completions server on 127.0.0.1:<free port> that plays a script of answers.
+
+    Script items: ``"ok"`` (a canned good answer), ``"sleep"``, ``"bad-json"``, an HTTP status such
+    as ``"500"``, or ``{"content": text}`` (exactly that reply). The last item repeats.
+    """
 
     def __init__(self, script):
         self.script = list(script)
@@ -100,6 +111,9 @@ class FakeOpenAI:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 owner.requests.append((self.path, dict(self.headers), body))
                 kind = owner.script.pop(0) if len(owner.script) > 1 else owner.script[0]
+                if isinstance(kind, dict):  # {"content": reply}: answer exactly that text
+                    payload = json.dumps({"choices": [{"message": {"content": kind["content"]}}]}).encode()
+                    kind, code = "scripted", 200
                 if kind == "sleep":
                     time.sleep(0.6)
                     kind = "ok"
@@ -108,6 +122,8 @@ class FakeOpenAI:
                     text = ("1. Red dog in a park. Style: photorealistic.\n2. Big dog on grass. Style: photorealistic."
                             if "Write" in user and "prompts" in user else "a big red dog on the grass")
                     payload, code = json.dumps({"choices": [{"message": {"content": text}}]}).encode(), 200
+                elif kind == "scripted":
+                    pass
                 elif kind == "bad-json":
                     payload, code = b"{not json", 200
                 else:
@@ -143,9 +159,9 @@ def test_openai_normal_answer():
     with FakeOpenAI(["ok"]) as srv:
         ref = _client(srv.url)
         assert ref.rewrite(TURNS) == "a big red dog on the grass"
-        assert ref.prompts("a red dog", 3) == ["Red dog in a park. Style: photorealistic.",
-                                               "Big dog on grass. Style: photorealistic.",
-                                               "Red dog in a park. Style: photorealistic."]
+        assert ref.prompts("a red dog", 2) == ["Red dog in a park. Style: photorealistic.",
+                                               "Big dog on grass. Style: photorealistic."]
+        assert len(srv.requests) == 2  # good replies: no retry
         path, headers, body = srv.requests[0]
         assert path == "/v1/chat/completions" and headers["Authorization"] == "Bearer sk-test"
         assert body["model"] == "tiny-gpt" and body["temperature"] == 0.0
@@ -217,6 +233,8 @@ def test_replay_and_identity(tmp_path):
 
 
 class CountingReformulator(R._ChatReformulator):
+    """Numbered good replies: R1 "reply N", R2 K lines "pN-i" (K read from the request)."""
+
     def __init__(self):
         self.id = "count"
         self.calls = 0
@@ -225,8 +243,11 @@ class CountingReformulator(R._ChatReformulator):
     def settings(self):
         return {"temperature": self.temperature}
 
-    def _chat(self, messages):
+    def chat(self, messages):
         self.calls += 1
+        if messages[0]["content"] == P.R2_SYSTEM:
+            k = int(messages[-1]["content"].split("Write ", 1)[1].split()[0])
+            return "\n".join(f"p{self.calls}-{i}" for i in range(k))
         return f"reply {self.calls}"
 
 
@@ -235,8 +256,8 @@ def test_cached_reformulator(tmp_path):
     cached = R.CachedReformulator(inner, ArtefactStore(tmp_path))
     assert cached.rewrite(TURNS) == "reply 1"
     assert cached.rewrite(TURNS, ref=("x", 2)) == "reply 1"  # LLM output does not depend on ref
-    assert cached.prompts("q", 2) == ["reply 2"] * 2
-    assert cached.prompts("q", 2) == ["reply 2"] * 2
+    assert cached.prompts("q", 2) == ["p2-0", "p2-1"]
+    assert cached.prompts("q", 2) == ["p2-0", "p2-1"]
     assert inner.calls == 2 and (cached.hits, cached.misses) == (2, 2)
     inner.temperature = 0.5  # other sampling settings: another key
     assert cached.rewrite(TURNS) == "reply 3"
@@ -254,3 +275,181 @@ def test_gguf_backend_needs_llama_cpp(tmp_path):
         pytest.skip("llama_cpp is not installed: only the missing-dependency error is checked")
     with pytest.raises(FileNotFoundError, match="m.gguf"):
         R.LlamaCppReformulator(tmp_path / "m.gguf")
+
+
+# -- structural parsing, validation, retry, fallback (LLM replies through a local server) -----------
+
+GOOD_Q = "A big red dog on the grass"
+THINK_R1 = "<think>\nThe user wants one query.\nRed was confirmed; big was confirmed.\n</think>\n\nA big red dog on the grass"
+STEPS_R1 = ("1. Summary: The dialogue describes a dog on the grass that is red and big.\n"
+            "2. Separation: initial description: a dog on the grass; added details: red, big.\n"
+            "3. New query: A big red dog on the grass")
+SURE_R1 = "Sure! Here is the query:\nA big red dog on the grass"
+THINK_R2 = ("<think>\nI need three prompts...\n</think>\n1. Big red dog on green grass. Style: photorealistic.\n"
+            "2. A red dog standing on a lawn. Style: photorealistic.\n3. Large red dog in a grassy field. "
+            "Style: photorealistic.")
+R2_GOOD = ["Big red dog on green grass. Style: photorealistic.", "A red dog standing on a lawn. Style: photorealistic.",
+           "Large red dog in a grassy field. Style: photorealistic."]
+
+
+@pytest.mark.parametrize("reply, query", [
+    (THINK_R1, GOOD_Q),
+    (STEPS_R1, GOOD_Q),
+    (SURE_R1, GOOD_Q),
+    ("1. Summary: a dog. 2. Separation: red, big. 3. New query: A big red dog on the grass", GOOD_Q),  # one line
+    ("Sure! Here is the query: \u201cA big red dog on the grass\u201d", GOOD_Q),
+    ("```text\nA big red dog on the grass\n```", GOOD_Q),
+    ("**Final query:** a big red dog on the grass.", "a big red dog on the grass."),
+    ("Query:\n\"a big red dog\"\n\nThis query keeps the confirmed details.", "a big red dog"),
+    ("Here is my reasoning.\n</think>\nA big red dog on the grass", GOOD_Q),  # lone closing tag
+    ("A big red dog on the grass\n<think>let me double-check", GOOD_Q),  # unclosed reasoning
+    ("First line about the dialogue.\nA big red dog on the grass\n\nI hope this helps!", GOOD_Q),  # last line
+    ("<think>\nforever", ""),
+    ("Sure! Here is the query:", ""),
+])
+def test_clean_query_structural(reply, query):
+    assert R.clean_query(reply) == query
+    assert (R.check_query(query) is None) == bool(query)
+
+
+def test_check_query_rejects_echoes_and_preambles():
+    assert R.check_query("") == "empty query"
+    assert R.check_query("Sure! Here is the query:") == "a preamble, not a query: 'Sure! Here is the query:'"
+    assert R.check_query("New query:") == "a preamble, not a query: 'New query:'"
+    assert R.check_query("Summarise what the dialogue says...") == (
+        "echoes the instructions ('Summarise what the dialogue says about the image'): "
+        "'Summarise what the dialogue says...'")
+    assert R.check_query("Reply with the final query only, on one line.").startswith(
+        "echoes the instructions ('Reply with the final query only')")
+    assert R.check_query("Summary: the dialogue describes a dog").startswith("an echoed template step")
+    assert R.check_query("<think>") == "leftover reasoning tags in '<think>'"
+    assert R.check_query("a red dog summarised on a lawn") is None
+    assert R.check_query("Here is a dog with a caption on its collar") is None  # not a preamble
+    assert R.check_query("Here are three distinct prompts.").startswith("a preamble")
+
+
+@pytest.mark.parametrize("reply, prompts", [
+    (THINK_R2, R2_GOOD),
+    ("Here are 3 prompts:\n" + "\n".join(R2_GOOD), R2_GOOD),  # preamble
+    ("- " + R2_GOOD[0] + "\n* " + R2_GOOD[1] + "\n\u2022 " + R2_GOOD[2], R2_GOOD),  # bullets
+    ('1) "' + R2_GOOD[0] + '"\n2) \u201c' + R2_GOOD[1] + '\u201d\n3) \'' + R2_GOOD[2] + "'", R2_GOOD),  # quotes
+    ("Prompt 1:\n" + R2_GOOD[0] + "\nPrompt 2: " + R2_GOOD[1] + "\nPrompt 3: " + R2_GOOD[2], R2_GOOD),
+    # duplicates (case and final full stop do not count) are dropped before counting
+    ("\n".join([R2_GOOD[0], R2_GOOD[0].upper(), R2_GOOD[1], R2_GOOD[1].rstrip("."), R2_GOOD[2]]), R2_GOOD),
+    ("```\n" + "\n".join(R2_GOOD) + "\n```\nThese prompts vary the amount of detail.", R2_GOOD),
+    ("Query: a big red dog\n1. " + R2_GOOD[0] + " 2. " + R2_GOOD[1] + " 3. " + R2_GOOD[2], R2_GOOD),
+])
+def test_parse_prompts_structural(reply, prompts):
+    assert R.parse_prompts(reply) == prompts
+    assert R.check_prompts(prompts, 3) is None
+
+
+def test_check_prompts_rejects_junk():
+    assert R.parse_prompts("<think>\nI need three prompts...\n</think>") == []
+    assert R.check_prompts(["a", "A."], 2) == "duplicate prompts in ['a', 'A.']"
+    assert R.check_prompts(R2_GOOD[:2], 3) == "expected 3 distinct prompts, got 2"
+    pattern = "[Adjective] [Primary Subject] in [Setting], [Key Details]. Style: photorealistic."
+    assert R.check_prompts([R2_GOOD[0], pattern], 2) == (
+        f"prompt 1 leaves the pattern's slots ['[Adjective]', '[Primary Subject]', '[Setting]', '[Key Details]'] "
+        f"unfilled: {pattern!r}")
+    assert R.check_prompts([R2_GOOD[0], "Style: photorealistic."], 2) == (
+        "prompt 1 has nothing but the style suffix: 'Style: photorealistic.'")
+    assert R.check_prompts([R2_GOOD[0], "Vary the wording and the amount of detail between prompts."], 2) == (
+        "prompt 1 echoes the instructions ('Vary the wording and the amount of detail between prompts'): "
+        "'Vary the wording and the amount of detail between prompts.'")
+
+
+def test_openai_issue_replies_parse_structurally():
+    for reply in (THINK_R1, STEPS_R1, SURE_R1):
+        with FakeOpenAI([{"content": reply}]) as srv:
+            assert _client(srv.url).rewrite(TURNS) == GOOD_Q
+            assert len(srv.requests) == 1  # usable at once: no retry
+    with FakeOpenAI([{"content": THINK_R2}]) as srv:
+        assert _client(srv.url).prompts("a big red dog", 3) == R2_GOOD
+        assert len(srv.requests) == 1
+
+
+def test_openai_retry_uses_the_second_good_reply(tmp_path):
+    with FakeOpenAI([{"content": "<think>\nthe user wants a query\n</think>\nSure! Here is the query:"},
+                     {"content": GOOD_Q}]) as srv:
+        ref = _client(srv.url)
+        cached = R.CachedReformulator(ref, ArtefactStore(tmp_path))
+        assert cached.rewrite(TURNS) == GOOD_Q
+        assert len(srv.requests) == 2 and ref.fallbacks == 0
+        first, second = srv.requests[0][2]["messages"], srv.requests[1][2]["messages"]
+        assert first == P.r1_messages(TURNS)
+        assert second == [*first, {"role": "assistant", "content": "Sure! Here is the query:"},
+                          {"role": "user", "content": P.R1_RETRY}]
+        assert cached.rewrite(TURNS) == GOOD_Q and len(srv.requests) == 2  # the good reply was cached
+        assert (cached.hits, cached.misses) == (1, 1)
+    with FakeOpenAI([{"content": "Here are 3 prompts:\n" + R2_GOOD[0]}, {"content": THINK_R2}]) as srv:
+        assert _client(srv.url).prompts("a big red dog", 3) == R2_GOOD
+        assert len(srv.requests) == 2
+        assert srv.requests[1][2]["messages"][-1] == {"role": "user", "content": P.R2_RETRY.format(k=3)}
+
+
+def test_openai_two_junk_replies_raise_and_cache_nothing(tmp_path):
+    store = ArtefactStore(tmp_path)
+    with FakeOpenAI([{"content": "1. Summarise what the dialogue says..."}]) as srv:
+        cached = R.CachedReformulator(_client(srv.url), store)
+        with pytest.raises(R.ReformulationError) as info:
+            cached.rewrite(TURNS)
+        assert len(srv.requests) == 2
+    err = info.value
+    assert isinstance(err, RuntimeError)
+    assert (err.model_id, err.stage, err.reply) == (
+        f"openai:tiny-gpt@{srv.url}", "R1", "1. Summarise what the dialogue says...")
+    assert str(err) == (f"openai:tiny-gpt@{srv.url}: unusable R1 reply after 1 retry (echoes the instructions "
+                        "('Summarise what the dialogue says about the image'): 'Summarise what the dialogue says...'):"
+                        " '1. Summarise what the dialogue says...'")
+    junk = "<think>\nI need three prompts...\n" + "x " * 400 + "\n</think>"
+    with FakeOpenAI([{"content": junk}]) as srv:
+        cached = R.CachedReformulator(_client(srv.url), store)
+        with pytest.raises(R.ReformulationError, match=r"unusable R2 reply after 1 retry \(expected 3 distinct "
+                                                       r"prompts, got 0\): '<think>.*\.\.\. \[\d+ more characters\]'"):
+            cached.prompts("a big red dog", 3)
+        assert len(srv.requests) == 2
+    assert list(store.keys(R.CachedReformulator.KIND)) == [] and cached.misses == 1
+
+
+def test_openai_fallback_is_recorded_and_not_cached(tmp_path, caplog):
+    store = ArtefactStore(tmp_path)
+    with FakeOpenAI([{"content": "Sure! Here is the query:"}]) as srv:
+        ref = _client(srv.url, fallback=True)
+        cached = R.CachedReformulator(ref, store)
+        with caplog.at_level("WARNING", logger=R.__name__):
+            assert cached.rewrite(TURNS) == "a dog on the grass, what color is it? red, is it big? yes"
+        assert ref.fallbacks == cached.fallbacks == 1 and len(srv.requests) == 2
+        assert any("using the recorded fallback" in r.getMessage() and "R1" in r.getMessage() for r in caplog.records)
+        got = cached.prompts("a big red dog", 4)
+        assert got == ["a big red dog. Style: photorealistic.", "A photo of a big red dog. Style: photorealistic.",
+                       "A realistic picture showing a big red dog. Style: photorealistic.",
+                       "A photograph of a big red dog, in sharp focus. Style: photorealistic."]
+        assert len(set(got)) == 4 and ref.fallbacks == 2 and len(srv.requests) == 4
+        # Nothing stored: the next call asks the server again (and falls back again).
+        assert cached.rewrite(TURNS) == ", ".join(TURNS) and len(srv.requests) == 6 and ref.fallbacks == 3
+    assert list(store.keys(R.CachedReformulator.KIND)) == [] and (cached.hits, cached.misses) == (0, 3)
+    assert P.template_prompts("q", 8) == list(dict.fromkeys(P.template_prompts("q", 8)))  # distinct for any k
+
+
+def test_cache_key_changes_with_parser_version(tmp_path, monkeypatch):
+    inner = CountingReformulator()
+    cached = R.CachedReformulator(inner, ArtefactStore(tmp_path))
+    assert R.PARSER_VERSION in inner.fingerprint() and R.PARSER_VERSION == "parse-v2"
+    assert cached.rewrite(TURNS) == "reply 1" and cached.rewrite(TURNS) == "reply 1"
+    assert (cached.hits, cached.misses, inner.calls) == (1, 1, 1)
+    monkeypatch.setattr(R, "PARSER_VERSION", "parse-v3")
+    assert "parse-v3" in cached.fingerprint()
+    assert cached.rewrite(TURNS) == "reply 2"  # a miss: outputs of another parser are not replayed
+    assert (cached.hits, cached.misses, inner.calls) == (1, 2, 2)
+
+
+def test_chat_is_public_and_the_llm_questioner_uses_it():
+    from dar_lib.models.questioners import LLMQuestioner
+
+    inner = CountingReformulator()
+    assert inner.chat(P.r1_messages(TURNS)) == "reply 1"
+    assert not hasattr(inner, "_chat")  # no private name crosses modules any more
+    assert LLMQuestioner(inner).ask(TURNS) == "reply 2?"
+    with pytest.raises(NotImplementedError, match="_ChatReformulator does not implement chat"):
+        R._ChatReformulator().chat([])

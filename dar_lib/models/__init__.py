@@ -1,9 +1,14 @@
 """One factory for DAR's models: ``load_encoder``, ``load_generator``, ``load_reformulator`` by string id.
 
-Ids are ``"<backend>:<model id or local folder>[@revision]"``; a local folder loads offline.
+Ids are ``"<backend>:<model id or local folder>[@revision][?name=value&...]"``; a local folder loads
+offline. Options after ``?`` are settings that change what a model computes (``max_length`` of an
+encoder's text side, ``image_size``), so the id a parameter table records names them; each backend
+accepts only the names in :data:`MODEL_OPTIONS`.
 
 Examples:
     >>> enc = load_encoder("blip:Salesforce/blip-itm-base-coco")            # doctest: +SKIP
+    >>> chatir = load_encoder(                                             # doctest: +SKIP
+    ...     "blip-original:chatir_weights.ckpt+Salesforce/blip-itm-base-coco?max_length=200")
     >>> gen = load_generator("turbo:stabilityai/sd-turbo", device="cuda")    # doctest: +SKIP
     >>> ref = load_reformulator("identity")
     >>> ref.rewrite(["a cat", "is it black? yes"])
@@ -14,20 +19,41 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-ENCODER_BACKENDS = ("blip", "clip", "blip-original", "toy")
+ENCODER_BACKENDS = ("blip", "clip", "blip-original", "beit3", "toy")
 GENERATOR_BACKENDS = ("sd3", "sd", "turbo", "diffusers", "toy")
 REFORMULATOR_BACKENDS = ("hf-llm", "openai", "replay", "identity", "gguf", "toy")
+
+#: Options each backend accepts after ``?`` in its id (``name=value`` pairs joined by ``&``). A
+#: backend missing here takes none and keeps ``?`` as part of its model string: ``openai``, whose
+#: base URL may carry a query (``...?api-version=...``).
+MODEL_OPTIONS: dict[str, dict[str, tuple[str, ...]]] = {
+    "encoder": {
+        "blip": ("max_length",),
+        "clip": ("max_length",),
+        "blip-original": ("max_length", "image_size"),
+        "beit3": ("max_length", "image_size"),
+        "toy": ("max_length",),
+    },
+    "generator": {b: () for b in GENERATOR_BACKENDS},
+    # fallback=true: an unusable LLM reply after one retry gives a recorded fallback instead of an error
+    "reformulator": {**{b: () for b in REFORMULATOR_BACKENDS if b != "openai"}, "hf-llm": ("fallback",),
+                     "gguf": ("fallback",)},
+}
 
 #: Documented example ids (for the README and the book).
 EXAMPLE_IDS: dict[str, dict[str, str]] = {
     "encoder": {
         "blip:Salesforce/blip-itm-base-coco": "BLIP-base ITM, COCO fine-tuned (the paper's encoder, 384 px in HF)",
         "clip:openai/clip-vit-base-patch16": "CLIP ViT-B/16 (ChatIR's CLIP baseline, 77 tokens)",
-        "blip-original:chatir_weights.ckpt+Salesforce/blip-itm-base-coco":
-            "ChatIR's dialogue-fine-tuned BLIP, original layout, imported (224 px)",
+        "blip-original:chatir_weights.ckpt+Salesforce/blip-itm-base-coco?max_length=200":
+            "ChatIR's dialogue-fine-tuned BLIP, original layout, imported (224 px; ChatIR's 200-token "
+            "text limit, where DAR's release uses the default 256)",
+        "beit3:beit3_base_patch16_384_coco_retrieval.pth+beit3.spm":
+            "BEiT-3 base, COCO retrieval fine-tuned (Section 5.2), unilm checkpoint + sentencepiece model "
+            "(384 px, 64 tokens)",
         "toy:clip-zs": "the toy world's zero-shot dual encoder",
     },
     "generator": {
@@ -51,31 +77,71 @@ EXAMPLE_IDS: dict[str, dict[str, str]] = {
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A parsed model id: backend, model (hub id, folder or path) and optional revision."""
+    """A parsed model id: backend, model (hub id, folder or path), optional revision and options.
+
+    ``options`` holds the ``name=value`` settings given after ``?`` (values as strings; the loader
+    converts and checks them).
+    """
 
     backend: str
     model: str
     revision: str | None = None
+    options: dict[str, str] = field(default_factory=dict, hash=False)
+
+
+def _parse_options(query: str, spec: str, kind: str, backend: str, allowed: tuple[str, ...]) -> dict[str, str]:
+    """``"a=1&b=2"`` -> ``{"a": "1", "b": "2"}``, refusing malformed, repeated and unknown names."""
+    options: dict[str, str] = {}
+    for part in query.split("&"):
+        name, eq, value = part.partition("=")
+        name, value = name.strip(), value.strip()
+        if not eq or not name or not value:
+            raise ValueError(f"{kind} id {spec!r}: option {part!r} is not 'name=value' "
+                             f"(options look like '?max_length=200&image_size=384')")
+        if name in options:
+            raise ValueError(f"{kind} id {spec!r}: option {name!r} is given twice")
+        options[name] = value
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        accepted = ", ".join(allowed) if allowed else "no options"
+        raise ValueError(f"{kind} id {spec!r}: unknown option{'s' if len(unknown) > 1 else ''} "
+                         f"{', '.join(unknown)}; backend {backend!r} accepts: {accepted}")
+    return options
 
 
 def parse_spec(spec: str, backends: tuple[str, ...], kind: str) -> ModelSpec:
-    """Split ``"<backend>:<model>[@revision]"``.
+    """Split ``"<backend>:<model>[@revision][?name=value&...]"``.
 
     The ``@revision`` suffix is only taken when what follows ``@`` contains no ``/`` or ``:``
     (so ``openai:model@https://host/v1`` keeps its URL, and a path containing ``@`` is left
-    alone when it exists on disk).
+    alone when it exists on disk). Options after the last ``?`` are parsed for the backends of
+    :data:`MODEL_OPTIONS` (a path containing ``?`` that exists on disk is left alone).
+
+    Args:
+        spec: the id, e.g. ``"blip-original:chatir_weights.ckpt+Salesforce/blip-itm-base-coco?max_length=200"``.
+        backends: the backends known to this kind of model.
+        kind: ``"encoder"``, ``"generator"`` or ``"reformulator"`` (for messages and options).
+
+    Returns:
+        The parsed :class:`ModelSpec`.
 
     Raises:
-        ValueError: unknown backend (the message lists the known ones) or missing model.
+        ValueError: unknown backend (the message lists the known ones), missing model, or a
+            malformed or unknown option (the message names it and the options the backend accepts).
     """
     spec = str(spec).strip()
     backend, sep, rest = spec.partition(":")
     if backend not in backends:
         raise ValueError(f"unknown {kind} backend {backend!r} in {spec!r}; known backends: {', '.join(backends)}"
-                         f" (ids look like '<backend>:<model id or folder>[@revision]')")
+                         f" (ids look like '<backend>:<model id or folder>[@revision][?option=value]')")
+    options: dict[str, str] = {}
+    allowed = MODEL_OPTIONS.get(kind, {}).get(backend)
+    if allowed is not None and "?" in rest and not Path(rest).exists():
+        rest, _, query = rest.rpartition("?")
+        options = _parse_options(query, spec, kind, backend, allowed)
     if not sep or not rest:
         if backend == "identity":
-            return ModelSpec(backend, "")
+            return ModelSpec(backend, "", options=options)
         raise ValueError(f"{kind} id {spec!r} names no model; expected '{backend}:<model id or folder>'")
     model, revision = rest, None
     if "@" in rest and not Path(rest).exists():
@@ -84,7 +150,7 @@ def parse_spec(spec: str, backends: tuple[str, ...], kind: str) -> ModelSpec:
             model, revision = head, tail  # here the part after @ is the base URL
         elif tail and not re.search(r"[/:]", tail):
             model, revision = head, tail
-    return ModelSpec(backend, model, revision)
+    return ModelSpec(backend, model, revision, options)
 
 
 @functools.lru_cache(maxsize=16)
@@ -154,7 +220,7 @@ def _hub_errors(kind: str):
             except (OSError, ConnectionError) as exc:
                 from ..errors import PAPER_SCALE_PAGE, ModelNotAvailableError
 
-                parsed = str(spec).partition(":")[2]
+                parsed = str(spec).partition(":")[2].rsplit("?", 1)[0]  # options are no path
                 local = [p for p in re.split(r"[+@]", parsed) if p and Path(p).expanduser().exists()]
                 if local or "hub" not in f"{type(exc).__module__} {exc}".lower() and not _is_hub_error(exc):
                     raise
@@ -181,6 +247,23 @@ def _toy():
     return toy
 
 
+def _int_setting(spec: str, name: str, given: int | None, options: dict[str, str]) -> int | None:
+    """A positive integer setting from the id's options or the keyword argument (they must agree)."""
+    from_id = None
+    if name in options:
+        raw = options[name]
+        try:
+            from_id = int(raw)
+        except ValueError:
+            raise ValueError(f"encoder id {spec!r}: option {name}={raw!r} is not an integer") from None
+        if from_id <= 0:
+            raise ValueError(f"encoder id {spec!r}: option {name}={raw!r} must be positive")
+    if given is not None and from_id is not None and int(given) != from_id:
+        raise ValueError(f"encoder id {spec!r} sets {name}={from_id} but the call passes {name}={given}; "
+                         f"give it in one place")
+    return from_id if from_id is not None else given
+
+
 @_hub_errors("encoder")
 def load_encoder(spec: str, *, revision: str | None = None, device: str | None = None, dtype=None,
                  batch_size: int | None = None, max_length: int | None = None, trust_remote_code: bool = False,
@@ -189,18 +272,27 @@ def load_encoder(spec: str, *, revision: str | None = None, device: str | None =
 
     Args:
         spec: ``blip:<id|folder>``, ``clip:<id|folder>``,
-            ``blip-original:<.pth/.ckpt>[+<hf base id or folder>]`` or ``toy:<name>``, each with an
-            optional ``@revision``.
+            ``blip-original:<.pth/.ckpt/.safetensors>[+<hf base id or folder>]``,
+            ``beit3:<checkpoint .pth>+<sentencepiece .spm>`` or ``toy:<name>``, each with an
+            optional ``@revision`` and options after ``?`` (:data:`MODEL_OPTIONS`), e.g.
+            ``blip-original:chatir_weights.ckpt+Salesforce/blip-itm-base-coco?max_length=200``.
         revision: model revision (overrides the one in ``spec``).
         device: torch device (default ``settings.default_device()``).
         dtype: torch dtype (default float32).
-        batch_size: items per forward pass (default 32 for BLIP, 64 for CLIP, the toy's own).
-        max_length: text token limit (BLIP default 256; CLIP capped at 77).
+        batch_size: items per forward pass (default 32 for BLIP and BEiT-3, 64 for CLIP, the toy's own).
+        max_length: text token limit (BLIP default 256, DAR's; ChatIR used 200; CLIP capped at 77;
+            BEiT-3 default 64, its retrieval fine-tuning's); the id's ``?max_length=`` sets the
+            same, and the two must agree when both are given.
         trust_remote_code: allow hub code (never on by default).
-        **kwargs: passed on (e.g. ``image_size`` for ``blip-original``).
+        **kwargs: ``image_size`` (pixels, ``blip-original`` and ``beit3``; also an id option) and
+            ``head_size`` (attention head size the checkpoint's layout implies, default 64; only
+            for test models) for the imported layouts; passed on for ``toy``.
 
     Returns:
         An :class:`~dar_lib.models.base.Encoder`.
+
+    Raises:
+        ValueError: a bad id or option (named in the message).
     """
     from .. import settings
 
@@ -208,6 +300,7 @@ def load_encoder(spec: str, *, revision: str | None = None, device: str | None =
     s = parse_spec(spec, ENCODER_BACKENDS, "encoder")
     revision = revision or s.revision
     device = device or settings.default_device()
+    max_length = _int_setting(spec, "max_length", max_length, s.options)
     if s.backend == "toy":
         return _toy().load_encoder(s.model, device=device, **_given(dtype=dtype, batch_size=batch_size,
                                                                    max_length=max_length), **kwargs)
@@ -219,16 +312,17 @@ def load_encoder(spec: str, *, revision: str | None = None, device: str | None =
         return BlipEncoder.from_pretrained(s.model, revision, trust_remote_code=trust_remote_code, **common)
     if s.backend == "clip":
         return ClipEncoder.from_pretrained(s.model, revision, trust_remote_code=trust_remote_code, **common)
-    # blip-original: checkpoint path, optionally "+<base>" for config and tokenizer.
-    from .blip_import import load_original_blip
-    from .encoders import ImagePreprocessor
+    image_size = _int_setting(spec, "image_size", kwargs.pop("image_size", None), s.options)
+    head = {"head_size": kwargs.pop("head_size")} if "head_size" in kwargs else {}
+    if s.backend == "beit3":
+        from .beit3 import Beit3Encoder
 
+        ckpt, _, spm = s.model.partition("+")
+        return Beit3Encoder.from_checkpoint(ckpt, spm, image_size=image_size, **head, **common)
+    # blip-original: checkpoint path, optionally "+<base>" for config and tokenizer.
     ckpt, _, base = s.model.partition("+")
     base = base or "Salesforce/blip-itm-base-coco"
-    model, tok = load_original_blip(ckpt, base, image_size=kwargs.pop("image_size", None), revision=revision)
-    pre = ImagePreprocessor(model.config.vision_config.image_size, mode="square")
-    return BlipEncoder(model, tok, pre, id=f"blip-original:{Path(ckpt).name}#{_file_tag(ckpt)}+{base}", revision=revision,
-                       dtype=dtype, device=device, batch_size=batch_size or 32, max_length=max_length or 256)
+    return BlipEncoder.from_original(ckpt, base, revision=revision, image_size=image_size, **head, **common)
 
 
 @_hub_errors("generator")
@@ -285,6 +379,11 @@ def load_reformulator(spec: str, *, revision: str | None = None, device: str | N
     from . import reformulators as R
 
     s = parse_spec(spec, REFORMULATOR_BACKENDS, "reformulator")
+    if "fallback" in s.options:
+        flag = s.options["fallback"].lower()
+        if flag not in ("true", "false", "1", "0"):
+            raise ValueError(f"reformulator id {spec!r}: fallback must be true or false, got {flag!r}")
+        kwargs.setdefault("fallback", flag in ("true", "1"))
     if s.backend == "identity":
         return R.IdentityReformulator()
     if s.backend == "toy":

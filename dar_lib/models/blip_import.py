@@ -2,31 +2,55 @@
 
 The original code (github salesforce/BLIP) saves ``{"model": state_dict}`` with a timm-style ViT
 (``visual_encoder.*``, one fused ``qkv`` per block) and a BERT text encoder whose names already
-match transformers'. Retrieval checkpoints add momentum copies, queues and a temperature, which
-the ITM features never use and which are dropped by name. Every other key must map: the import
-loads strictly and refuses, listing the keys, when anything is missing, extra or mis-shaped.
+match transformers'. Retrieval checkpoints add momentum copies, queues and a temperature; the
+pre-training checkpoint (``model_base.pth``) adds the captioning decoder ``text_decoder.*`` as
+well. Retrieval features never use those, and they are dropped BY NAME (:data:`DROPPED_EXACT`,
+:data:`DROPPED_PREFIXES`). Every other key must map: the import loads strictly and refuses,
+listing the keys, when anything is unknown, missing, extra or mis-shaped.
+
+Files are read with ``torch.load(weights_only=True)`` (or as ``.safetensors``); a file that
+pickles its own classes is refused with the class named, and :func:`convert_to_safetensors`
+converts a trusted one once.
+
+Head layout rule: every tower of the original BLIP (ViT-B/16, ViT-L/16, BERT-base) uses attention
+heads of :data:`BLIP_HEAD_SIZE` = 64, so a tower ``hidden_size`` wide has ``hidden_size // 64``
+heads. The checkpoint's tensor shapes do not record the head count, so a base config with another
+count (transformers' ``BlipTextConfig`` defaults to 8) would load without error and compute wrong
+features; :func:`check_head_layout` refuses it.
 
 Examples:
-    >>> model, tokenizer = load_original_blip("chatir_weights.ckpt", base="Salesforce/blip-itm-base-coco")
+    >>> model, tok = load_original_blip("chatir_weights.ckpt", base="Salesforce/blip-itm-base-coco")  # doctest: +SKIP
+    >>> convert_to_safetensors("trusted.pth", "trusted.safetensors", trust_pickle=True)  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
+import pickle
 import re
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 import torch
 import torch.nn.functional as F
 
 log = logging.getLogger(__name__)
 
-#: Keys of BLIP's retrieval training state that retrieval features never use.
-DROPPED_EXACT = frozenset({"temp", "image_queue", "text_queue", "idx_queue", "ptr_queue"})
-#: Momentum-encoder prefixes of ``BLIP_Retrieval`` (``visual_encoder_m`` etc.).
-DROPPED_PREFIXES = ("visual_encoder_m.", "text_encoder_m.", "vision_proj_m.", "text_proj_m.")
+#: Keys of BLIP's training state that retrieval features never use: the contrastive temperature
+#: and queues of ``BLIP_Retrieval`` (``idx_queue``, ``ptr_queue``) and ``BLIP_Pretrain``
+#: (``queue_ptr``).
+DROPPED_EXACT = frozenset({"temp", "image_queue", "text_queue", "idx_queue", "ptr_queue", "queue_ptr"})
+#: Momentum-encoder prefixes (``visual_encoder_m`` etc.) and ``BLIP_Pretrain``'s captioning
+#: decoder (``text_decoder``, a ``BertLMHeadModel``).
+DROPPED_PREFIXES = ("visual_encoder_m.", "text_encoder_m.", "vision_proj_m.", "text_proj_m.", "text_decoder.")
+#: Attention head size of every original BLIP tower (ViT-B/16, ViT-L/16 and the BERT-base text
+#: encoder all use 64); a tower ``hidden_size`` wide has ``hidden_size // BLIP_HEAD_SIZE`` heads.
+BLIP_HEAD_SIZE = 64
+#: Where a checkpoint file keeps its state dict (BLIP: ``model``; Lightning: ``state_dict``;
+#: unilm's BEiT-3: ``model`` or ``module``). Other entries (optimizer, epoch, config) are ignored.
+STATE_DICT_KEYS = ("model", "state_dict", "module")
 #: A buffer that transformers rebuilds itself (non-persistent); checked, then dropped.
 POSITION_IDS = "text_encoder.embeddings.position_ids"
 
@@ -58,7 +82,7 @@ class BlipImportError(ValueError):
 
 
 def is_dropped(key: str) -> bool:
-    """True for keys of the retrieval training state (momentum encoders, queues, temperature)."""
+    """True for keys dropped by name: momentum encoders, queues, temperature, captioning decoder."""
     return key in DROPPED_EXACT or key.startswith(DROPPED_PREFIXES)
 
 
@@ -155,23 +179,182 @@ def convert_state_dict(state: Mapping[str, torch.Tensor], num_patches: int | Non
     return out
 
 
-def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read an original BLIP ``.pth``/``.ckpt`` safely (``weights_only=True``) and unwrap ``model``."""
+def _unwrap_state_dict(obj: Any, path: Path, error: type[Exception]) -> dict[str, torch.Tensor]:
+    """The tensor state dict inside a loaded checkpoint object (see :data:`STATE_DICT_KEYS`)."""
+    if isinstance(obj, Mapping):
+        for key in STATE_DICT_KEYS:
+            if key in obj and isinstance(obj[key], Mapping):
+                obj = obj[key]
+                break
+    if not isinstance(obj, Mapping):
+        raise error(f"{path}: expected a state dict (optionally under one of {', '.join(STATE_DICT_KEYS)}), "
+                    f"got {type(obj).__name__}")
+    bad = sorted(str(k) for k, v in obj.items() if not isinstance(v, torch.Tensor))
+    if bad:
+        raise error(f"{path}: expected a state dict of tensors (optionally under one of "
+                    f"{', '.join(STATE_DICT_KEYS)}); these entries are not tensors: {', '.join(bad[:20])}"
+                    + (f" and {len(bad) - 20} more" if len(bad) > 20 else ""))
+    return dict(obj)
+
+
+def _conversion_hint(path: Path) -> str:
+    dst = path.with_suffix(".safetensors")
+    return (f"Only if you trust this file, convert it once with "
+            f"dar_lib.models.blip_import.convert_to_safetensors('{path}', '{dst}', trust_pickle=True) "
+            f"and pass the .safetensors file instead")
+
+
+def read_state_dict(path: str | Path, *, what: str = "checkpoint",
+                    error: type[Exception] = ValueError) -> dict[str, torch.Tensor]:
+    """Read a state dict safely from a torch ``.pth``/``.ckpt`` or a ``.safetensors`` file.
+
+    Torch files are loaded with ``weights_only=True``: tensors and plain containers (dicts, lists,
+    numbers, strings) load, while pickled classes (a trainer's config object, ``argparse.Namespace``)
+    are refused, because unpickling them can run arbitrary code. The state dict is taken from the
+    first of :data:`STATE_DICT_KEYS` present; other entries (optimizer state, epoch, config) are
+    ignored. A ``module.`` prefix (DataParallel) is removed from every key.
+
+    Args:
+        path: the checkpoint file; ``*.safetensors`` is read with safetensors, anything else
+            with ``torch.load``.
+        what: what the file should be, for messages (e.g. ``"BLIP checkpoint"``).
+        error: exception class raised for a file that cannot be used.
+
+    Returns:
+        ``{key: tensor}`` on the CPU.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        error: the file is not readable as weights only (the message names the refused global
+            and says how to convert a trusted file with :func:`convert_to_safetensors`), or holds
+            no state dict of tensors.
+    """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"BLIP checkpoint not found: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle with code objects, truncated file, not a torch file
-        raise BlipImportError(f"{path}: cannot be read as a weights-only torch checkpoint ({exc})") from exc
-    if isinstance(obj, Mapping) and "model" in obj and isinstance(obj["model"], Mapping):
-        obj = obj["model"]
-    elif isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
-        obj = obj["state_dict"]
-    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise BlipImportError(f"{path}: expected a state dict (optionally under 'model'), got {type(obj).__name__}")
+        raise FileNotFoundError(f"{what} not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            obj = load_file(str(path), device="cpu")
+        except Exception as exc:  # header or data corrupt, truncated file, not safetensors
+            raise error(f"{path}: cannot be read as a safetensors file ({type(exc).__name__}: {exc})") from exc
+    else:
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as exc:
+            # torch names the refused class in its message ("Unsupported global: GLOBAL mod.Class").
+            found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+            what_failed = (f"it pickles a Python object that is not a tensor or a plain container "
+                           f"(Unsupported global: GLOBAL {found.group(1)})" if found
+                           else f"the unpickler refused it ({str(exc).strip().splitlines()[0][:300]})")
+            raise error(f"{path}: cannot be read as a weights-only torch checkpoint: {what_failed}. "
+                        f"{_conversion_hint(path)}.") from exc
+        except Exception as exc:  # truncated file, not a torch file
+            raise error(f"{path}: cannot be read as a weights-only torch checkpoint "
+                        f"({type(exc).__name__}: {exc})") from exc
+    state = _unwrap_state_dict(obj, path, error)
     # DataParallel checkpoints prefix every key with 'module.'.
-    return {k[7:] if k.startswith("module.") else k: v for k, v in obj.items()}
+    return {k[7:] if k.startswith("module.") else k: v for k, v in state.items()}
+
+
+def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read an original BLIP checkpoint (``.pth``/``.ckpt`` weights-only, or ``.safetensors``).
+
+    Args:
+        path: the file; its state dict may sit under ``model`` (BLIP) or ``state_dict``, beside
+            optimizer state, epoch and config entries, which are ignored.
+
+    Returns:
+        The original-layout state dict, ``module.`` prefixes removed.
+
+    Raises:
+        FileNotFoundError: no such file.
+        BlipImportError: naming the file and, for a pickled class, the class and the conversion
+            (:func:`convert_to_safetensors`).
+    """
+    return read_state_dict(path, what="BLIP checkpoint", error=BlipImportError)
+
+
+def convert_to_safetensors(src: str | Path, dst: str | Path, *, trust_pickle: bool = False) -> Path:
+    """Convert a TRUSTED pickled checkpoint once into a ``.safetensors`` file of its state dict.
+
+    This is the explicit way to use a checkpoint that weights-only loading refuses because it
+    pickles its own classes (a config object, ``argparse.Namespace``): the file is unpickled with
+    ``weights_only=False``, which can run arbitrary code, so it is done only when the caller says
+    the file is trusted. The state dict under ``model``/``state_dict``/``module`` (or the whole
+    object, when it is one) is written as contiguous, untied tensors (safetensors stores no shared
+    storage); everything else (optimizer, epoch, config) is left out.
+
+    Args:
+        src: the pickled checkpoint (``.pth``/``.ckpt``).
+        dst: the ``.safetensors`` file to write (written atomically: a failure leaves no file).
+        trust_pickle: must be ``True``; a guard against unpickling files by accident.
+
+    Returns:
+        ``dst`` as a ``Path``.
+
+    Raises:
+        ValueError: ``trust_pickle`` is not ``True``, or the file holds no state dict of tensors
+            (the message names the file).
+        FileNotFoundError: ``src`` does not exist.
+    """
+    src, dst = Path(src), Path(dst)
+    if trust_pickle is not True:
+        raise ValueError(f"{src}: convert_to_safetensors unpickles the file with weights_only=False, which can "
+                         f"run arbitrary code; call it with trust_pickle=True only for a file you trust")
+    if dst.suffix != ".safetensors":
+        raise ValueError(f"{dst}: the converted file must end in .safetensors (that is how readers pick the format)")
+    if not src.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {src}")
+    from safetensors.torch import save_file
+
+    obj = torch.load(src, map_location="cpu", weights_only=False)
+    state = _unwrap_state_dict(obj, src, ValueError)
+    # clone(): tied weights share storage, which safetensors refuses; contiguous(): views/expands.
+    tensors = {str(k): v.detach().cpu().contiguous().clone() for k, v in state.items()}
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    try:
+        save_file(tensors, str(tmp), metadata={"source": src.name,
+                                               "converted_by": "dar_lib.models.blip_import.convert_to_safetensors"})
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+    log.info("converted %s (%d tensors) to %s", src, len(tensors), dst)
+    return dst
+
+
+def check_head_layout(config, source: str = "base config", head_size: int = BLIP_HEAD_SIZE) -> None:
+    """Refuse a BLIP config whose head count differs from the original layout's.
+
+    The rule (see the module docstring): for the text and the vision tower,
+    ``num_attention_heads == hidden_size // head_size`` with ``hidden_size % head_size == 0``.
+
+    Args:
+        config: a transformers ``BlipConfig``.
+        source: names the config and the checkpoint in the message.
+        head_size: the original attention head size (:data:`BLIP_HEAD_SIZE`; other values only
+            for test models built with another head size).
+
+    Raises:
+        BlipImportError: naming each offending ``*_config.num_attention_heads`` and
+            ``hidden_size``, and the head count the original layout implies.
+    """
+    problems = []
+    for name in ("text_config", "vision_config"):
+        sub = getattr(config, name)
+        hidden, heads = int(sub.hidden_size), int(sub.num_attention_heads)
+        if hidden % head_size or heads != hidden // head_size:
+            n = hidden // head_size
+            need = (f"so it needs {n} head{'s' if n != 1 else ''}" if hidden % head_size == 0
+                    else f"and {hidden} is not a multiple of {head_size}")
+            problems.append(f"{name}.num_attention_heads={heads} with {name}.hidden_size={hidden} (head size "
+                            f"{hidden / heads:g}); the original BLIP layout has heads of {head_size}, {need}")
+    if problems:
+        raise BlipImportError(f"{source}: " + "; ".join(problems) + ". The tensor shapes would load, but the "
+                              "features would be wrong; fix num_attention_heads in the base config "
+                              "(transformers' BlipTextConfig defaults to 8 heads).")
 
 
 def load_into(model, state: Mapping[str, torch.Tensor], source: str = "checkpoint") -> None:
@@ -216,21 +399,32 @@ def base_config(image_size: int = 224):
 
 
 def load_original_blip(path: str | Path, base: str | None = "Salesforce/blip-itm-base-coco", *,
-                       image_size: int | None = None, revision: str | None = None):
+                       image_size: int | None = None, revision: str | None = None,
+                       head_size: int = BLIP_HEAD_SIZE):
     """Build a ``BlipForImageTextRetrieval`` holding the weights of an original BLIP checkpoint.
 
     Args:
         path: ``.pth``/``.ckpt`` in the original layout (ChatIR's ``chatir_weights.ckpt``, BLIP's
-            ``model_base_retrieval_coco.pth``).
+            ``model_base_retrieval_coco.pth`` or pre-training ``model_base.pth``), or a
+            ``.safetensors`` conversion of one (:func:`convert_to_safetensors`).
         base: transformers BLIP id or folder giving the config and the tokenizer (its weights are
             not used); ``None`` uses :func:`base_config` and needs no tokenizer download (then the
             tokenizer returned is ``None``).
-        image_size: target image size; default: the checkpoint's own (224 for ChatIR, 384 for
-            BLIP's retrieval checkpoints); another size resizes ``pos_embed`` bicubically.
+        image_size: target image size in pixels; default: the checkpoint's own (224 for ChatIR and
+            ``model_base.pth``, 384 for BLIP's retrieval checkpoints); another size resizes
+            ``pos_embed`` bicubically.
         revision: revision of ``base``.
+        head_size: attention head size of the original towers (:data:`BLIP_HEAD_SIZE`); the base
+            config must have ``hidden_size // head_size`` heads in each tower.
 
     Returns:
         ``(model, tokenizer)``.
+
+    Raises:
+        FileNotFoundError: no checkpoint file.
+        BlipImportError: the file is not weights-only readable, a key is unknown, missing, extra or
+            mis-shaped, or the base config's head layout differs from the original's
+            (:func:`check_head_layout`).
     """
     from transformers import AutoTokenizer, BlipConfig, BlipForImageTextRetrieval
 
@@ -249,6 +443,10 @@ def load_original_blip(path: str | Path, base: str | None = "Salesforce/blip-itm
         config.vision_config.image_size = image_size
         # The original ViT uses LayerNorm eps 1e-6 (timm); keep the imported weights' numerics.
         config.vision_config.layer_norm_eps = 1e-6
+    # Before building the model: a wrong head count loads silently and gives wrong features.
+    check_head_layout(config, f"{path} with base config {base if base is not None else 'base_config()'}",
+                      head_size=head_size)
+    if base is not None:
         tokenizer = AutoTokenizer.from_pretrained(str(base), revision=revision)
     model = BlipForImageTextRetrieval(config)
     load_into(model, state, source=str(path))

@@ -1,17 +1,24 @@
-"""Dual encoders over transformers models: BLIP (ITM retrieval heads) and CLIP."""
+"""Dual encoders over transformers models (BLIP ITM heads, CLIP) and the RGB conversion all encoders share."""
 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Sequence, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from dar_lib.benchmarks.images import load_image, to_rgb
+
 log = logging.getLogger(__name__)
+
+#: What every encoder's ``encode_images`` accepts per image: a PIL image of any mode, a uint8
+#: array (H, W), (H, W, 3) or (H, W, 4), or an image file path.
+ImageInput = Union[Image.Image, np.ndarray, str, os.PathLike]
 
 #: OpenAI CLIP normalisation, also used by BLIP.
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -47,11 +54,8 @@ class ImagePreprocessor:
         return (f"{self.mode}{self.size}-resample{int(self.resample)}-mean{list(self.mean)}"
                 f"-std{list(self.std)}")
 
-    def _one(self, image: Image.Image) -> np.ndarray:
-        if not isinstance(image, Image.Image):
-            raise TypeError(f"expected a PIL image, got {type(image).__name__}")
-        # Palette, greyscale, RGBA, CMYK...: everything becomes 3-channel RGB first.
-        img = image.convert("RGB")
+    def _one(self, image: ImageInput) -> np.ndarray:
+        img = as_rgb(image)
         s = self.size
         if self.mode == "square":
             img = img.resize((s, s), resample=self.resample)
@@ -64,11 +68,20 @@ class ImagePreprocessor:
             img = img.crop((left, top, left + s, top + s))
         return np.asarray(img, dtype=np.float32) / 255.0
 
-    def __call__(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        """Return a float32 tensor (n, 3, size, size) for a list of images (or one image)."""
-        if isinstance(images, Image.Image):
-            images = [images]
-        images = list(images)
+    def __call__(self, images: Sequence[ImageInput] | ImageInput) -> torch.Tensor:
+        """Preprocess images for a forward pass.
+
+        Args:
+            images: a list of images (or one), each anything :func:`as_rgb` accepts.
+
+        Returns:
+            A float32 tensor (n, 3, size, size), normalised with ``mean`` and ``std``.
+
+        Raises:
+            TypeError: an input of another type.
+            DataError: a path that is missing or does not decode.
+        """
+        images = _as_list(images)
         arr = np.stack([self._one(im) for im in images]) if images else np.zeros((0, self.size, self.size, 3), np.float32)
         x = torch.from_numpy(arr).permute(0, 3, 1, 2)
         mean = torch.tensor(self.mean).view(1, 3, 1, 1)
@@ -85,6 +98,47 @@ class ImagePreprocessor:
         mode = "shortest_crop" if d.get("do_center_crop", crop) else "square"
         resample = _RESAMPLE.get(int(d.get("resample", 3)), Image.BICUBIC)
         return cls(size, d.get("image_mean", CLIP_MEAN), d.get("image_std", CLIP_STD), mode, resample)
+
+
+def as_rgb(image: ImageInput) -> Image.Image:
+    """The one conversion to RGB in front of every encoder: :func:`dar_lib.benchmarks.images.to_rgb`.
+
+    Transparent pixels (RGBA, LA, PA, palettes with a transparent index) are composited on white
+    and 16-bit greyscale is scaled to 8 bit, exactly as :func:`~dar_lib.benchmarks.images.load_image`
+    does for corpus files, so ``encode_images([Image.open(f)])``, ``encode_images([f])`` and
+    ``encode_images([load_image(f)])`` give the same embeddings.
+
+    Args:
+        image: a PIL image of any mode; a uint8 array (H, W) greyscale, (H, W, 3) RGB or
+            (H, W, 4) RGBA; or a path (``str``/``PathLike``) to an image file.
+
+    Returns:
+        A PIL image in mode ``"RGB"``.
+
+    Raises:
+        TypeError: any other input (float arrays included: their value range is ambiguous).
+        DataError: a path that is missing or does not decode, naming it.
+    """
+    if isinstance(image, Image.Image):
+        return to_rgb(image)
+    if isinstance(image, (str, os.PathLike)):
+        return load_image(image)
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (3, 4))):
+            raise TypeError(f"expected a PIL image, an image path or a uint8 array (H, W), (H, W, 3) or (H, W, 4); "
+                            f"got a {image.dtype} array of shape {image.shape}")
+        # Pillow reads uint8 (H, W) as "L", (H, W, 3) as "RGB" and (H, W, 4) as "RGBA".
+        return to_rgb(Image.fromarray(np.ascontiguousarray(image)))
+    raise TypeError(f"expected a PIL image, an image path or a uint8 array, got {type(image).__name__}")
+
+
+def _as_list(images) -> list:
+    """One image (PIL, path, single array) or a sequence of them -> a list (a str is one path)."""
+    if isinstance(images, (Image.Image, str, os.PathLike)):
+        return [images]
+    if isinstance(images, np.ndarray) and images.ndim in (2, 3):
+        return [images]
+    return list(images)
 
 
 def _processor_dict(path_or_id: str, revision: str | None) -> dict[str, Any]:
@@ -109,7 +163,7 @@ def _resolve_dtype(dtype: torch.dtype | str | None, device: str) -> torch.dtype:
 
 
 class _HFDualEncoder:
-    """Shared batching, truncation accounting and normalisation of the transformers encoders."""
+    """Shared batching, truncation accounting and normalisation of the encoders (transformers BLIP/CLIP, BEiT-3)."""
 
     id: str
     dim: int
@@ -179,9 +233,15 @@ class _HFDualEncoder:
         return sum(len(ids) > self.max_length for ids in lengths)
 
     @torch.no_grad()
-    def encode_images(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        """Embed PIL ``images`` (any mode); returns unit-norm float32 CPU tensor (n, dim)."""
-        images = list(images)
+    def encode_images(self, images: Sequence[ImageInput]) -> torch.Tensor:
+        """Embed images; returns unit-norm float32 CPU tensor (n, dim).
+
+        Args:
+            images: PIL images of any mode, uint8 arrays or image file paths (see :func:`as_rgb`:
+                every input goes through the same RGB conversion as the corpus loader). Paths
+                are decoded one batch at a time.
+        """
+        images = _as_list(images)
         out = []
         for chunk in self._batches(images, f"encode images ({self.id})"):
             pixels = self.preprocess(chunk).to(self.device, self.dtype)
@@ -244,6 +304,43 @@ class BlipEncoder(_HFDualEncoder):
         pre = ImagePreprocessor.from_processor_dict(d, model.config.vision_config.image_size, crop=False)
         return cls(model, tok, pre, id=str(path_or_id), revision=revision, device=device, dtype=dtype,
                    batch_size=batch_size, max_length=max_length or 256)
+
+    @classmethod
+    def from_original(cls, path: str | Path, base: str = "Salesforce/blip-itm-base-coco", *,
+                      revision: str | None = None, image_size: int | None = None, head_size: int | None = None,
+                      device: str | None = None, dtype=None, batch_size: int = 32,
+                      max_length: int | None = None) -> "BlipEncoder":
+        """Load an original-layout BLIP checkpoint (ChatIR's, BLIP's) through :mod:`.blip_import`.
+
+        Args:
+            path: the checkpoint (``.pth``/``.ckpt`` read weights-only, or ``.safetensors``).
+            base: transformers BLIP id or folder for the config and the tokenizer.
+            revision: revision of ``base``.
+            image_size: image side in pixels (default: the checkpoint's own; BLIP preprocessing is
+                a square bicubic resize to it with CLIP mean/std, BLIP's ``transform_test``).
+            head_size: attention head size of the original towers (default 64,
+                :data:`~dar_lib.models.blip_import.BLIP_HEAD_SIZE`).
+            device: torch device. dtype: torch dtype. batch_size: items per forward pass.
+            max_length: text token limit (default 256, DAR's; ChatIR used 200).
+
+        Returns:
+            The encoder; its ``id`` names the file by name, size and a hash of its first MiB.
+
+        Raises:
+            BlipImportError: the checkpoint does not map, or the base config's head count differs
+                from the original layout's (checked before and after building the model).
+        """
+        from . import _file_tag
+        from .blip_import import BLIP_HEAD_SIZE, check_head_layout, load_original_blip
+
+        head_size = head_size or BLIP_HEAD_SIZE
+        model, tok = load_original_blip(path, base, image_size=image_size, revision=revision, head_size=head_size)
+        # Also checked here: the encoder must never run an imported model with a wrong head layout.
+        check_head_layout(model.config, f"{path} with base config {base}", head_size=head_size)
+        pre = ImagePreprocessor(model.config.vision_config.image_size, mode="square")
+        return cls(model, tok, pre, id=f"blip-original:{Path(path).name}#{_file_tag(str(path))}+{base}",
+                   revision=revision, device=device, dtype=dtype, batch_size=batch_size,
+                   max_length=max_length or 256)
 
 
 class ClipEncoder(_HFDualEncoder):

@@ -56,13 +56,13 @@ class LLMQuestioner:
     """
 
     def __init__(self, chat):
-        if not hasattr(chat, "_chat"):
+        if not hasattr(chat, "chat"):
             raise TypeError(f"{type(chat).__name__} has no chat backend; use an hf-llm or openai id")
         self.chat = chat
         self.id = f"questioner:{chat.id}"
 
     def ask(self, turns: Sequence[str], last=None) -> str:
-        return clean_question(self.chat._chat(question_messages(list(turns))))
+        return clean_question(self.chat.chat(question_messages(list(turns))))
 
 
 class ToyQuestioner:

@@ -18,14 +18,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-#: Shipped toy models.
-ASSETS = Path(__file__).resolve().parents[1] / "assets" / "toy"
+from dar_lib.toymodels import ASSETS, weights_digest
+
 ENCODERS = ("clip-full", "clip-zs", "clip-cocoft", "clip-chatir")
 GENERATORS = ("sd",)
-#: Generator defaults: 8 Euler steps of the flow ODE with guidance 3 (the throughput figure's setting).
-DEFAULT_STEPS = 8
-DEFAULT_GUIDANCE = 3.0
-DEFAULT_SIZE = 32
 
 
 def resolve(name: str, kind: str, known: tuple[str, ...]) -> Path:
@@ -63,6 +59,7 @@ def load_encoder(name: str, device: str | None = None, **kw):
     kw.setdefault("batch_size", 512)
     enc = ClipEncoder.from_pretrained(str(folder), device=device, **kw)
     enc.id = f"toy:{name}" if name in ENCODERS else f"toy:{folder}"
+    enc.revision = f"weights-{weights_digest(folder)}"  # retrained weights never reuse cached embeddings
     return enc
 
 
@@ -77,22 +74,22 @@ def load_generator(name: str = "sd", device: str | None = None, **kw):
     Returns:
         The generator; its ``id`` is ``"toy:<name>"``.
     """
-    from dar_lib.models.generators import DiffusersGenerator
-    from dar_lib.toymodels.pipeline import ToyDiffusionPipeline
-
-    folder = resolve(name, "generator", GENERATORS)
     import torch
 
-    # weights are stored in half precision; compute in float32 unless a dtype is asked for
-    from dar_lib.models.generators import dtype_keyword
+    from dar_lib.models.generators import DiffusersGenerator, dtype_keyword
+    from dar_lib.toymodels.diffusion import ToyDiffusionPipeline
+    from dar_lib.toymodels.diffusion_train import DEFAULT_GUIDANCE, DEFAULT_SIZE, DEFAULT_STEPS
 
+    folder = resolve(name, "generator", GENERATORS)
+    # weights are stored in half precision; compute in float32 unless a dtype is asked for
     pipe = ToyDiffusionPipeline.from_pretrained(str(folder), **{dtype_keyword(): kw.get("dtype") or torch.float32})
     kw.setdefault("default_steps", DEFAULT_STEPS)
     kw.setdefault("default_guidance", DEFAULT_GUIDANCE)
     kw.setdefault("default_size", DEFAULT_SIZE)
     kw.setdefault("batch_size", 256)
     gen_id = f"toy:{name}" if name in GENERATORS else f"toy:{folder}"
-    return DiffusersGenerator(pipe, id=gen_id, device=device, **kw)
+    # the weights' digest pins the model: retrained weights never reuse cached images
+    return DiffusersGenerator(pipe, id=gen_id, device=device, revision=f"weights-{weights_digest(folder)}", **kw)
 
 
 def load_reformulator(name: str = "rules", **kw):
