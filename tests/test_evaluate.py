@@ -1,4 +1,5 @@
-"""Evaluation runner: baseline equals an independent computation, determinism, caching, resume after kill, shards."""
+"""Evaluation runner: baseline equals an independent computation, the pipeline's ranks, determinism, caching,
+resume after kill, shards, broken encoders, stale tables and range checks."""
 
 import os
 import signal
@@ -13,9 +14,11 @@ import pytest
 import torch
 
 from dar_lib.benchmarks import load_benchmark
-from dar_lib.evaluate import EvalConfig, evaluate, parse_shard, shard_of, summarise
+from dar_lib.errors import EmbeddingError
+from dar_lib.evaluate import EvalConfig, build_pipeline, evaluate, grid, parse_shard, plan, shard_of
 from dar_lib.metrics import cumulative_hits
-from dar_lib.models import load_encoder
+from dar_lib.models import load_encoder, load_model
+from dar_lib.stats import summary_table
 from dar_lib.store import ArtefactStore
 
 SMOKE = dict(toy_size="smoke", n_dialogues=8)
@@ -57,18 +60,55 @@ def test_all_methods_deterministic_and_cached(tmp_path):
     pd.testing.assert_frame_equal(first[RANK_COLS], fresh[RANK_COLS])
     assert set(first["method"]) == {"baseline", "reformulated", "dar", "images-only"}
     assert len(first) == 4 * 8 * 11
-    s = summarise(first)
+    s = summary_table(first)
     assert list(s.columns[:3]) == ["benchmark", "encoder", "method"] and len(s) == 4
 
 
-def test_identical_prompts_generated_once(tmp_path):
-    from dar_lib.evaluate import plan
-
-    cfg = EvalConfig(benchmark="toy-visdial", encoder="toy:clip-zs", k_images=3, **SMOKE)
+@pytest.mark.parametrize("per_round", [False, True])
+def test_images_are_generated_once_per_prompt_seed_pair(tmp_path, per_round):
+    cfg = EvalConfig(benchmark="toy-visdial", encoder="toy:clip-zs", k_images=3, seed_per_round=per_round, **SMOKE)
     bench = load_benchmark("toy-visdial", 8, toy_size="smoke")
-    p = plan(cfg, bench, ArtefactStore(tmp_path), progress=False)
-    all_pairs = [(pr, s) for ps, ss in zip(p.prompts, p.seeds) for rp, rs in zip(ps, ss) for pr, s in zip(rp, rs)]
-    assert len(p.pairs) == len(set(all_pairs)) < len(all_pairs)  # visdial has uninformative turns
+    p = plan(build_pipeline(cfg, ArtefactStore(tmp_path)), bench, cfg.methods, progress=False)
+    all_pairs = [(pr, s) for row in p.turns for t in row for pr, s in zip(t.prompts, t.seeds)]
+    assert len(p.pairs) == len(set(all_pairs))
+    if per_round:
+        # a fresh draw every round: a prompt repeated in another round gets another seed
+        rounds_of = {}
+        for row in p.turns:
+            for t in row:
+                for pr, s in zip(t.prompts, t.seeds):
+                    rounds_of.setdefault(pr, set()).add((t.round_idx, s))
+        assert all(len({s for _, s in v}) == len({r for r, _ in v}) for v in rounds_of.values())
+    else:
+        assert len(p.pairs) < len(all_pairs)  # uninformative turns repeat the query, so the images
+
+
+def test_pipeline_and_evaluator_give_identical_ranks(tmp_path):
+    """One Algorithm 1: a DARPipeline called turn by turn ranks every target as the batched runner does.
+
+    The runner embeds texts and images in batches, the turn-by-turn call one turn at a time; matrix
+    kernels round differently for other batch shapes (last bits of float32), so a corpus item whose
+    score is within 1e-5 of the target's may swap sides. Ranks must agree exactly apart from those.
+    """
+    store = ArtefactStore(tmp_path)
+    cfg = EvalConfig(benchmark="toy-chatgpt", encoder="toy:clip-zs", k_images=2, n_dialogues=4, toy_size="smoke")
+    table = evaluate(cfg, store, progress=False)
+    bench = load_benchmark("toy-chatgpt", 4, toy_size="smoke")
+    pipe = build_pipeline(cfg, store)  # the same store: the same images
+    from dar_lib import corpus
+
+    pipe.index(corpus_emb=corpus.corpus_embeddings(bench, pipe.encoder, store, progress=False))
+    dar = table[table.method == "dar"].set_index(["dialog_idx", "round_idx"])["rank"]
+    exact = 0
+    for i, d in enumerate(bench.dialogues):
+        for r in range(d.n_rounds):
+            out = pipe(list(d.dialog[: r + 1]), ref=(d.image, r), top_k=10)
+            scores = pipe.corpus_emb @ out.fused_emb
+            near = int((torch.abs(scores - scores[d.target_id]) < 1e-5).sum()) - 1
+            got = pipe.target_ranks(out.fused_emb[None], [d.target_id])[0]
+            assert abs(got - dar[i, r]) <= near / 2, (i, r, got, dar[i, r], near)
+            exact += got == dar[i, r]
+    assert exact >= 0.9 * len(bench.dialogues) * bench.dialogues[0].n_rounds
 
 
 def test_shards_partition_and_merge(tmp_path):
@@ -92,7 +132,7 @@ def test_shards_partition_and_merge(tmp_path):
 
 
 def test_bad_config():
-    with pytest.raises(ValueError, match="unknown method"):
+    with pytest.raises(ValueError, match="methods"):
         EvalConfig(benchmark="toy-flan", encoder="toy:clip-zs", methods=("magic",))
     with pytest.raises(ValueError, match="schedule"):
         EvalConfig(benchmark="toy-flan", encoder="toy:clip-zs", schedule="sometimes")
@@ -132,3 +172,66 @@ def test_killed_run_resumes_to_identical_results(tmp_path):
     pd.testing.assert_frame_equal(a, b)
     assert n_before > 0
     assert "hits@10 r0" in resumed.stdout
+
+
+@pytest.mark.parametrize("field, value", [("steps", 0), ("k_images", 0), ("k_images", 11), ("batch_size", 0),
+                                          ("n_dialogues", 0), ("guidance", -1.0), ("size", 12), ("gen_seed", -1),
+                                          ("guidance", float("nan"))])
+def test_every_numeric_setting_is_range_checked_before_work(field, value):
+    with pytest.raises(ValueError, match=field):
+        EvalConfig(benchmark="toy-flan", encoder="toy:clip-zs", **{field: value})
+
+
+def _broken_copy(tmp_path, how: str) -> str:
+    """A copy of toy:clip-zs whose projection weights are NaN or zero (a diverged or badly imported model)."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from dar_lib.toymodels import ASSETS
+
+    folder = tmp_path / f"zs-{how}"
+    shutil.copytree(ASSETS / "clip-zs", folder)
+    weights = load_file(str(folder / "model.safetensors"))
+    for key in ("visual_projection.weight", "text_projection.weight"):
+        weights[key] = torch.full_like(weights[key], float("nan") if how == "nan" else 0.0)
+    save_file(weights, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    return f"toy:{folder}"
+
+
+@pytest.mark.parametrize("how", ["nan", "zero"])
+def test_a_broken_encoder_is_an_error_not_a_perfect_score(tmp_path, how):
+    cfg = EvalConfig(benchmark="toy-flan", encoder=_broken_copy(tmp_path, how), methods=("baseline",), **SMOKE)
+    with pytest.raises(EmbeddingError, match=r"zs-" + how + r".*(NaN|zero norm)"):
+        evaluate(cfg, ArtefactStore(tmp_path / "store"), progress=False)
+
+
+def test_a_collapsed_encoder_scores_at_chance_never_better(tmp_path, monkeypatch):
+    """Every embedding the same unit vector: all scores tie, and a tie is not a hit."""
+    enc = load_model("encoder", "toy:clip-zs", None)
+    same = torch.nn.functional.normalize(torch.ones(enc.dim), dim=0)
+    monkeypatch.setattr(enc, "encode_text", lambda texts: same.repeat(len(list(texts)), 1))
+    monkeypatch.setattr(enc, "encode_images", lambda images: same.repeat(len(list(images)), 1))
+    monkeypatch.setattr(enc, "fingerprint", lambda: "collapsed-test-encoder")
+    cfg = EvalConfig(benchmark="toy-flan", encoder="toy:clip-zs", methods=("baseline",), **SMOKE)
+    table = evaluate(cfg, ArtefactStore(tmp_path), progress=False)
+    n_corpus = len(load_benchmark("toy-flan", 8, toy_size="smoke").corpus_paths)
+    assert (table["rank"] == (n_corpus - 1) / 2).all()  # the expected rank under random tie-breaking
+    hits = cumulative_hits(table.pivot(index="dialog_idx", columns="round_idx", values="rank").to_numpy())
+    assert hits.max() <= 100 * 10 / n_corpus
+
+
+def test_result_tables_are_recomputed_when_the_code_changes(tmp_path, monkeypatch):
+    import dar_lib.evaluate as E
+
+    store = ArtefactStore(tmp_path)
+    calls = []
+    real = E.evaluate
+    monkeypatch.setattr(E, "evaluate", lambda *a, **k: calls.append(1) or real(*a, **k))
+    kw = dict(methods=("baseline",), progress=False, store=store, **SMOKE)
+    grid(["toy-flan"], {"zero-shot": "toy:clip-zs"}, **kw)
+    grid(["toy-flan"], {"zero-shot": "toy:clip-zs"}, **kw)
+    assert len(calls) == 1  # the second run reads the cached table
+    monkeypatch.setattr("dar_lib.store.code_fingerprint", lambda *m: "another-version-of-the-code")
+    grid(["toy-flan"], {"zero-shot": "toy:clip-zs"}, **kw)
+    assert len(calls) == 2  # a code change makes the old table unreachable

@@ -11,6 +11,8 @@ from dar_lib.retrieve import target_ranks
 def test_schedules():
     assert [weights(r, "paper") for r in (0, 1, 2, 10)] == [(0.7, 0.3), (0.7, 0.3), (0.5, 0.5), (0.5, 0.5)]
     assert [weights(r, "released") for r in (0, 1, 2)] == [(0.8, 0.2), (0.8, 0.2), (0.5, 0.5)]
+    # the other reading of "the first two turns": rounds 0-2
+    assert [weights(r, "paper-rounds-0-2") for r in (0, 2, 3)] == [(0.7, 0.3), (0.7, 0.3), (0.5, 0.5)]
     assert weights(4, "const:0.25") == (0.25, 0.75)
     for bad in ("nope", "const:x", "const:1.5"):
         with pytest.raises(ValueError):

@@ -66,10 +66,16 @@ def test_bri_hand_made():
     assert metrics.bri([[7]]) == pytest.approx(math.log(8))
 
 
-@pytest.mark.parametrize("bad", [[1, 2, 3], [[-1, 2]], [[0.5, 1]], np.zeros((0, 3))])
+@pytest.mark.parametrize("bad", [[1, 2, 3], [[-1, 2]], [[0.25, 1]], [[float("nan"), 1]], np.zeros((0, 3))])
 def test_rejects_bad_ranks(bad):
     with pytest.raises(ValueError):
         metrics.cumulative_hits(bad)
+
+
+def test_half_ranks_of_ties_are_accepted():
+    # a target tied with one other item has expected rank r + 0.5
+    assert metrics.cumulative_hits([[9.5, 12.0]]).tolist() == [100.0, 100.0]
+    assert metrics.cumulative_hits([[10.5, 12.0]]).tolist() == [0.0, 0.0]
 
 
 def test_summary_keys():

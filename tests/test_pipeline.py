@@ -1,14 +1,15 @@
-"""DARPipeline: one turn of Algorithm 1, seeds, caching, and an interactive session."""
+"""DARPipeline: one turn of Algorithm 1, its stage timings, seeds, caching, indexing checks and an interactive session."""
 
 import numpy as np
 import pytest
 import torch
 
-from dar_lib.benchmarks import load_benchmark
+from dar_lib.benchmarks import TOY_SIZES, load_benchmark
+from dar_lib.errors import EmbeddingError
 from dar_lib.fuse import fuse
 from dar_lib.models import load_encoder, load_generator, load_reformulator
 from dar_lib.models.questioners import load_questioner
-from dar_lib.pipeline import DARPipeline, image_seed
+from dar_lib.pipeline import STAGES, DARPipeline, image_seed
 from dar_lib.store import ArtefactStore
 
 
@@ -30,34 +31,93 @@ def test_one_turn(parts, bench, tmp_path):
     assert out.round_idx == 2 and len(out.prompts) == 3 and len(out.images) == 3
     assert out.images[0].size == (32, 32)
     assert out.query == parts[0].rewrite(list(d.dialog[:3]))
-    assert out.seeds == [image_seed(0, p, k) for k, p in enumerate(out.prompts)]
-    assert torch.allclose(out.fused_emb, fuse(out.text_emb, out.image_emb, 2, "paper", "sum"), atol=1e-6)
-    assert out.top_ids.shape == (10,) and np.all(np.diff(out.top_scores) <= 0)
-    # The same turn again gives the same images (from the store) and ranking.
-    again = pipe(list(d.dialog[:3]))
-    assert [np.asarray(a).tobytes() for a in again.images] == [np.asarray(b).tobytes() for b in out.images]
-    np.testing.assert_array_equal(again.top_ids, out.top_ids)
+    assert out.prompts == parts[0].prompts(out.query, 3)
+    # eq. 4 with the pipeline's defaults (paper schedule, mean of the K images), unit norm
+    assert pipe.image_reduce == "mean" and out.alpha == 0.5
+    torch.testing.assert_close(out.fused_emb, fuse(out.text_emb, out.image_emb, 2, "paper", "mean"))
+    assert float(out.fused_emb.norm()) == pytest.approx(1.0, abs=1e-5)
+    # the top-10 are the ten best cosine scores, computed here independently
+    scores = pipe.corpus_emb @ out.fused_emb
+    np.testing.assert_array_equal(np.sort(out.top_ids), np.sort(torch.topk(scores, 10).indices.numpy()))
+    np.testing.assert_allclose(out.top_scores, scores[out.top_ids].numpy(), atol=1e-6)
+    # every stage of Algorithm 1 was timed by the call itself
+    assert set(out.timings) == set(STAGES) | {"total"} and out.timings["generation"] > 0
+    assert out.timings["total"] == pytest.approx(sum(out.timings[s] for s in STAGES))
 
 
-def test_seed_depends_on_prompt_and_k_only():
-    assert image_seed(0, "a red circle", 1) == image_seed(0, "a red circle", 1)
-    assert len({image_seed(0, "a", 0), image_seed(0, "a", 1), image_seed(1, "a", 0), image_seed(0, "b", 0)}) == 4
+def test_cached_images_are_the_generated_ones(parts, bench, tmp_path):
+    """The store returns what generation gives (to one 8-bit level: kernels round per batch shape)."""
+    d = bench.dialogues[1]
+    cached = DARPipeline(*parts, k_images=2, store=ArtefactStore(tmp_path))
+    first = cached(list(d.dialog[:2]), top_k=0)
+    again = cached(list(d.dialog[:2]), top_k=0)
+    fresh = DARPipeline(*parts, k_images=2)(list(d.dialog[:2]), top_k=0)
+    assert cached.generator.hits == 2 and cached.generator.misses == 2
+    for a, b, c in zip(first.images, again.images, fresh.images):
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+        assert np.abs(np.asarray(a, dtype=int) - np.asarray(c, dtype=int)).max() <= 1
+
+
+def test_image_seeds_are_pinned_and_include_the_round():
+    # Pinned values: a change to the seed function would silently orphan every cached image.
+    assert image_seed(0, "a red circle", 1) == image_seed(0, "a red circle", 1, None)
+    assert [image_seed(0, "a red circle", 1), image_seed(0, "a red circle", 1, 3)] == [
+        _sha_seed("0\x001\x00a red circle"), _sha_seed("0\x001\x00a red circle\x00r3")]
+    seeds = {image_seed(0, "a", 0), image_seed(0, "a", 1), image_seed(1, "a", 0), image_seed(0, "b", 0),
+             image_seed(0, "a", 0, 0), image_seed(0, "a", 0, 1)}
+    assert len(seeds) == 6
+
+
+def _sha_seed(text: str) -> int:
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little") & 0x7FFFFFFF
+
+
+def test_seed_policy_per_round(parts):
+    fresh = DARPipeline(*parts, k_images=2)
+    fixed = DARPipeline(*parts, k_images=2, seed_per_round=False)
+    turns = ["a red circle", "is the picture in color? yes"]  # round 1 adds no fact: the same prompts
+    p0, p1 = fresh.reformulate(turns[:1]), fresh.reformulate(turns)
+    assert p0.prompts == p1.prompts and p0.seeds != p1.seeds
+    q0, q1 = fixed.reformulate(turns[:1]), fixed.reformulate(turns)
+    assert q0.seeds == q1.seeds
+
+
+def test_index_checks_what_it_is_given(parts, bench):
+    pipe = DARPipeline(*parts, k_images=1)
+    with pytest.raises(ValueError, match="exactly one"):
+        pipe.index()
+    with pytest.raises(ValueError, match="dim"):
+        pipe.index(corpus_emb=np.eye(4, dtype=np.float32))
+    bad = torch.nn.functional.normalize(torch.randn(5, 128), dim=-1)
+    bad[2] = float("nan")
+    with pytest.raises(EmbeddingError, match="1 of 5"):
+        pipe.index(corpus_emb=bad)
+    with pytest.raises(RuntimeError, match="index"):
+        pipe.top_k(bad[:1], 3)
+    with pytest.raises(ValueError, match="k_images"):
+        DARPipeline(*parts, k_images=11)
+    with pytest.raises(ValueError, match="steps"):
+        DARPipeline(*parts, steps=0)
 
 
 def test_interactive_session(parts, bench):
-    pipe = DARPipeline(*parts, k_images=1, questioner=load_questioner("toy", scenes=load_scenes()))
+    scenes = load_scenes()
+    pipe = DARPipeline(*parts, k_images=1, questioner=load_questioner("toy", scenes=scenes))
     pipe.index(bench.corpus_images(range(len(bench.corpus_paths))))
     from dar_lib.benchmarks.toyworld import ToyAnswerer
 
-    target = load_scenes()[bench.dialogues[1].target_id]
+    answerer = ToyAnswerer(scenes[bench.dialogues[1].target_id])
     s = pipe.session(bench.dialogues[1].caption)
-    answerer = ToyAnswerer(target)
     for _ in range(3):
         q = s.ask()
         assert q.endswith("?")
         s.answer(answerer.answer(q))
     assert len(s.turns) == 4 and len(s.results) == 4
     assert s.results[-1].round_idx == 3
+    # each answer was read: the query after three answers states more than the caption's
+    assert len(s.results[-1].query) > len(s.results[0].query)
     with pytest.raises(ValueError):
         s.answer("  ")
     with pytest.raises(ValueError):
@@ -66,6 +126,5 @@ def test_interactive_session(parts, bench):
 
 def load_scenes():
     from dar_lib.benchmarks import toyworld as tw
-    from dar_lib.benchmarks import TOY_SIZES
 
     return tw.build(seed=0, **TOY_SIZES["smoke"]).scenes

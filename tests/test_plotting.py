@@ -1,4 +1,4 @@
-"""Tests for the book's plotting helper: cumulative Hits@10, bootstrap intervals, Figure 3's conventions."""
+"""The book's plotting helper: Figure 3's conventions and the controls figure (the numbers come from dar_lib.stats)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dar_lib import plotting
+from dar_lib import plotting, stats
 
 
 def _ranks(seed: int = 0, n: int = 30, rounds: int = 11) -> pd.DataFrame:
@@ -23,42 +23,7 @@ def _ranks(seed: int = 0, n: int = 30, rounds: int = 11) -> pd.DataFrame:
                 for d in range(n):
                     for r in range(rounds):
                         rows.append((bench, method, enc, d, r, int(ranks[d, r])))
-    return pd.DataFrame(rows, columns=list(plotting.REQUIRED_COLUMNS))
-
-
-def test_hits_matrix_is_cumulative_and_matches_naive_reference():
-    ranks = np.array([[12, 3, 50, 50], [0, 99, 99, 99], [10, 10, 9, 11]])
-    expected = np.array([[0, 1, 1, 1], [1, 1, 1, 1], [0, 0, 1, 1]], dtype=bool)
-    np.testing.assert_array_equal(plotting.hits_matrix(ranks, k=10), expected)
-    rng = np.random.default_rng(1)
-    big = rng.integers(0, 30, size=(40, 11))
-    naive = np.array([[any(big[d, : r + 1] < 10) for r in range(11)] for d in range(40)])
-    np.testing.assert_array_equal(plotting.hits_matrix(big), naive)
-
-
-def test_bootstrap_ci_is_seeded_and_brackets_the_mean():
-    values = np.random.default_rng(2).random((50, 3)) * 100
-    mean, low, high = plotting.bootstrap_ci(values, n_boot=300, seed=7)
-    mean2, low2, high2 = plotting.bootstrap_ci(values, n_boot=300, seed=7)
-    np.testing.assert_allclose(mean, values.mean(axis=0))
-    np.testing.assert_array_equal(low, low2)
-    np.testing.assert_array_equal(high, high2)
-    assert np.all(low <= mean) and np.all(mean <= high) and np.all(high - low > 0)
-    # a constant column has a zero-width interval
-    _, lo, hi = plotting.bootstrap_ci(np.full((10, 1), 42.0), n_boot=50)
-    assert lo[0] == hi[0] == 42.0
-    with pytest.raises(ValueError, match="at least one dialogue"):
-        plotting.bootstrap_ci(np.empty((0, 2)))
-
-
-def test_hits_curves_values_on_a_hand_made_case():
-    df = pd.DataFrame({
-        "benchmark": "visdial", "method": "dar", "encoder": "zero-shot",
-        "dialog_idx": [0, 0, 1, 1], "round_idx": [0, 1, 0, 1], "rank": [12, 3, 0, 40],
-    })
-    curves = plotting.hits_curves(df, n_boot=20)
-    assert curves["hits"].tolist() == [50.0, 100.0]
-    assert curves["n"].tolist() == [2, 2]
+    return pd.DataFrame(rows, columns=list(stats.REQUIRED_COLUMNS))
 
 
 def test_figure3_follows_the_conventions():

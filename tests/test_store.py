@@ -67,3 +67,24 @@ def test_merge(tmp_path):
     assert a.merge_from(b) == 1
     assert a.get_json("llm", "y") == 2
     assert a.merge_from(b) == 0
+
+
+def test_code_fingerprint_names_the_source_it_reads(tmp_path, monkeypatch):
+    import sys
+
+    from dar_lib.store import code_fingerprint
+
+    pkg = tmp_path / "fpdemo"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("X = 1\n")
+    (pkg / "a.py").write_text("Y = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    first = code_fingerprint("fpdemo")
+    assert first == code_fingerprint("fpdemo") and len(first) == 16
+    assert code_fingerprint("fpdemo.a") != first  # one module vs the whole package
+    (pkg / "a.py").write_text("Y = 2\n")
+    code_fingerprint.cache_clear()
+    assert code_fingerprint("fpdemo") != first  # an edit anywhere in the package changes it
+    sys.modules.pop("fpdemo", None)
+    with pytest.raises(ModuleNotFoundError, match="nosuchmodule"):
+        code_fingerprint("nosuchmodule")

@@ -406,3 +406,41 @@ def words_per_round(dialogues: Sequence[Dialogue] | Mapping[str, Sequence[Dialog
     frame = pd.DataFrame(columns)
     frame.index.name = "round_idx"
     return frame
+
+
+#: ChatIR's four sets in Figure 3's order.
+SETS = ("visdial", "chatgpt_blip2", "human_blip2", "flan_blip2")
+
+
+def load_if_available() -> tuple[dict[str, list[Dialogue]], str | None]:
+    """The four sets, or ``({}, reason)`` when neither the network nor a mirror provides them.
+
+    The data chapter describes the real sets when it can and says why when it cannot, instead of
+    failing the whole book on a machine without internet.
+    """
+    try:
+        load_corpus()
+        return {name: load(name) for name in SETS}, None
+    except Exception as exc:  # noqa: BLE001 - any reason (offline, no mirror) is reported, not fatal
+        return {}, (f"The real ChatIR files could not be fetched, so this section shows no numbers. Set "
+                    f"DAR_DATA_MIRROR to a folder laid out like shared/data, or allow network access. "
+                    f"Reason: {type(exc).__name__}: {exc}")
+
+
+def summary_glues(real: Mapping[str, Sequence[Dialogue]], table) -> dict[str, str]:
+    """The values the data chapter quotes about the real sets (``"n/a"`` when they are not available)."""
+    if not real:
+        return {"real_available": "NOT available in this build", "n_real_corpus": "n/a", "n_real_dialogues": "n/a",
+                "real_same_targets": "n/a", "flan_answer_tokens": "n/a", "flan_repeats": "n/a",
+                "visdial_turn_words": "n/a"}
+    first = next(iter(real.values()))
+    same = all([d.target_id for d in ds] == [d.target_id for d in first] for ds in real.values())
+    return {
+        "real_available": "available",
+        "n_real_corpus": f"{len(load_corpus()):,}",
+        "n_real_dialogues": f"{len(first):,}",
+        "real_same_targets": "yes" if same else "NO",
+        "flan_answer_tokens": f"{int(table.loc['flan_blip2', 'answer_tokens']):,}",
+        "flan_repeats": f"{table.loc['flan_blip2', 'pct_dialogues_with_repeat']:.1f}",
+        "visdial_turn_words": f"{table.loc['visdial', 'turn_words']:.1f}",
+    }

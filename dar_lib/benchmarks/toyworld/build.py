@@ -19,8 +19,11 @@ from dar_lib.benchmarks.toyworld.scenes import Scene, make_scenes
 from dar_lib.errors import DataError
 from dar_lib.store import atomic_write_bytes, hash_parts
 
-#: Bump when scenes, texts or dialogues change, so old cached builds are never reused.
-WORLD_VERSION = 1
+#: Bump when scenes, texts or dialogues change. Every cache key of the world's artefacts includes it
+#: (built files, corpus embeddings through the benchmark's fingerprint, result tables), so nothing
+#: computed on an older world is ever reused. v2: dialogues that keep informing, no question about
+#: an object the dialogue has not introduced, more multi-object scenes.
+WORLD_VERSION = 2
 CORPUS_FILE = "Search_Space.json"
 SCENES_FILE = "scenes.json"
 

@@ -227,7 +227,8 @@ class Facts:
             elif kind == "count":
                 self.count = item[1]
             elif kind == "count_other":
-                self.count = item[1] + 1
+                # "a red circle, a blue square and one other object": beyond the objects named so far
+                self.count = max(1, len(self.objects)) + item[1]
             elif kind == "pos":
                 if self.objects and "position" not in self.objects[-1]:
                     self.objects[-1]["position"] = item[1]
@@ -266,7 +267,7 @@ class Facts:
                 if "count_other" in first:
                     self.count = first["count_other"][1] + 1
             elif "no" in first:
-                self.count = 1
+                self.count = max(1, len(self.objects))  # "nothing else": the objects known are all there is
             elif "count_other" in first:
                 self.count = first["count_other"][1] + 1
             elif "number" in first and "yes" in first:

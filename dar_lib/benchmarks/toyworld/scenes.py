@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -32,6 +33,10 @@ POSITIONS: tuple[str, ...] = (
 #: Number words for object counts.
 COUNTS: tuple[str, ...] = ("one", "two", "three")
 MAX_OBJECTS = 3
+#: How often a scene has 1, 2 or 3 objects (world v2: more multi-object scenes, so dialogues have more to tell).
+N_OBJECTS_WEIGHTS = (0.2, 0.4, 0.4)
+#: Sizes of the families of look-alike scenes the corpus is drawn in (see :func:`family`), drawn uniformly.
+FAMILY_SIZES = (1, 2, 4, 8, 16, 32)
 
 #: The attributes of a scene's background and salient object (see :func:`attributes`).
 ATTRIBUTES: dict[str, list[str]] = {
@@ -99,43 +104,72 @@ class Scene:
         return cls(background=rec["background"], objects=objs, bg_shade=int(rec.get("bg_shade", 0)))
 
 
+def _draw_objects(rng: random.Random, background: str, n_objects: int, given: Sequence[Obj] = ()) -> tuple[Obj, ...]:
+    """``n_objects`` objects on ``background`` in distinct cells and looks.
+
+    ``given`` fixes the first objects' looks (a family's shared salient object, and maybe the second
+    object's colour and shape); their cells are kept for the salient object and redrawn for the rest.
+    """
+    palette = [c for c in COLORS if c != background]
+    if not given:
+        top = rng.choice(SIZES) if n_objects == 1 else rng.choice(("medium", "large"))
+    else:
+        top = given[0].size
+    objects = [given[0]] if given else []
+    cells = rng.sample([p for p in POSITIONS if not given or p != given[0].position], n_objects - len(objects))
+    smaller = [s for s in SIZES if SIZES.index(s) < SIZES.index(top)]
+    for i, cell in enumerate(cells):
+        size = top if (not given and i == 0) else rng.choice(smaller)
+        look = given[len(objects)] if len(objects) < len(given) else None
+        # No two objects share colour and shape, so "the red circle" always names one object.
+        while True:
+            shape, color = (look.shape, look.color) if look else (rng.choice(SHAPES), rng.choice(palette))
+            if all((o.shape, o.color) != (shape, color) for o in objects):
+                break
+        objects.append(Obj(shape=shape, color=color, size=size, position=cell, dx=round(rng.uniform(-0.035, 0.035), 4),
+                           dy=round(rng.uniform(-0.035, 0.035), 4), shade=rng.randint(-18, 18)))
+    return tuple(objects)
+
+
 def random_scene(rng: random.Random) -> Scene:
     """Draw one scene from ``rng`` (1-3 objects, salient object strictly largest, distinct cells and looks)."""
     background = rng.choice(COLORS)
-    n_objects = rng.choices((1, 2, 3), weights=(0.3, 0.4, 0.3))[0]
-    palette = [c for c in COLORS if c != background]
-    cells = rng.sample(POSITIONS, n_objects)
-    if n_objects == 1:
-        sizes = [rng.choice(SIZES)]
-    else:
-        top = rng.choice(("medium", "large"))
-        smaller = [s for s in SIZES if SIZES.index(s) < SIZES.index(top)]
-        sizes = [top] + [rng.choice(smaller) for _ in range(n_objects - 1)]
-    objects = []
-    for cell, size in zip(cells, sizes):
-        # No two objects share colour and shape, so "the red circle" always names one object.
-        while True:
-            shape, color = rng.choice(SHAPES), rng.choice(palette)
-            if all((o.shape, o.color) != (shape, color) for o in objects):
-                break
-        objects.append(Obj(
-            shape=shape,
-            color=color,
-            size=size,
-            position=cell,
-            dx=round(rng.uniform(-0.035, 0.035), 4),
-            dy=round(rng.uniform(-0.035, 0.035), 4),
-            shade=rng.randint(-18, 18),
-        ))
-    return Scene(background=background, objects=tuple(objects), bg_shade=rng.randint(-15, 15))
+    n_objects = rng.choices((1, 2, 3), weights=N_OBJECTS_WEIGHTS)[0]
+    return Scene(background=background, objects=_draw_objects(rng, background, n_objects),
+                 bg_shade=rng.randint(-15, 15))
 
 
-def make_scenes(n: int, seed: int) -> list[Scene]:
-    """Deterministic list of ``n`` scenes.
+def family(rng: random.Random, size: int) -> list[Scene]:
+    """``size`` scenes that share the background and the salient object and differ in everything else.
+
+    Real corpora hold many images a caption cannot tell apart ("a man riding a horse on a beach");
+    families are the toy world's version: the caption and the first answers narrow the search to a
+    family, and only the details of the other objects, asked for later, find the target in it.
+    """
+    first = random_scene(rng)
+    out = [first]
+    p = first.primary
+    if p.size == "small":
+        return out  # a small salient object stands alone: its look-alikes would share every fact
+    for _ in range(size - 1):
+        n_objects = rng.choices((1, 2, 3), weights=N_OBJECTS_WEIGHTS)[0]
+        primary = Obj(p.shape, p.color, p.size, p.position, dx=round(rng.uniform(-0.035, 0.035), 4),
+                      dy=round(rng.uniform(-0.035, 0.035), 4), shade=rng.randint(-18, 18))
+        # Most look-alikes also share the second object's look: telling them apart then takes its
+        # size and position, or the third object.
+        given = [primary] + ([first.objects[1]] if len(first.objects) > 1 and n_objects > 1 and rng.random() < 0.7 else [])
+        out.append(Scene(background=first.background, objects=_draw_objects(rng, first.background, n_objects, given),
+                         bg_shade=rng.randint(-15, 15)))
+    return out
+
+
+def make_scenes(n: int, seed: int, family_sizes: Sequence[int] = FAMILY_SIZES) -> list[Scene]:
+    """Deterministic list of ``n`` scenes, drawn family by family (:func:`family`) and shuffled.
 
     Args:
         n: number of scenes.
         seed: the same seed always gives the same scenes, on any machine.
+        family_sizes: the family sizes drawn from, uniformly (``(1,)``: independent scenes).
 
     Returns:
         ``n`` :class:`Scene` objects.
@@ -147,7 +181,12 @@ def make_scenes(n: int, seed: int) -> list[Scene]:
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
     rng = random.Random(f"toyworld-scenes-{seed}")
-    return [random_scene(rng) for _ in range(n)]
+    scenes: list[Scene] = []
+    while len(scenes) < n:
+        scenes.extend(family(rng, rng.choice(tuple(family_sizes))))
+    scenes = scenes[:n]
+    rng.shuffle(scenes)
+    return scenes
 
 
 def attributes(scene: Scene) -> dict[str, str]:

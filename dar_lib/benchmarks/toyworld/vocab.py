@@ -8,9 +8,9 @@ from dar_lib.benchmarks.toyworld.scenes import COLORS, COUNTS, POSITIONS, SHAPES
 PUNCTUATION = ("'", ",", ".", ":", "?")
 
 _WORDS = """
-a along an and animals answer any anything appears are area art at background besides big border
+a along also an and animals answer any anything apart appears are area art at background besides big border
 can centre clear clip cloudy color colors colored coloured colour compared contain corner
-describe design do does doing don drawing each edges else filled flat floor graphic grass how i
+describe design do does doing don drawing each edges else filled flat floor from graphic grass how i
 icon image in is it know largest left like little located location logo look lower many middle
 more near next nice no not nothing none number object objects of on only or other outdoors overlap overlapping
 painting part pattern people person photo photograph picture plain plus position question right
