@@ -20,7 +20,8 @@ from dar_lib import profiles
 
 #: Chapter parameters that are :class:`~dar_lib.evaluate.EvalConfig` fields of the same meaning.
 EVAL_KEYS = ("n_dialogues", "k_images", "schedule", "image_reduce", "seed_per_round", "world_seed", "gen_seed",
-             "device", "generator", "reformulator", "toy_size", "image_root", "corpus_file", "steps", "guidance")
+             "device", "generator", "reformulator", "toy_size", "image_root", "corpus_file", "steps", "guidance",
+             "size")
 
 
 def setup(namespace: Mapping[str, Any], show: bool = True) -> dict[str, Any]:
@@ -171,3 +172,117 @@ def alpha_sweep(params: Mapping[str, Any], benchmark: str, role: str = "zero-sho
         rows.append({"schedule": schedule, "image_reduce": red, "fresh seeds each round": spr,
                      "hits r2": float(h[2]), "hits r10": float(h[10])})
     return pd.DataFrame(rows)
+
+
+# -- claims and the notes every results chapter shows ---------------------------------------------
+def evidence_note(params: Mapping[str, Any]) -> str:
+    """What this run's verdicts are evidence of (toy: the mechanism; paper: the real benchmarks)."""
+    from dar_lib.stats import TOY_EVIDENCE
+
+    if params.get("rehearsal"):
+        return ("REHEARSAL: every model is a tiny random stand-in of the paper's, so these numbers test the "
+                "code path only and say nothing about DAR")
+    if params.get("profile") == "toy":
+        return TOY_EVIDENCE
+    return "verdicts on the real ChatIR benchmarks with the models named in the parameters"
+
+
+def judge(df: pd.DataFrame, claims: Sequence[Mapping], params: Mapping[str, Any], prefix: str) -> pd.DataFrame:
+    """Judge a chapter's claims (:func:`dar_lib.stats.claims_table`), show them and glue what the prose quotes.
+
+    Glues ``{prefix}_ours_{i}``, ``{prefix}_verdict_{i}``, ``{prefix}_n_supported`` (with the number of
+    comparisons and the correction) and ``{prefix}_evidence``.
+    """
+    from IPython.display import display
+    from myst_nb import glue
+
+    from dar_lib import stats
+
+    table = stats.claims_table(df, claims, n_boot=params["n_boot"], seed=params["boot_seed"])
+    with pd.option_context("display.max_colwidth", 200):
+        display(table[["claim", "paper", "test", "ours", "verdict", "verdict_uncorrected"]].rename(columns={
+            "ours": "ours [95% CI]", "verdict": "verdict (Bonferroni)", "verdict_uncorrected": "verdict (95% alone)"}))
+    for i, row in table.iterrows():
+        glue(f"{prefix}_ours_{i}", row["ours"], display=False)
+        glue(f"{prefix}_verdict_{i}", row["verdict"], display=False)
+    n, supported = len(table), int((table.verdict == "supported").sum())
+    glue(f"{prefix}_n_supported",
+         f"{supported} of {n} (each judged on a Bonferroni-corrected interval, family-wise 95% over the {n} "
+         f"comparisons of this chapter; judged at 95% one by one, about {table.attrs['expected_false']:.2g} false "
+         "verdicts would be expected by chance)", display=False)
+    glue(f"{prefix}_evidence", evidence_note(params), display=False)
+    return table
+
+
+def protocol_note(params: Mapping[str, Any]) -> str:
+    """The protocol choices behind a results table, each with the parameter that switches it (markdown)."""
+    from dar_lib.fuse import weights
+
+    a0, a2 = weights(0, params["schedule"])[0], weights(2, params["schedule"])[0]
+    lines = [
+        f"- Image embeddings combined by **{params['image_reduce']}** of the K = {params['k_images']} images "
+        "(eq. 4 as printed *sums* them, which weighs the images K times beta; `image_reduce=\"sum\"`).",
+        f"- Fusion schedule **{params['schedule']}**: alpha = {a0:g} at round 0, {a2:g} at round 2 "
+        "(the released code keeps 0.7-0.8 for rounds 0-1; the paper's text can also be read as rounds 0-2: "
+        "`schedule=\"paper-rounds-0-2\"`, or `\"released\"` for its 0.8/0.2).",
+        f"- Generator seeds {'change every round' if params['seed_per_round'] else 'ignore the round'} "
+        f"(`seed_per_round={not params['seed_per_round']}` for the other policy); base seed gen_seed = "
+        f"{params['gen_seed']}, world seed {params['world_seed']}, bootstrap seed {params['boot_seed']}.",
+        "- Encoder text limits: " + ", ".join(f"{role} `{spec}`" for role, spec in params["encoders"].items())
+        + " (a `?max_length=N` suffix sets a BLIP encoder's limit; ChatIR cut at 200 tokens, DAR's release at 256).",
+    ]
+    return "\n".join(lines)
+
+
+def show_protocol(params: Mapping[str, Any]) -> None:
+    """Display :func:`protocol_note` as markdown (every results chapter does, above its numbers)."""
+    from IPython.display import Markdown, display
+
+    display(Markdown("**Protocol of these results**\n\n" + protocol_note(params)))
+
+
+def toy_sizes(params: Mapping[str, Any]) -> dict:
+    """The toy world's sizes for the chapter's ``toy_size`` (``n_corpus``, ``n_dialogues`` to build)."""
+    from dar_lib.benchmarks import TOY_SIZES
+
+    return dict(TOY_SIZES[params.get("toy_size", "default")])
+
+
+def generation_spread(params: Mapping[str, Any], benchmark: str, role: str = "zero-shot") -> pd.DataFrame:
+    """DAR's round-10 Hits@10 on one benchmark, repeated with ``n_gen_seeds`` generation seeds.
+
+    Returns:
+        One row per method (``dar``, ``baseline``): mean, sd, min, max over the seeds (the baseline
+        draws no images, so its sd is 0: a check that only generation varies).
+    """
+    from dar_lib import stats
+
+    seeds = [params["gen_seed"] + i for i in range(params.get("n_gen_seeds", 1))]
+    tables = [results_grid(params, {role: params["encoders"][role]}, [benchmark], methods=("baseline", "dar"),
+                           progress=False, gen_seed=s) for s in seeds]
+    return pd.DataFrame([{"method": m, **stats.seed_spread(tables, {"method": m})} for m in ("dar", "baseline")])
+
+
+def describe_spread(spread: pd.DataFrame) -> str:
+    """One line for the prose: the spread of DAR's Hits@10 over generation seeds."""
+    row = spread.set_index("method").loc["dar"]
+    if row.n_seeds < 2:
+        return "not measured (n_gen_seeds = 1; set it above 1 to repeat generation with other seeds)"
+    return (f"over {int(row.n_seeds)} generation seeds DAR's round-10 Hits@10 ranges {row['min']:.1f}-{row['max']:.1f} "
+            f"(sd {row.sd:.1f}), next to the bootstrap interval over dialogues above")
+
+
+def asymmetry(params: Mapping[str, Any], roles: Mapping[str, str], name: str) -> pd.DataFrame:
+    """What each encoder's image side and text side can read, on a toy benchmark's corpus.
+
+    Returns:
+        The table of :func:`dar_lib.toymodels.quality.asymmetry_table`, or an empty table when the
+        benchmark has no toy scenes (the facts of real images are not known).
+    """
+    from dar_lib.models import load_model
+    from dar_lib.toymodels.quality import asymmetry_table
+
+    bench = benchmark(params, name)
+    if bench.meta.get("scenes") is None:
+        return pd.DataFrame()
+    return asymmetry_table({r: load_model("encoder", e, params.get("device")) for r, e in roles.items()}, bench)

@@ -243,18 +243,17 @@ def session_record(session, bench, dialog_idx: int = -1) -> DialogueRecord:
                           benchmark=bench.name)
 
 
-def live_session(pipe, bench, dialog_idx: int = 0, profile: str = "toy", questioner=None):
+def live_session(pipe, bench, dialog_idx: int = 0, questioner=None):
     """An ipywidgets app: the system asks, a person types the answer, DAR re-ranks turn by turn.
 
     The session starts from the dialogue's caption; the target image is shown so a person can answer
-    about it. Under the toy profile the toy questioner asks (it looks at the current top
+    about it. On a toy benchmark the toy questioner asks by default (it looks at the current top
     candidates); otherwise the person types both question and answer (or pass an LLM ``questioner``).
 
     Args:
         pipe: an indexed :class:`~dar_lib.pipeline.DARPipeline`.
         bench: the benchmark the corpus comes from.
         dialog_idx: which dialogue's target to search for.
-        profile: ``"toy"`` uses the toy questioner by default.
         questioner: any questioner (see :mod:`dar_lib.models.questioners`).
 
     Returns:
@@ -262,7 +261,7 @@ def live_session(pipe, bench, dialog_idx: int = 0, profile: str = "toy", questio
     """
     import ipywidgets as W
 
-    if questioner is None and profile == "toy" and bench.meta.get("scenes") is not None:
+    if questioner is None and bench.meta.get("scenes") is not None:
         from dar_lib.models.questioners import load_questioner
 
         questioner = load_questioner("toy", scenes=bench.meta["scenes"])

@@ -3,7 +3,10 @@
 ``F_t = alpha_t * E(S_t) + beta_t * SUM_k E(I_t,k)`` with ``alpha_t + beta_t = 1``. The weights
 follow a per-round schedule:
 
-- ``paper``: (0.7, 0.3) for rounds 0-1, then (0.5, 0.5) (Section 4.1 of the paper);
+- ``paper``: (0.7, 0.3) for rounds 0-1, then (0.5, 0.5): the paper's "first two turns" read as the
+  released code switches (``dl < 2``);
+- ``paper-rounds-0-2``: (0.7, 0.3) for rounds 0-2, then (0.5, 0.5): the other reading of the paper's
+  text (turn 0 is the caption, so "the first two dialogue turns" can mean rounds 1 and 2 as well);
 - ``released``: (0.8, 0.2) for rounds 0-1, then (0.5, 0.5) (the official evaluation code);
 - ``const:A``: alpha = A at every round.
 
@@ -21,7 +24,7 @@ from __future__ import annotations
 
 import torch
 
-SCHEDULES = ("paper", "released", "const:<alpha>")
+SCHEDULES = ("paper", "paper-rounds-0-2", "released", "const:<alpha>")
 
 
 def weights(round_idx: int, schedule: str = "paper") -> tuple[float, float]:
@@ -30,6 +33,8 @@ def weights(round_idx: int, schedule: str = "paper") -> tuple[float, float]:
         raise ValueError(f"round_idx must be >= 0, got {round_idx}")
     if schedule == "paper":
         alpha = 0.7 if round_idx <= 1 else 0.5
+    elif schedule == "paper-rounds-0-2":
+        alpha = 0.7 if round_idx <= 2 else 0.5
     elif schedule == "released":
         alpha = 0.8 if round_idx <= 1 else 0.5
     elif schedule.startswith("const:"):

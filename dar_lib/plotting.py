@@ -203,3 +203,58 @@ def figure4(records, max_images: int = 1, title: str = "Figure 4: what DAR imagi
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def reference_curves_figure(curves: pd.DataFrame, k: int = 10):
+    """The toy world's two reference curves per style (columns ``benchmark, curve, round_idx, hits``).
+
+    Returns:
+        The matplotlib Figure: one panel per style, solid = fact-matching oracle, dotted = upper bound.
+    """
+    import matplotlib.pyplot as plt
+
+    set_style()
+    styles = list(dict.fromkeys(curves["benchmark"]))
+    fig, axes = plt.subplots(1, len(styles), figsize=(3.0 * len(styles), 2.6), sharey=True, squeeze=False)
+    for ax, style in zip(axes.flat, styles):
+        for (curve, c), ls in zip(curves[curves.benchmark == style].groupby("curve", sort=False), ("-", ":")):
+            ax.plot(c["round_idx"], c["hits"], ls, color="#000000", label=curve)
+        ax.set_title(BENCHMARK_TITLES.get(style, style))
+        ax.set_xlabel("round")
+        ax.set_xticks(range(0, 11, 2))
+    axes[0, 0].set_ylabel(f"Hits@{k} (%)")
+    axes[0, 0].legend(loc="lower right")
+    fig.suptitle("Reference curves: what the stated facts allow")
+    fig.tight_layout()
+    return fig
+
+
+def advantage_figure(adv: pd.DataFrame, title: str):
+    """A paired difference per round with its band (columns ``round, diff, low, high``)."""
+    import matplotlib.pyplot as plt
+
+    set_style()
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.plot(adv["round"], adv["diff"], marker="o", color="#000000")
+    ax.fill_between(adv["round"], adv["low"], adv["high"], color="#000000", alpha=0.15, linewidth=0)
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_xlabel("round")
+    ax.set_ylabel("Hits@10 difference (pp)")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def k_figure(res: pd.DataFrame):
+    """DAR's gain over the baseline at round 10 per K (columns ``K, diff, low, high``)."""
+    import matplotlib.pyplot as plt
+
+    set_style()
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.plot(res["K"], res["diff"], marker="o", color=ENCODER_COLOURS["zero-shot"])
+    ax.fill_between(res["K"], res["low"], res["high"], color=ENCODER_COLOURS["zero-shot"], alpha=0.15, linewidth=0)
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_xlabel("K (images per turn)")
+    ax.set_ylabel("Hits@10 gain at round 10 (pp)")
+    fig.tight_layout()
+    return fig

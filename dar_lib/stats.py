@@ -311,7 +311,7 @@ def claims_table(df: pd.DataFrame, claims: Sequence[Mapping], n_boot: int = 1000
                      "verdict": verdict(dc, expected, margin), "verdict_uncorrected": verdict(d, expected, margin)})
     table = pd.DataFrame(rows)
     table.attrs["n_comparisons"] = len(claims)
-    table.attrs["expected_false"] = round(len(claims) * (1 - level) / 2, 2)
+    table.attrs["expected_false"] = len(claims) * (1 - level) / 2
     table.attrs["family_level"] = family_level
     return table
 

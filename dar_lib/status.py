@@ -178,3 +178,24 @@ def records_table(records: list[Mapping[str, Any]]):
         })
     columns = ["chapter", "status", "duration (s)", "finished (UTC)", "models", "parameters"]
     return pd.DataFrame(rows, columns=columns).set_index("chapter")
+
+
+def run_kind(parameters: Mapping[str, Any]) -> str:
+    """What kind of run produced the book: the toy profile, a paper-profile run, or a rehearsal."""
+    if parameters.get("rehearsal"):
+        return "a REHEARSAL of the paper profile on tiny random stand-in models: its numbers mean nothing"
+    profile = parameters.get("profile", "toy")
+    smoke = " at smoke sizes (numbers from tiny samples)" if parameters.get("smoke") else ""
+    if profile == "toy":
+        return f"the toy profile (the embedded world and its models){smoke}"
+    return f"the {profile} profile{smoke}"
+
+
+def run_banner(parameters: Mapping[str, Any]) -> str:
+    """A markdown banner for the status page; loud for a rehearsal, so nobody mistakes its numbers for results."""
+    kind = run_kind(parameters)
+    if parameters.get("rehearsal"):
+        return ("> **REHEARSAL, NOT RESULTS.** Every hub model of the paper profile was replaced by a tiny randomly "
+                "initialised model of the same class and layout, so the book below exercises the real code path "
+                "end to end; none of its numbers says anything about DAR.")
+    return f"> This build ran {kind}."

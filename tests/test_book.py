@@ -47,17 +47,6 @@ def smoke_book(tmp_path_factory):
 
 
 # --- fast unit tests ------------------------------------------------------------------------------
-def test_profiles_and_smoke_overrides():
-    toy = book.profile_parameters("toy")
-    smoke = book.profile_parameters("toy", smoke=True)
-    assert toy["profile"] == "toy" and toy["n_corpus"] > smoke["n_corpus"] and smoke["smoke"] is True
-    assert book.profile_parameters("paper")["benchmarks"] == ["visdial", "chatgpt_blip2", "human_blip2", "flan_blip2"]
-    smoke["encoders"]["zero-shot"] = "changed"  # a fresh copy every call
-    assert book.profile_parameters("toy", smoke=True)["encoders"]["zero-shot"] == "toy:clip-zs"
-    with pytest.raises(ValueError, match="unknown profile 'gpu'; choose one of toy, paper"):
-        book.profile_parameters("gpu")
-
-
 def test_toc_lists_chapters_in_run_order(tmp_path):
     (tmp_path / "_toc.yml").write_text(
         "format: jb-book\nroot: intro\nparts:\n  - caption: A\n    chapters:\n"
@@ -99,6 +88,23 @@ def test_kernelspec_points_at_this_interpreter(tmp_path):
     assert spec["argv"][:3] == [sys.executable, "-m", "ipykernel_launcher"]
 
 
+def test_a_bad_book_parameter_is_refused_before_any_chapter_runs(tmp_path):
+    from dar_lib.profiles import ParameterError
+
+    with pytest.raises(ParameterError, match="'k_images' = 0"):
+        book.build_book(tmp_path / "out", parameters={"k_images": 0}, compile_book=False, log=lambda s: None)
+    assert not (tmp_path / "out" / "executed").exists()
+
+
+def test_executed_notebooks_hide_both_parameter_cells():
+    nb = new_notebook(cells=[new_code_cell("a = None"), new_code_cell("a = 3"), new_code_cell("print(a)")])
+    nb.cells[0].metadata["tags"] = ["parameters"]
+    nb.cells[1].metadata["tags"] = ["injected-parameters"]
+    out = json.loads(book.hide_parameter_cells(nbformat.writes(nb).encode()))
+    tags = [c["metadata"].get("tags", []) for c in out["cells"]]
+    assert "remove-cell" in tags[0] and "remove-cell" in tags[1] and "remove-cell" not in tags[2]
+
+
 def test_cli_registers_book_command():
     from dar_lib.cli import build_parser
 
@@ -115,11 +121,11 @@ def _tiny_book(root: Path, bad_code: str = "raise RuntimeError('boom: the bad ch
     (bookdir / "intro.md").write_text("# Tiny\n\nA test book.\n")
     (bookdir / "_toc.yml").write_text(
         "format: jb-book\nroot: intro\nchapters:\n  - file: notebooks/good\n  - file: notebooks/bad\n")
-    params = new_code_cell("n = 1")
+    params = new_code_cell("n_dialogues = 1")
     params.metadata["tags"] = ["parameters"]
     good = new_notebook(cells=[
         new_markdown_cell("# Good\n\nThe answer is {glue:text}`answer`."), params,
-        new_code_cell("from myst_nb import glue\nglue('answer', n * 21, display=False)")])
+        new_code_cell("from myst_nb import glue\nglue('answer', n_dialogues * 21, display=False)")])
     bad = new_notebook(cells=[new_markdown_cell("# Bad"), new_code_cell(bad_code)])
     for name, nb in (("good", good), ("bad", bad)):
         nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -139,7 +145,7 @@ def _frozen_lib(root: Path) -> Path:
 def test_failing_chapter_is_reported_and_the_rest_still_builds(tmp_path):
     bookdir, nbs = _tiny_book(tmp_path)
     kw = dict(book_dir=bookdir, notebooks_dir=nbs, config=REPO / "_config.yml", js_dir=REPO / "book" / "js",
-              parameters={"n": 2}, progress=False, lib_dir=_frozen_lib(tmp_path))
+              parameters={"n_dialogues": 2}, progress=False, lib_dir=_frozen_lib(tmp_path))
     lines: list[str] = []
     result = book.build_book(tmp_path / "out", log=lines.append, **kw)
     assert result.executed == ["good"]
@@ -149,7 +155,9 @@ def test_failing_chapter_is_reported_and_the_rest_still_builds(tmp_path):
     assert any("FAILED bad: RuntimeError: boom" in line for line in lines)
     html = result.html_dir
     good_html = (html / "notebooks" / "good.html").read_text()
-    assert re.search(r"The answer is\s*(<[^>]+>)?42", good_html)  # parameter n=2 was injected, glue rendered
+    assert re.search(r"The answer is\s*(<[^>]+>)?42", good_html)  # n_dialogues=2 was injected, glue rendered
+    # the parameters are shown once, by the chapter: the defaults cell and papermill's cell are hidden
+    assert "n_dialogues = 1" not in good_html and "n_dialogues = 2" not in good_html
     assert "boom: the bad chapter broke" in (html / "notebooks" / "bad.html").read_text()
     record = json.loads((tmp_path / "out" / "records" / "bad.json").read_text())
     assert record["status"] == "failed" and "boom" in record["error"]
@@ -159,7 +167,7 @@ def test_failing_chapter_is_reported_and_the_rest_still_builds(tmp_path):
     assert again.skipped == ["good"] and list(again.failed) == ["bad"]
     # A changed parameter re-runs the chapter.
     third = book.build_book(tmp_path / "out", log=lines.append, compile_book=False,
-                            **{**kw, "parameters": {"n": 3}})
+                            **{**kw, "parameters": {"n_dialogues": 3}})
     assert third.executed == ["good"]
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from dar_lib import book, status
+from dar_lib import book, profiles, status
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
@@ -41,25 +41,58 @@ def glued(nb) -> dict[str, str]:
     return out
 
 
-def run(path: Path, tmp_path: Path, **extra):
-    params = book.profile_parameters("toy", smoke=True)
-    params.update(extra)
+def execute(path: Path, tmp_path: Path, **extra):
+    params = profiles.parameters("toy", smoke=True, **extra)
     declared = book.notebook_parameters(path)
     params = {k: v for k, v in params.items() if k in declared}
     jupyter = book.write_kernelspec(tmp_path / "jupyter")
-    out, seconds, error = book.execute_chapter(book.Chapter(f"notebooks/{path.stem}", path), params,
-                                               tmp_path / "executed", jupyter, progress=False)
+    return book.execute_chapter(book.Chapter(f"notebooks/{path.stem}", path), params, tmp_path / "executed", jupyter,
+                                progress=False)
+
+
+def run(path: Path, tmp_path: Path, **extra):
+    out, seconds, error = execute(path, tmp_path, **extra)
     assert error is None, f"{path.name} failed: {error}"
     return nbformat.read(out, as_version=4)
 
 
-def test_every_notebook_is_committed_without_outputs_and_has_a_parameters_cell():
+def test_every_notebook_is_committed_without_outputs_and_its_parameters_come_from_the_table():
+    """One parameter table: a chapter declares names of the schema, all None (the profile's value), except
+    profile and smoke, and checks them with chapters.setup before anything else."""
     assert NOTEBOOKS, "no chapter notebooks found"
     for path in NOTEBOOKS:
         nb = nbformat.read(path, as_version=4)
-        tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+        tagged = [i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])]
         assert len(tagged) == 1, f"{path.name}: needs exactly one cell tagged 'parameters'"
         assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), f"{path.name} has outputs"
+        declared = book.notebook_parameters(path)
+        assert set(declared) <= set(profiles.SCHEMA), (path.name, set(declared) - set(profiles.SCHEMA))
+        ns: dict = {}
+        exec(nb.cells[tagged[0]].source, ns)
+        values = {k: ns[k] for k in declared}
+        assert values.pop("profile") == "toy" and values.pop("smoke") is False, path.name
+        assert all(v is None for v in values.values()), (path.name, values)
+        first_code = next(c for c in nb.cells[tagged[0] + 1:] if c.cell_type == "code")
+        assert "setup(globals())" in first_code.source, f"{path.name}: the first cell must check its parameters"
+        # no chapter branches on the profile: only the table differs between profiles
+        assert not any("profile ==" in c.source or "profile !=" in c.source for c in nb.cells if c.cell_type == "code"), \
+            path.name
+
+
+@pytest.mark.parametrize("extra, fragment", [
+    ({"benchmarks": "['toy-flan']"}, "parameter 'benchmarks'"),
+    ({"n_dialogues": "5"}, "parameter 'n_dialogues'"),
+])
+def test_a_chapter_names_a_bad_injected_parameter(tmp_path, extra, fragment):
+    """papermill -p benchmarks "['toy-flan']" or -r n_dialogues 5 fail in the first cell, naming the parameter."""
+    path = REPO / "notebooks" / "02_reformulation.ipynb"
+    declared = book.notebook_parameters(path)
+    params = {k: v for k, v in profiles.parameters("toy", smoke=True).items() if k in declared}
+    params.update(extra)
+    jupyter = book.write_kernelspec(tmp_path / "jupyter")
+    _, _, error = book.execute_chapter(book.Chapter("notebooks/02_reformulation", path), params,
+                                       tmp_path / "executed", jupyter, progress=False)
+    assert error is not None and "ParameterError" in error and fragment in error, error
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
@@ -80,8 +113,8 @@ def test_notebook_runs_with_smoke_parameters(path, tmp_path):
     assert len(injected) == 1
     _key_outputs(path.stem, nb, values)
     if path.stem == "01_data":
-        assert values["n_toy_corpus"] == "'300'" and values["n_toy_dialogues"] == "'8'"
-        assert values["n_toy_styles"] == "4" and values["n_browsable"] == "5"
+        assert values["n_toy_corpus"] == "'500'" and values["n_toy_dialogues"] == "'8'"
+        assert values["n_browsable"] == "5" and values["toy_leaks"] == "0" and values["toy_version"] == "2"
         if (REPO.parent / "shared" / "data" / "chatir").is_dir():
             assert values["n_real_corpus"] == "'50,000'" and values["real_same_targets"] == "'yes'"
         html = "".join(o.get("data", {}).get("text/html", "") for c in nb.cells for o in c.get("outputs", []))
@@ -92,20 +125,30 @@ def test_notebook_runs_with_smoke_parameters(path, tmp_path):
 
 
 VERDICTS = {"'supported'", "'contradicted'", "'inconclusive'"}
-#: Chapter -> figures it must show at least.
-FIGURES = {"03_generation": 1, "05_results_zero_shot": 2, "06_results_robustness": 1, "09_results_single_turn": 1,
-           "10_premise": 1, "12_analysis_k": 1}
+#: Chapter -> the figures it shows (exactly) and the claim verdicts it glues (exactly).
+FIGURES = {"01_data": 2, "02_reformulation": 0, "03_generation": 1, "04_fusion_retrieval": 0,
+           "05_results_zero_shot": 2, "06_results_robustness": 1, "07_results_vs_finetuned": 0,
+           "08_results_compat": 0, "09_results_single_turn": 1, "10_premise": 1, "11_analysis_models": 0,
+           "12_analysis_k": 1, "13_analysis_overhead": 0, "14_explorer": 0, "99_status": 0}
+VERDICT_COUNT = {"05_results_zero_shot": 7, "07_results_vs_finetuned": 4, "08_results_compat": 8,
+                 "09_results_single_turn": 5, "10_premise": 8, "11_analysis_models": 4}
+
+
+def test_every_chapter_has_its_expected_outputs_listed():
+    assert set(FIGURES) == {p.stem for p in NOTEBOOKS}
 
 
 def _key_outputs(stem: str, nb, values: dict) -> None:
     """Chapter-specific outputs beyond 'every quoted value exists'."""
     pngs = sum("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
-    assert pngs >= FIGURES.get(stem, 0), f"{stem}: {pngs} figures, expected {FIGURES.get(stem, 0)}"
-    verdicts = {k: v for k, v in values.items() if "verdict" in k}
+    assert pngs == FIGURES[stem], f"{stem}: {pngs} figures, expected {FIGURES[stem]}"
+    verdicts = {k: v for k, v in values.items() if k.split("_")[1:2] == ["verdict"]}
+    assert len(verdicts) == VERDICT_COUNT.get(stem, 0), (stem, sorted(verdicts))
     assert all(v in VERDICTS for v in verdicts.values()), verdicts
     html = "".join(o.get("data", {}).get("text/html", "") for c in nb.cells for o in c.get("outputs", []))
-    if stem == "05_results_zero_shot":
-        assert len(verdicts) == 7  # four benchmarks, round 2, and the two controls
-        assert "pp [" in html and "verdict" in html  # claims with paired intervals
+    if stem in VERDICT_COUNT:
+        assert "pp [" in html and "Bonferroni" in html  # claims with paired intervals and the correction
+        prefix = next(iter(verdicts)).split("_")[0]
+        assert "comparisons" in values[f"{prefix}_n_supported"] and "mechanism" in values[f"{prefix}_evidence"]
     if stem == "14_explorer":
         assert "dar-explorer" in html and "data:image/png;base64," in html

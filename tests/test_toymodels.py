@@ -1,4 +1,5 @@
-"""Toy models: tokenizer, CLIP and diffusion training loops, pipeline call contract, factory round trips, shipped assets."""
+"""Toy models: tokenizer, CLIP and diffusion training loops, resume of a stopped run, pipeline call contract,
+factory round trips, shipped assets and the probe's accuracy floor."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 import torch
 
 from dar_lib.toymodels import clip_train, diffusion_train
-from dar_lib.toymodels.pipeline import ToyDiffusionPipeline
+from dar_lib.toymodels.diffusion import ToyDiffusionPipeline
 from dar_lib.toymodels.probe import AttributeProbe, accuracy, train_probe
 from dar_lib.toymodels.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, build_tokenizer, world_tokenizer
 
@@ -24,13 +25,15 @@ def tok():
 
 @pytest.fixture(scope="module")
 def world():
-    tw = pytest.importorskip("dar_lib.benchmarks.toyworld")
+    from dar_lib.benchmarks import toyworld as tw
+
     scenes = tw.make_scenes(48, seed=3)
     return tw, scenes, tw.render_batch(scenes, size=32)
 
 
 def tiny_pipeline(tokenizer, seed=0):
-    return diffusion_train.new_pipeline(tokenizer, seed=seed, width=16, text_width=32, text_layers=1, text_length=16)
+    return diffusion_train.new_pipeline(tokenizer, seed=seed, width=32, layers=1, head_dim=16, text_width=32,
+                                        text_layers=1, text_length=16)
 
 
 # -- tokenizer ---------------------------------------------------------------------------------
@@ -120,13 +123,13 @@ def test_saved_clip_loads_through_the_factory_with_identical_embeddings(tok, wor
 def test_sample_prediction_lands_on_the_predicted_image(tok):
     pipe = tiny_pipeline(tok)
     pipe.scheduler.set_timesteps(4)
-    latents, x0 = torch.randn(2, 48, 8, 8), torch.rand(2, 48, 8, 8) * 2 - 1
+    latents, x0 = torch.randn(2, 3, 32, 32), torch.rand(2, 3, 32, 32) * 2 - 1
     t = pipe.scheduler.timesteps[-1]
     # the last Euler step (to sigma 0) along the derived velocity ends exactly at the prediction
     step = pipe.scheduler.step(pipe.velocity(x0, latents, t), t, latents).prev_sample
     torch.testing.assert_close(step, x0, atol=1e-4, rtol=1e-4)
     with pytest.raises(ValueError, match="prediction_type"):
-        ToyDiffusionPipeline(pipe.unet, pipe.scheduler, pipe.text_encoder, pipe.tokenizer, prediction_type="eps")
+        ToyDiffusionPipeline(pipe.transformer, pipe.scheduler, pipe.text_encoder, pipe.tokenizer, prediction_type="eps")
 
 
 def test_pipeline_honours_the_generator_wrapper_call(tok):
@@ -135,45 +138,73 @@ def test_pipeline_honours_the_generator_wrapper_call(tok):
     out = pipe(prompt=["a red circle", "a blue square", "a red circle"], num_inference_steps=2, guidance_scale=2.0,
                generator=gens, height=32, width=32, output_type="pil")
     assert len(out.images) == 3 and all(im.size == (32, 32) and im.mode == "RGB" for im in out.images)
-    # one generator per image: image 0 is the same alone or in a batch
+    # one generator per image: image 0 is the same alone or in a batch (to kernel rounding, 1 level)
     alone = pipe(prompt=["a red circle"], num_inference_steps=2, guidance_scale=2.0,
-                 generator=[torch.Generator().manual_seed(1)], height=32, width=32, output_type="np").images
+                 generator=[torch.Generator().manual_seed(1)], output_type="np").images
     np.testing.assert_allclose(np.asarray(out.images[0]) / 255.0, alone[0], atol=1 / 255 + 1e-6)
     assert not np.array_equal(np.asarray(out.images[0]), np.asarray(out.images[2]))  # seeds differ
-    bigger = pipe(prompt=["a red circle"], num_inference_steps=1, guidance_scale=1.0, height=64, width=48,
-                  output_type="pt").images
-    assert bigger.shape == (1, 3, 64, 48)
+    assert pipe(prompt=["a"], num_inference_steps=1, guidance_scale=1.0, output_type="pt").images.shape == (1, 3, 32, 32)
     with pytest.raises(ValueError, match="one per prompt"):
         pipe(prompt=["a", "b"], generator=[torch.Generator()], num_inference_steps=1)
-    with pytest.raises(ValueError, match="multiples of"):
-        pipe(prompt=["a"], height=30, width=30, num_inference_steps=1)
+    with pytest.raises(ValueError, match="32x32 images only"):
+        pipe(prompt=["a"], height=64, width=64, num_inference_steps=1)
+    with pytest.raises(ValueError, match="num_inference_steps"):
+        pipe(prompt=["a"], num_inference_steps=0)
 
 
 def test_diffusion_training_steps_change_weights_and_lower_the_loss(tok, world):
     tw, scenes, images = world
     pipe = tiny_pipeline(tok)
-    before = {k: v.clone() for k, v in pipe.unet.state_dict().items()}
+    before = {k: v.clone() for k, v in pipe.transformer.state_dict().items()}
+    masks = diffusion_train.object_masks(images, tw.render_batch([tw.Scene(s.background, (), s.bg_shade) for s in scenes]))
+    assert 0.01 < masks.mean() < 0.3  # objects are a small part of a scene
     losses = diffusion_train.train_diffusion(pipe, images, lambda i, rng: tw.full_caption(scenes[i]), steps=8,
-                                             batch_size=16, lr=3e-3, seed=0, warmup=1, progress=False)
+                                             batch_size=16, lr=3e-3, seed=0, warmup=1, masks=masks, progress=False)
     assert len(losses) == 8 and all(np.isfinite(losses))
     assert np.mean(losses[-3:]) < np.mean(losses[:3])
-    assert any(not torch.equal(before[k], v) for k, v in pipe.unet.state_dict().items())
+    assert any(not torch.equal(before[k], v) for k, v in pipe.transformer.state_dict().items())
 
 
-def test_saved_pipeline_loads_through_the_factory_with_identical_images(tok, tmp_path):
+def test_a_stopped_diffusion_run_resumes_to_the_same_weights(tok, world, tmp_path):
+    """Stop after 3 of 6 steps (checkpoint written), resume: the same losses and weights as 6 steps straight."""
+    from dar_lib.toymodels.loop import Checkpointer, TrainingStopped
+
+    tw, scenes, images = world
+    text_fn = lambda i, rng: tw.full_caption(scenes[i]) if rng.random() < 0.5 else tw.alt_text(scenes[i], rng)  # noqa: E731
+    straight = tiny_pipeline(tok, seed=2)
+    want = diffusion_train.train_diffusion(straight, images, text_fn, 6, batch_size=8, seed=3, warmup=2, progress=False)
+    ckpt = Checkpointer(tmp_path / "sd.pt", every_s=1e9)
+    stopped = tiny_pipeline(tok, seed=2)
+    with pytest.raises(TrainingStopped):
+        diffusion_train.train_diffusion(stopped, images, text_fn, 6, batch_size=8, seed=3, warmup=2, progress=False,
+                                        checkpoint=ckpt, stop_at=3)
+    resumed = tiny_pipeline(tok, seed=99)  # fresh weights: everything must come from the checkpoint
+    got = diffusion_train.train_diffusion(resumed, images, text_fn, 6, batch_size=8, seed=3, warmup=2, progress=False,
+                                          checkpoint=ckpt, resume=True)
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    for (k, a), b in zip(straight.transformer.state_dict().items(), resumed.transformer.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=k)
+
+
+def test_saved_pipeline_loads_through_the_factory_with_the_same_images(tok, tmp_path):
     from dar_lib.models import load_generator
 
     pipe = tiny_pipeline(tok, seed=5)
     diffusion_train.save_pipeline(pipe, tmp_path / "sd")
-    pipe.unet.half().float(), pipe.text_encoder.half().float()  # as stored: half precision
+    pipe.transformer.half().float(), pipe.text_encoder.half().float()  # as stored: half precision
     gen = load_generator(f"toy:{tmp_path / 'sd'}", default_steps=2, default_guidance=2.0)
     assert gen.pipe.config.prediction_type == "sample" and gen.id == f"toy:{tmp_path / 'sd'}"
+    assert "weights-" in gen.fingerprint()  # the weights' digest: retrained weights never reuse cached images
     got = gen.generate(["a red circle", "a blue square"], seeds=[7, 8])
     want = pipe(prompt=["a red circle", "a blue square"], num_inference_steps=2, guidance_scale=2.0,
-                generator=[torch.Generator().manual_seed(s) for s in (7, 8)], height=32, width=32).images
-    assert [np.asarray(g).tolist() for g in got] == [np.asarray(w).tolist() for w in want]
+                generator=[torch.Generator().manual_seed(s) for s in (7, 8)]).images
+    # The same computation in another batch shape can round one 8-bit level apart: that is the guarantee.
+    for g, w in zip(got, want):
+        assert np.abs(np.asarray(g, dtype=int) - np.asarray(w, dtype=int)).max() <= 1
     again = gen.generate(["a red circle"], seeds=[7])
-    assert np.array_equal(np.asarray(again[0]), np.asarray(got[0]))
+    assert np.abs(np.asarray(again[0], dtype=int) - np.asarray(got[0], dtype=int)).max() <= 1
+    with pytest.raises(ValueError, match="steps"):
+        gen.generate(["a red circle"], seeds=[7], steps=0)
 
 
 # -- probe ---------------------------------------------------------------------------------------
@@ -192,7 +223,6 @@ def test_probe_trains_saves_and_reloads(world, tmp_path):
 
 # -- dar train-toy -------------------------------------------------------------------------------
 def test_train_toy_cli_trains_every_stage_and_the_factory_loads_them(tmp_path):
-    pytest.importorskip("dar_lib.benchmarks.toyworld")
     import json
 
     from dar_lib.cli import main
@@ -216,6 +246,28 @@ def test_train_toy_cli_trains_every_stage_and_the_factory_loads_them(tmp_path):
     assert images[0].size == (32, 32)
 
 
+def test_train_toy_resume_skips_finished_stages_and_continues_a_stopped_one(tmp_path):
+    import json
+
+    from dar_lib.toymodels import train
+    from dar_lib.toymodels.loop import TrainingStopped
+
+    kw = dict(steps_scale=0.004, n_train=64, batch_size=8, progress=False, only=("probe", "clip-full", "clip-zs"))
+    straight = train.train_all(tmp_path / "a", **kw)
+    with pytest.raises(TrainingStopped):
+        train.train_all(tmp_path / "b", stop_at={"clip-zs": 3}, **kw)
+    assert (tmp_path / "b" / ".checkpoints" / "clip-zs.pt").is_file() and not (tmp_path / "b" / "clip-zs").exists()
+    probe_bytes = (tmp_path / "b" / "probe" / "model.safetensors").read_bytes()
+    resumed = train.train_all(tmp_path / "b", resume=True, **kw)
+    assert set(resumed) == {"clip-zs", "total_wall_s"}  # the finished stages were skipped
+    assert (tmp_path / "b" / "probe" / "model.safetensors").read_bytes() == probe_bytes
+    assert not (tmp_path / "b" / ".checkpoints" / "clip-zs.pt").exists()
+    a = json.loads((tmp_path / "a" / "clip-zs" / "training.json").read_text())
+    b = json.loads((tmp_path / "b" / "clip-zs" / "training.json").read_text())
+    assert b["loss_last"] == pytest.approx(a["loss_last"], rel=1e-5) and b["steps"] == a["steps"]
+    assert straight["clip-zs"]["loss_first"] == pytest.approx(b["loss_first"], rel=1e-5)
+
+
 def test_unknown_toy_model_names_the_choices():
     from dar_lib.models.toy import load_encoder
 
@@ -226,7 +278,7 @@ def test_unknown_toy_model_names_the_choices():
 # -- shipped assets ------------------------------------------------------------------------------
 def test_shipped_assets_are_small_and_load_offline():
     from dar_lib.models import load_encoder, load_generator
-    from dar_lib.models.toy import ASSETS
+    from dar_lib.toymodels import ASSETS
 
     needed = ("clip-full", "clip-zs", "clip-cocoft", "clip-chatir", "sd", "probe")
     missing = [n for n in needed if not (ASSETS / n).is_dir()]
@@ -243,3 +295,13 @@ def test_shipped_assets_are_small_and_load_offline():
     b = gen.generate(["a small red circle in the center on a blue background"], seeds=[3])
     assert a[0].size == (32, 32) and np.array_equal(np.asarray(a[0]), np.asarray(b[0]))
     assert AttributeProbe.load(ASSETS / "probe").attributes.keys() >= {"background", "color", "shape", "position", "size"}
+
+
+def test_the_shipped_probe_reads_rendered_scenes_at_98_percent_or_better():
+    """The probe judges the generator; on rendered scenes it never saw it must be right >= 98% per attribute,
+    or the generator's agreement figures would mean nothing."""
+    from dar_lib.toymodels.quality import probe_accuracy
+
+    acc = probe_accuracy(n=1000, seed=5)
+    assert set(acc) >= {"background", "color", "shape", "position", "size", "count"}
+    assert min(acc.values()) >= 98.0, acc

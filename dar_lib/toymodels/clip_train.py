@@ -12,8 +12,8 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from dar_lib.toymodels.optim import step as optim_step
-from dar_lib.toymodels.optim import warmup_cosine
+from dar_lib.toymodels.loop import step as optim_step
+from dar_lib.toymodels.loop import warmup_cosine
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +102,26 @@ def reinit_text_tower(model, seed: int) -> None:
         model.logit_scale.fill_(math.log(1 / 0.07))
 
 
+#: ``positives(texts, idx) -> bool (n_texts, n_images)``: which images of the batch each text describes
+#: truly (the diagonal always), so look-alikes are not pushed apart as negatives.
+PositivesFn = Callable[[Sequence[str], np.ndarray], np.ndarray]
+
+
+def soft_contrastive_loss(logits: torch.Tensor, positives: torch.Tensor | None = None) -> torch.Tensor:
+    """Symmetric InfoNCE with several positives: each row's target spreads evenly over its positives.
+
+    Args:
+        logits: ``(n, n)`` scaled text-image similarities (text rows, image columns).
+        positives: ``(n, n)`` bool; ``None`` is the identity (plain InfoNCE).
+    """
+    n = logits.shape[0]
+    pos = torch.eye(n, dtype=torch.bool) if positives is None else positives | torch.eye(n, dtype=torch.bool)
+    pos = pos.float()
+    t2i = -(pos / pos.sum(1, keepdim=True) * F.log_softmax(logits, dim=1)).sum(1).mean()
+    i2t = -(pos.T / pos.T.sum(1, keepdim=True) * F.log_softmax(logits.T, dim=1)).sum(1).mean()
+    return 0.5 * (t2i + i2t)
+
+
 def train_clip(
     model,
     tokenizer,
@@ -115,6 +135,10 @@ def train_clip(
     warmup: int = 50,
     log_every: int = 50,
     progress: bool = True,
+    positives: PositivesFn | None = None,
+    checkpoint=None,
+    resume: bool = False,
+    stop_at: int | None = None,
 ) -> list[float]:
     """Train with the symmetric InfoNCE loss; with ``train_vision=False`` the image tower is locked.
 
@@ -123,7 +147,7 @@ def train_clip(
         tokenizer: its tokenizer.
         images: uint8 ``(N, H, W, 3)`` training images.
         text_fn: ``text_fn(idx, rng)`` returns a training text for image ``idx``.
-        steps: optimiser steps (cosine schedule after a linear warm-up).
+        steps: optimiser steps in all (cosine schedule after a linear warm-up).
         batch_size: pairs per step.
         lr: peak learning rate (AdamW).
         seed: seeds batch sampling, text sampling and dropout.
@@ -132,11 +156,18 @@ def train_clip(
         warmup: warm-up steps.
         log_every: log the mean loss every this many steps.
         progress: show a tqdm bar.
+        positives: marks the other true pairs of a batch (:func:`soft_contrastive_loss`); ``None``:
+            only the diagonal.
+        checkpoint: a :class:`~dar_lib.toymodels.loop.Checkpointer` (``None``: never save).
+        resume: continue from the checkpoint when there is one.
+        stop_at: stop after this step, writing a checkpoint (raises ``TrainingStopped``).
 
     Returns:
         The loss of every step.
     """
     from tqdm import tqdm
+
+    from dar_lib.toymodels.loop import Checkpointer, TrainingStopped, rng_state, set_rng_state
 
     torch.manual_seed(seed)
     rng = random.Random(seed)
@@ -151,23 +182,42 @@ def train_clip(
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.05 if train_vision else 0.01)
     sched = warmup_cosine(opt, warmup, steps)
     losses: list[float] = []
-    labels = torch.arange(min(batch_size, n))
+    start = 0
+    checkpoint = checkpoint or Checkpointer(None)
+    state = checkpoint.load() if resume else None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["schedule"])
+        set_rng_state(state["rng"], rng, gen)
+        losses, start = list(state["losses"]), int(state["step"])
+        log.info("clip: resumed at step %d of %d", start, steps)
+
+    def snapshot(step: int) -> dict:
+        return {"model": model.state_dict(), "optimizer": opt.state_dict(), "schedule": sched.state_dict(),
+                "rng": rng_state(rng, gen), "losses": losses, "step": step}
+
     model.train()
     t0 = time.time()
-    bar = tqdm(range(steps), desc="clip", disable=not progress, mininterval=5)
+    bar = tqdm(range(start, steps), desc="clip", disable=not progress, mininterval=5)
     for step in bar:
         idx = gen.choice(n, size=min(batch_size, n), replace=False)
         texts = [text_fn(int(i), rng) for i in idx]
         txt = embed_text(model, tokenizer, texts)
         img = frozen_emb[idx] if frozen_emb is not None else embed_pixels(model, images_to_pixels(images[idx]))
         scale = model.logit_scale.clamp(max=math.log(100)).exp()
-        logits = scale * txt @ img.T
-        loss = 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels))
+        pos = torch.from_numpy(positives(texts, idx)) if positives is not None else None
+        loss = soft_contrastive_loss(scale * txt @ img.T, pos)
         losses.append(optim_step(opt, sched, params, loss))
         if log_every and (step + 1) % log_every == 0:
             recent = float(np.mean(losses[-log_every:]))
             bar.set_postfix(loss=f"{recent:.3f}")
             log.info("clip step %d/%d loss %.4f (%.0f s)", step + 1, steps, recent, time.time() - t0)
+        if stop_at is not None and step + 1 >= stop_at and step + 1 < steps:
+            checkpoint.save(snapshot(step + 1))
+            raise TrainingStopped(f"clip stopped at step {step + 1} of {steps}")
+        if checkpoint.due():
+            checkpoint.save(snapshot(step + 1))
     for p in model.parameters():
         p.requires_grad_(True)
     model.eval()

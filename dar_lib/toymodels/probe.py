@@ -110,6 +110,9 @@ def train_probe(
     seed: int = 0,
     log_every: int = 50,
     progress: bool = True,
+    checkpoint=None,
+    resume: bool = False,
+    stop_at: int | None = None,
 ) -> list[float]:
     """Train the probe with the summed cross-entropy of its heads.
 
@@ -123,21 +126,43 @@ def train_probe(
         seed: seeds sampling and initial noise.
         log_every: log the mean loss every this many steps.
         progress: show a tqdm bar.
+        checkpoint: a :class:`~dar_lib.toymodels.loop.Checkpointer` (``None``: never save).
+        resume: continue from the checkpoint when there is one.
+        stop_at: stop after this step, writing a checkpoint (raises ``TrainingStopped``).
 
     Returns:
         The loss of every step.
     """
+    import random
+
     from tqdm import tqdm
+
+    from dar_lib.toymodels.loop import Checkpointer, TrainingStopped, rng_state, set_rng_state
 
     torch.manual_seed(seed)
     gen = np.random.default_rng(seed)
+    rng = random.Random(seed)  # unused by the loop; kept so the shared RNG snapshot has the same shape
     targets = {k: torch.tensor([v.index(lab[k]) for lab in labels]) for k, v in probe.attributes.items()}
     opt = torch.optim.AdamW(probe.parameters(), lr=lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps))
-    probe.train()
     losses: list[float] = []
+    start = 0
+    checkpoint = checkpoint or Checkpointer(None)
+    state = checkpoint.load() if resume else None
+    if state is not None:
+        probe.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["schedule"])
+        set_rng_state(state["rng"], rng, gen)
+        losses, start = list(state["losses"]), int(state["step"])
+
+    def snapshot(step: int) -> dict:
+        return {"model": probe.state_dict(), "optimizer": opt.state_dict(), "schedule": sched.state_dict(),
+                "rng": rng_state(rng, gen), "losses": losses, "step": step}
+
+    probe.train()
     t0 = time.time()
-    for step in tqdm(range(steps), desc="probe", disable=not progress, mininterval=5):
+    for step in tqdm(range(start, steps), desc="probe", disable=not progress, mininterval=5):
         idx = gen.choice(len(images), size=min(batch_size, len(images)), replace=False)
         x = _to_tensor(images[idx])
         # Generated images are a little blurred and noisy; seeing such images keeps the probe fair.
@@ -153,6 +178,11 @@ def train_probe(
         losses.append(float(loss.detach()))
         if log_every and (step + 1) % log_every == 0:
             log.info("probe step %d/%d loss %.4f (%.0f s)", step + 1, steps, float(np.mean(losses[-log_every:])), time.time() - t0)
+        if stop_at is not None and step + 1 >= stop_at and step + 1 < steps:
+            checkpoint.save(snapshot(step + 1))
+            raise TrainingStopped(f"probe stopped at step {step + 1} of {steps}")
+        if checkpoint.due():
+            checkpoint.save(snapshot(step + 1))
     probe.eval()
     return losses
 

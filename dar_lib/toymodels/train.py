@@ -1,4 +1,16 @@
-"""``dar train-toy``: retrain every toy model from scratch with fixed seeds."""
+"""``dar train-toy``: retrain every toy model from scratch with fixed seeds, resumably.
+
+Stages run in order (:data:`STAGES`); each writes its model under ``<out>/<stage>`` with a
+``training.json`` (steps, losses, wall time) when it finishes. A long stage saves its whole state
+every few minutes to ``<out>/.checkpoints/<stage>.pt``; ``dar train-toy --resume`` skips finished
+stages and continues a stopped one from its checkpoint, taking the same batches it would have.
+
+The recipe (world v2): every text tower learns from partial descriptions as well as complete ones
+(the queries it will read at round 0 are partial); contrastive batches count every true pair as a
+positive (look-alike scenes are not pushed apart); the generator is an SD3-style joint-attention
+transformer trained with clean-image prediction and an object-weighted loss (see
+:mod:`dar_lib.toymodels.diffusion`).
+"""
 
 from __future__ import annotations
 
@@ -6,18 +18,20 @@ import argparse
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from dar_lib.toymodels import ASSETS
 
 log = logging.getLogger(__name__)
 
-#: Where the shipped weights live (``dar_lib/assets/toy/<name>``).
-ASSETS = Path(__file__).resolve().parents[1] / "assets" / "toy"
 #: Training scenes come from their own seed, so no benchmark corpus scene is a training scene.
 TRAIN_SEED = 7919
 N_TRAIN = 20_000
 #: Training order: each variant needs the one before it (zs copies full's image tower).
 STAGES = ("probe", "clip-full", "clip-zs", "clip-cocoft", "clip-chatir", "sd")
+#: Seconds between checkpoints of a running stage.
+CHECKPOINT_EVERY_S = 180.0
 
 
 @dataclass(frozen=True)
@@ -30,28 +44,38 @@ class Stage:
     seed: int
 
 
-#: Sized for about 45 minutes on 2 CPU cores in all (see the README for measured times).
+#: Sized for at most two hours on a quiet 2-core CPU in all (stage times: each ``training.json``, the README).
 PLAN: dict[str, Stage] = {
-    "probe": Stage(steps=1600, batch_size=128, lr=3e-3, seed=11),
-    "clip-full": Stage(steps=700, batch_size=128, lr=1e-3, seed=12),
-    "clip-zs": Stage(steps=700, batch_size=256, lr=1e-3, seed=13),
-    "clip-cocoft": Stage(steps=200, batch_size=256, lr=3e-4, seed=14),
-    "clip-chatir": Stage(steps=200, batch_size=96, lr=3e-4, seed=15),
-    "sd": Stage(steps=800, batch_size=64, lr=1e-3, seed=16),
+    "probe": Stage(steps=3000, batch_size=128, lr=3e-3, seed=11),
+    "clip-full": Stage(steps=1500, batch_size=256, lr=1e-3, seed=12),
+    "clip-zs": Stage(steps=1500, batch_size=256, lr=1e-3, seed=13),
+    "clip-cocoft": Stage(steps=400, batch_size=256, lr=3e-4, seed=14),
+    "clip-chatir": Stage(steps=600, batch_size=128, lr=3e-4, seed=15),
+    "sd": Stage(steps=5000, batch_size=64, lr=1e-3, seed=16),
 }
 
 
-def _text_fns():
+def text_fns():
     """Training text per stage: ``fn(scene, rng) -> str``."""
     from dar_lib.benchmarks import toyworld as tw
+    from dar_lib.benchmarks.toyworld.text import partial_caption
+
+    reformulator = tw.ToyReformulator()
 
     def full(scene, rng):
-        # complete captions and COCO-style ones: the full encoder reads every fact in any wording
-        return tw.full_caption(scene) if rng.random() < 0.5 else tw.corpus_caption(scene, rng)
+        # complete, partial (round-0-like) and COCO-style captions: reads every fact in any amount
+        r = rng.random()
+        return tw.full_caption(scene) if r < 0.35 else partial_caption(scene, rng) if r < 0.75 else \
+            tw.corpus_caption(scene, rng)
 
     def sd(scene, rng):
-        # mostly detailed captions, some COCO-style ones so shorter prompts still condition well
-        return tw.full_caption(scene) if rng.random() < 0.7 else tw.corpus_caption(scene, rng)
+        # what R2 will ask for: complete and partial captions, sometimes in one of R2's prompt forms
+        r = rng.random()
+        text = tw.full_caption(scene) if r < 0.5 else partial_caption(scene, rng) if r < 0.8 else \
+            tw.corpus_caption(scene, rng)
+        if r < 0.8 and rng.random() < 0.4:
+            text = rng.choice(reformulator.prompts(text, 5))
+        return text
 
     return {
         "clip-full": full,
@@ -62,6 +86,33 @@ def _text_fns():
     }
 
 
+def world_positives(scenes):
+    """``positives(texts, idx)``: which scenes of a batch each text truly describes (the world's parser)."""
+    import numpy as np
+
+    from dar_lib.benchmarks import toyworld as tw
+
+    def positives(texts, idx):
+        table = tw.scene_table([scenes[int(i)] for i in idx])
+        return np.stack([tw.parse_text(t).consistent(table) for t in texts])
+
+    return positives
+
+
+def _done(folder: Path, plan: Stage, n_train: int, batch_size: int) -> bool:
+    """A stage whose ``training.json`` records the same recipe is finished (``--resume`` skips it)."""
+    path = folder / "training.json"
+    if not path.is_file():
+        path = folder / "config.json"  # the probe keeps its record in its config
+    try:
+        rec = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    rec = rec.get("training", rec)
+    return (rec.get("steps"), rec.get("n_train"), rec.get("batch_size"), rec.get("seed")) == \
+        (plan.steps, n_train, batch_size, plan.seed)
+
+
 def train_all(
     out: Path = ASSETS,
     steps_scale: float = 1.0,
@@ -69,6 +120,9 @@ def train_all(
     n_train: int = N_TRAIN,
     batch_size: int | None = None,
     progress: bool = True,
+    resume: bool = False,
+    checkpoint_every_s: float = CHECKPOINT_EVERY_S,
+    stop_at: dict[str, int] | None = None,
 ) -> dict[str, dict]:
     """Train the toy models in order and save each under ``out/<name>``.
 
@@ -79,64 +133,84 @@ def train_all(
         n_train: number of training scenes.
         batch_size: overrides every stage's batch size (for quick runs).
         progress: show progress bars.
+        resume: skip stages finished with the same recipe and continue a stopped one from its checkpoint.
+        checkpoint_every_s: seconds between checkpoints of a running stage.
+        stop_at: stage -> step at which to stop with a checkpoint (tests of ``resume``).
 
     Returns:
-        Per stage: steps, first and last losses, wall seconds.
+        Per stage: steps, first and last losses, wall seconds (a resumed stage counts every segment).
+
+    Raises:
+        ValueError: an unknown stage or a non-positive setting.
     """
     import numpy as np
     import torch
 
     from dar_lib.benchmarks import toyworld as tw
     from dar_lib.toymodels import clip_train, diffusion_train, probe as probe_mod
+    from dar_lib.toymodels.loop import Checkpointer
     from dar_lib.toymodels.tokenizer import world_tokenizer
 
     out = Path(out)
-    todo = [s for s in STAGES if not only or s in only]
     unknown = set(only or ()) - set(STAGES)
     if unknown:
         raise ValueError(f"unknown stage(s) {sorted(unknown)}; choose from {list(STAGES)}")
+    if steps_scale <= 0 or n_train < 2 or (batch_size is not None and batch_size < 2):
+        raise ValueError("steps_scale must be > 0, n_train >= 2 and batch_size >= 2")
+    todo = [s for s in STAGES if not only or s in only]
     t0 = time.time()
     scenes = tw.make_scenes(n_train, seed=TRAIN_SEED)
     images = tw.render_batch(scenes, size=32)
     log.info("rendered %d training scenes in %.1f s", len(scenes), time.time() - t0)
-    texts = _text_fns()
+    texts = text_fns()
+    positives = world_positives(scenes)
     report: dict[str, dict] = {}
 
     def steps_of(plan: Stage) -> int:
         return max(1, int(round(plan.steps * steps_scale)))
 
-    def record(name: str, plan: Stage, losses: list[float], started: float) -> dict:
-        k = max(1, min(50, len(losses) // 5))
-        rec = {
-            "stage": name, "steps": len(losses), "batch_size": batch_size or plan.batch_size, "lr": plan.lr,
-            "seed": plan.seed, "n_train": n_train, "train_seed": TRAIN_SEED,
-            "loss_first": float(np.mean(losses[:k])), "loss_last": float(np.mean(losses[-k:])),
-            "wall_s": round(time.time() - started, 1), "torch": torch.__version__,
-        }
-        report[name] = rec
-        log.info("%s: %s", name, rec)
-        return rec
-
     for name in todo:
         plan = PLAN[name]
-        bs = batch_size or plan.batch_size
+        bs = min(batch_size or plan.batch_size, n_train)
+        scaled = Stage(steps_of(plan), bs, plan.lr, plan.seed)
+        if resume and _done(out / name, scaled, n_train, bs):
+            log.info("%s: finished earlier with the same recipe; skipped", name)
+            continue
+        ckpt = Checkpointer(out / ".checkpoints" / f"{name}.pt", checkpoint_every_s)
+        previous = (ckpt.load() or {}).get("elapsed_s", 0.0) if resume else 0.0
         started = time.time()
+        ckpt.extra = lambda: {"elapsed_s": previous + time.time() - started}
+        kw = dict(progress=progress, checkpoint=ckpt, resume=resume, stop_at=(stop_at or {}).get(name))
+
+        def record(losses: list[float]) -> dict:
+            k = max(1, min(50, len(losses) // 5))
+            rec = {"stage": name, **asdict(scaled), "n_train": n_train, "train_seed": TRAIN_SEED,
+                   "world_version": tw.WORLD_VERSION, "loss_first": float(np.mean(losses[:k])),
+                   "loss_last": float(np.mean(losses[-k:])), "wall_s": round(previous + time.time() - started, 1),
+                   "torch": torch.__version__, "threads": torch.get_num_threads()}
+            report[name] = rec
+            log.info("%s: %s", name, rec)
+            return rec
+
         if name == "probe":
             probe = probe_mod.AttributeProbe(tw.ATTRIBUTES)
             labels = [tw.attributes(s) for s in scenes]
-            losses = probe_mod.train_probe(probe, images, labels, steps_of(plan), bs, plan.lr, plan.seed, progress=progress)
-            probe.save(out / name, extra=record(name, plan, losses, started))
+            losses = probe_mod.train_probe(probe, images, labels, scaled.steps, bs, plan.lr, plan.seed, **kw)
+            probe.save(out / name, extra=record(losses))
+            ckpt.clear()
             continue
         fn = texts[name]
-        # one private text stream per stage keeps each stage reproducible on its own
         text_fn = lambda i, rng, fn=fn: fn(scenes[i], rng)  # noqa: E731
         if name == "sd":
-            tok = world_tokenizer(max_length=64)
-            pipe = diffusion_train.new_pipeline(tok, seed=plan.seed)
-            losses = diffusion_train.train_diffusion(pipe, images, text_fn, steps_of(plan), bs, plan.lr, plan.seed, progress=progress)
-            diffusion_train.save_pipeline(pipe, out / name, extra=record(name, plan, losses, started))
+            masks = diffusion_train.object_masks(images, tw.render_batch([tw.Scene(s.background, (), s.bg_shade)
+                                                                          for s in scenes]))
+            pipe = diffusion_train.new_pipeline(world_tokenizer(max_length=40), seed=plan.seed)
+            losses = diffusion_train.train_diffusion(pipe, images, text_fn, scaled.steps, bs, plan.lr, plan.seed,
+                                                     masks=masks, **kw)
+            diffusion_train.save_pipeline(pipe, out / name, extra=record(losses))
+            ckpt.clear()
             continue
-        from transformers import CLIPModel
+        from transformers import AutoTokenizer, CLIPModel
 
         if name == "clip-full":
             tok = world_tokenizer(max_length=256)
@@ -144,35 +218,40 @@ def train_all(
             train_vision = True
         else:
             base = "clip-full" if name == "clip-zs" else "clip-zs"
-            from transformers import AutoTokenizer
-
             model = CLIPModel.from_pretrained(str(out / base), dtype=torch.float32)
             tok = AutoTokenizer.from_pretrained(str(out / base))
             if name == "clip-zs":
                 clip_train.reinit_text_tower(model, seed=plan.seed)
             train_vision = False  # locked-image tuning: every variant sees the same visual facts
-        losses = clip_train.train_clip(model, tok, images, text_fn, steps_of(plan), bs, plan.lr, plan.seed,
-                                       train_vision=train_vision, progress=progress)
-        clip_train.save_clip(model, tok, out / name, extra=record(name, plan, losses, started))
+        losses = clip_train.train_clip(model, tok, images, text_fn, scaled.steps, bs, plan.lr, plan.seed,
+                                       train_vision=train_vision, positives=positives, **kw)
+        clip_train.save_clip(model, tok, out / name, extra=record(losses))
+        ckpt.clear()
     report["total_wall_s"] = {"wall_s": round(time.time() - t0, 1)}
     return report
 
 
 def register(subparsers) -> None:
     """Add ``dar train-toy``."""
-    p = subparsers.add_parser("train-toy", help="retrain the toy encoders, generator and probe from scratch")
+    from dar_lib.argtypes import float_in, int_in
+
+    p = subparsers.add_parser("train-toy", help="retrain the toy encoders, generator and probe from scratch",
+                              description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=ASSETS, help="output folder (default: the shipped assets)")
-    p.add_argument("--steps-scale", type=float, default=1.0, help="multiply every stage's steps (0.01: a quick check)")
+    p.add_argument("--steps-scale", type=float_in(0, 100, open_low=True), default=1.0,
+                   help="multiply every stage's steps (0.01: a quick check)")
     p.add_argument("--only", nargs="+", choices=STAGES, help="train only these stages")
-    p.add_argument("--n-train", type=int, default=N_TRAIN, help="number of training scenes")
-    p.add_argument("--batch-size", type=int, default=None, help="override every stage's batch size")
+    p.add_argument("--n-train", type=int_in(2), default=N_TRAIN, help="number of training scenes")
+    p.add_argument("--batch-size", type=int_in(2, 4096), default=None, help="override every stage's batch size")
+    p.add_argument("--resume", action="store_true",
+                   help="skip finished stages and continue a stopped one from its last checkpoint")
+    p.add_argument("--checkpoint-every", type=float_in(1, 86400), default=CHECKPOINT_EVERY_S,
+                   help="seconds between checkpoints (default: %(default)s)")
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    import torch
-
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), 16)))
-    report = train_all(args.out, args.steps_scale, tuple(args.only) if args.only else None, args.n_train, args.batch_size)
+    report = train_all(args.out, args.steps_scale, tuple(args.only) if args.only else None, args.n_train,
+                       args.batch_size, resume=args.resume, checkpoint_every_s=args.checkpoint_every)
     print(json.dumps(report, indent=1))
     return 0

@@ -1,0 +1,131 @@
+"""The house's layout: imports only point down the layers the README draws, and every public definition says what it does."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+LIB = REPO / "dar_lib"
+
+#: The layers, bottom first (the README's layout section). A module may import from its own layer or
+#: any layer below; importing from a layer above is an upward arrow.
+LAYERS: list[tuple[str, ...]] = [
+    ("dar_lib", "dar_lib.errors", "dar_lib.settings", "dar_lib.store", "dar_lib.argtypes"),   # ground floor
+    ("dar_lib.fuse", "dar_lib.retrieve", "dar_lib.metrics"),                                    # the math
+    ("dar_lib.benchmarks",),                                                                    # data
+    ("dar_lib.toymodels",),                                                                     # the toy wing
+    ("dar_lib.models",),                                                                        # one factory
+    ("dar_lib.profiles",),                                                                      # the parameter table
+    ("dar_lib.corpus",),                                                                        # the corpus stage
+    ("dar_lib.pipeline",),                                                                      # Algorithm 1
+    ("dar_lib.evaluate", "dar_lib.stats", "dar_lib.plotting", "dar_lib.explore", "dar_lib.status"),
+    ("dar_lib.chapters", "dar_lib.distributed", "dar_lib.rehearsal"),
+    ("dar_lib.book", "dar_lib.cli"),                                                            # entry points
+]
+
+
+def _modules() -> dict[str, Path]:
+    mods = {}
+    for path in LIB.rglob("*.py"):
+        name = ".".join(path.relative_to(REPO).with_suffix("").parts)
+        mods[name.removesuffix(".__init__")] = path
+    return mods
+
+
+def _layer(module: str) -> int:
+    best, depth = None, -1
+    for i, group in enumerate(LAYERS):
+        for prefix in group:
+            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > depth:
+                best, depth = i, len(prefix)
+    assert best is not None, f"{module} is in no layer: add it to LAYERS (and the README's layout section)"
+    return best
+
+
+def _imports(mods: dict[str, Path]) -> set[tuple[str, str]]:
+    """module -> module edges inside dar_lib, top-level and function-level imports alike."""
+    def resolve(name):
+        while name and name not in mods:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    edges = set()
+    for name, path in mods.items():
+        is_pkg = path.name == "__init__.py"
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parts = name.split(".") if is_pkg else name.split(".")[:-1]
+                    parts = parts[: len(parts) - (node.level - 1)]
+                    base = ".".join(parts + ([base] if base else []))
+                targets = [base] + [f"{base}.{a.name}" for a in node.names]
+            for t in targets:
+                r = resolve(t) if t.startswith("dar_lib") else None
+                if r and r != name:
+                    edges.add((name, r))
+    return edges
+
+
+def test_imports_only_point_down_and_form_no_cycle():
+    mods = _modules()
+    edges = _imports(mods)
+    upward = sorted(f"{a} -> {b}" for a, b in edges if _layer(b) > _layer(a))
+    assert not upward, "imports from a higher layer:\n" + "\n".join(upward)
+    # no cycle among modules (a package __init__ re-exporting its children is not a cycle)
+    graph = {m: {b for a, b in edges if a == m and not (mods[m].name == "__init__.py" and b.startswith(m + "."))}
+             for m in mods}
+    state: dict[str, int] = {}
+
+    def visit(m, path):
+        state[m] = 1
+        for n in graph[m]:
+            if state.get(n) == 1:
+                raise AssertionError("import cycle: " + " -> ".join(path[path.index(n):] + [n]))
+            if n not in state:
+                visit(n, path + [n])
+        state[m] = 2
+
+    for m in graph:
+        if m not in state:
+            visit(m, [m])
+
+
+def test_the_toy_wing_leans_one_way():
+    edges = _imports(_modules())
+    assert not [e for e in edges if e[0].startswith("dar_lib.toymodels") and e[1].startswith("dar_lib.models")]
+
+
+def test_every_public_definition_has_a_docstring():
+    missing = []
+    for path in sorted(LIB.rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        if not ast.get_docstring(tree):
+            missing.append(f"{path.relative_to(REPO)} (module)")
+
+        def visit(node, prefix):
+            for n in node.body:
+                if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and not n.name.startswith("_"):
+                    if not ast.get_docstring(n):
+                        missing.append(f"{path.relative_to(REPO)}:{n.lineno} {prefix}{n.name}")
+                    if isinstance(n, ast.ClassDef):
+                        visit(n, f"{prefix}{n.name}.")
+
+        visit(tree, "")
+    assert not missing, f"{len(missing)} public definitions without a docstring:\n" + "\n".join(missing)
+
+
+def test_the_readme_layout_names_every_top_level_module():
+    readme = (REPO / "README.md").read_text()
+    layout = readme[readme.index("## Layout"):]
+    layout = layout[: layout.index("\n## ", 4)] if "\n## " in layout[4:] else layout
+    for path in sorted(LIB.glob("*.py")):
+        if path.name != "__init__.py":
+            assert path.stem in layout, f"README's layout section does not mention dar_lib/{path.name}"
+    for folder in sorted(p for p in LIB.iterdir() if p.is_dir() and (p / "__init__.py").is_file()):
+        assert f"{folder.name}/" in layout, f"README's layout section does not mention dar_lib/{folder.name}/"
+    assert "measure/" in layout and "benchmarks/" in layout
