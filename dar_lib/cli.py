@@ -35,6 +35,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``dar`` parser with every subcommand registered (importing no torch)."""
     import importlib
 
     parser = argparse.ArgumentParser(
@@ -155,6 +156,7 @@ def _merge(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``dar`` with ``argv``; returns the exit status (2 for a user's mistake, with a one-line message)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")

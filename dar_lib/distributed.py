@@ -61,8 +61,9 @@ class RunSummary:
         done: items in the store at the end.
         generated: items computed by the workers in this run.
         cached: items found in the store (before dispatch or by a worker).
-        retries: batches resubmitted after their worker died or the task failed.
-        failures: batches given up on after ``max_retries`` resubmissions.
+        retries: batches resubmitted after their worker, node or result object was lost.
+        failures: batches given up on: lost more than ``max_retries`` times, or failed with an
+            error raised in the worker's own code (never retried).
         seconds: wall time of the stage.
         workers: actors used.
         errors: the first few error messages.
@@ -87,6 +88,7 @@ class RunSummary:
         return self.generated / self.seconds if self.seconds > 0 else 0.0
 
     def as_dict(self) -> dict:
+        """Every field plus ``per_second`` (rounded to 3 decimals), as a JSON-ready dict."""
         return {**dataclasses.asdict(self), "per_second": round(self.per_second, 3)}
 
     def __str__(self) -> str:
@@ -169,11 +171,18 @@ class GenerateWorker(_Worker):
         self.gen = CachedGenerator(load_model("generator", generator, device), ArtefactStore(store_root))
 
     def describe(self) -> dict:
-        """The generator fingerprint and how it resolves ``None`` settings (the driver builds keys from them)."""
+        """``{"fingerprint": <the generator's fingerprint>}``; the driver builds image keys from it (and :meth:`resolve`)."""
         g = self.gen.generator
         return {"fingerprint": g.fingerprint()}
 
     def resolve(self, steps, guidance, size):
+        """The ``(steps, guidance, size)`` the generator actually uses for these overrides (``None`` = its default).
+
+        A generator without ``resolve`` gets the values back unchanged.
+
+        Raises:
+            ValueError: a setting out of range (see ``DiffusersGenerator.resolve``).
+        """
         g = self.gen.generator
         return tuple(g.resolve(steps, guidance, size)) if hasattr(g, "resolve") else (steps, guidance, size)
 
@@ -208,6 +217,10 @@ class CorpusWorker(_Worker):
         self.store = ArtefactStore(store_root)
 
     def describe(self) -> dict:
+        """``{"fingerprint", "corpus", "n_corpus"}``: the encoder's fingerprint, the rebuilt benchmark's corpus fingerprint and size.
+
+        The driver compares the last two with its own benchmark and builds chunk keys from the first.
+        """
         return {"fingerprint": self.encoder.fingerprint(), "corpus": self.bench.fingerprint,
                 "n_corpus": len(self.bench.corpus_paths)}
 
@@ -340,7 +353,8 @@ def generate(cfg, pairs: Sequence[tuple[str, int]], store, *, address: str | Non
         address: Ray address (``"auto"``, ``"ray://host:10001"``); ``None`` starts a local Ray.
         progress: show a progress bar for the whole run (images, images/s, time left).
         num_workers: actors (default: one per GPU of the cluster, else one per CPU).
-        max_retries: resubmissions of a batch whose worker died (and restarts per actor).
+        max_retries: resubmissions of a batch whose worker died (Ray never restarts an actor; a
+            dead one is replaced by a fresh replica).
         raise_on_failure: raise ``RuntimeError`` (after every other batch finished) when a batch failed.
 
     Returns:
@@ -407,7 +421,8 @@ def corpus_embeddings(cfg, bench, store, *, address: str | None = None, progress
     """Fill the store's corpus-embedding chunks of ``cfg.encoder`` on a Ray cluster.
 
     Same chunks and keys as :func:`dar_lib.corpus.corpus_embeddings`; each actor rebuilds the
-    benchmark from ``cfg.benchmark_spec()`` and checks that its corpus fingerprint matches the driver's ``bench``.
+    benchmark from ``cfg.benchmark_spec()``, and the driver checks that the first actor's corpus
+    fingerprint and size match its own ``bench`` before dispatching.
 
     Args:
         cfg: the :class:`~dar_lib.evaluate.EvalConfig` (benchmark spec, encoder, device).
@@ -416,8 +431,9 @@ def corpus_embeddings(cfg, bench, store, *, address: str | None = None, progress
         address: Ray address; ``None`` starts a local Ray.
         progress: show a progress bar (corpus images, images/s, time left).
         num_workers: actors (default: one per GPU, else one per CPU).
-        max_retries: resubmissions of a batch whose worker died (and restarts per actor).
-        chunks_per_batch: corpus chunks (of ``CORPUS_CHUNK`` images) per task.
+        max_retries: resubmissions of a batch whose worker died (Ray never restarts an actor; a
+            dead one is replaced by a fresh replica).
+        chunks_per_batch: corpus chunks (of :data:`dar_lib.corpus.CHUNK` images) per task.
         raise_on_failure: raise ``RuntimeError`` when a batch failed.
 
     Returns:

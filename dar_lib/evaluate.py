@@ -140,9 +140,36 @@ class EvalConfig:
 class Backend(Protocol):
     """Something that fills the store before the runner reads it (e.g. :class:`dar_lib.distributed.RayBackend`)."""
 
-    def generate(self, cfg: EvalConfig, pairs: Sequence[tuple[str, int]], store, *, progress: bool = True): ...
+    def generate(self, cfg: EvalConfig, pairs: Sequence[tuple[str, int]], store, *, progress: bool = True):
+        """Put the image of every (prompt, seed) pair into ``store`` before the runner reads it.
 
-    def embed_corpus(self, cfg: EvalConfig, bench, store, *, progress: bool = True): ...
+        Entries must sit under the keys the runner's own
+        :class:`~dar_lib.models.generators.CachedGenerator` computes (same generator fingerprint,
+        hence same device precision, and the resolved steps, guidance and size of ``cfg``); the
+        runner generates whatever is still missing itself. Any return value is ignored.
+
+        Args:
+            cfg: the evaluation (``generator``, ``device``, ``steps``, ``guidance``, ``size``, ``batch_size``).
+            pairs: the unique (prompt, seed) pairs to provide (a shard run passes only its share).
+            store: the :class:`~dar_lib.store.ArtefactStore` the runner reads.
+            progress: show progress.
+        """
+        ...
+
+    def embed_corpus(self, cfg: EvalConfig, bench, store, *, progress: bool = True):
+        """Put every corpus-embedding chunk of ``cfg.encoder`` for ``bench`` into ``store``.
+
+        Entries must be those of :func:`dar_lib.corpus.corpus_embeddings` (same chunks, keys and
+        float32 unit-norm rows); the runner computes any chunk still missing itself. Any return
+        value is ignored.
+
+        Args:
+            cfg: the evaluation (``encoder``, ``device`` and the benchmark spec).
+            bench: the runner's benchmark; its corpus size and fingerprint decide chunks and keys.
+            store: the :class:`~dar_lib.store.ArtefactStore` the runner reads.
+            progress: show progress.
+        """
+        ...
 
 
 def _progress(iterable, progress: bool, **kw):

@@ -114,10 +114,21 @@ class ArtefactStore:
         return hash_parts(kind=kind, **parts)
 
     def path(self, kind: str, key: str) -> Path:
+        """The file of an entry, ``<root>/<kind>/<key[:2]>/<key>``; it need not exist."""
         return self.root / kind / key[:2] / key
 
     # -- raw bytes ----------------------------------------------------------------------
     def put_bytes(self, kind: str, key: str, payload: bytes) -> None:
+        """Store ``payload`` under ``(kind, key)`` atomically, replacing any existing entry.
+
+        The file holds a header line ``DAR1 <sha256 hex> <length>`` and then the payload; it is
+        written to a temporary file in the same folder and renamed into place.
+
+        Args:
+            kind: entry kind, the store's top-level folder (e.g. ``"llm"``, ``"image_emb"``).
+            key: the entry's key, usually from :meth:`key`.
+            payload: the bytes to store.
+        """
         digest = hashlib.sha256(payload).hexdigest().encode()
         header = _MAGIC + b" " + digest + b" " + str(len(payload)).encode() + b"\n"
         atomic_write_bytes(self.path(kind, key), header + payload)
@@ -149,31 +160,46 @@ class ArtefactStore:
             return None
 
     def has(self, kind: str, key: str) -> bool:
+        """Whether a valid entry exists; reads and verifies it, removing it if corrupt (see :meth:`get_bytes`)."""
         return self.get_bytes(kind, key) is not None
 
     # -- typed helpers ------------------------------------------------------------------
     def put_json(self, kind: str, key: str, value: Any) -> None:
+        """Store ``value`` as UTF-8 JSON with sorted keys.
+
+        Raises:
+            TypeError: ``value`` is not JSON-serialisable.
+        """
         self.put_bytes(kind, key, json.dumps(value, ensure_ascii=False, sort_keys=True).encode("utf-8"))
 
     def get_json(self, kind: str, key: str) -> Any | None:
+        """The decoded JSON value, or ``None`` if absent or corrupt (a stored JSON ``null`` also reads as ``None``)."""
         b = self.get_bytes(kind, key)
         return None if b is None else json.loads(b.decode("utf-8"))
 
     def put_array(self, kind: str, key: str, arr: np.ndarray) -> None:
+        """Store ``arr`` in ``.npy`` format (dtype and shape kept, made C-contiguous, no pickle).
+
+        Raises:
+            ValueError: ``arr`` has dtype ``object`` (pickling is not allowed).
+        """
         buf = io.BytesIO()
         np.save(buf, np.ascontiguousarray(arr), allow_pickle=False)
         self.put_bytes(kind, key, buf.getvalue())
 
     def get_array(self, kind: str, key: str) -> np.ndarray | None:
+        """The stored array with its original dtype and shape, or ``None`` if absent or corrupt."""
         b = self.get_bytes(kind, key)
         return None if b is None else np.load(io.BytesIO(b), allow_pickle=False)
 
     def put_image(self, kind: str, key: str, image: Image.Image) -> None:
+        """Store ``image`` as a (lossless) PNG."""
         buf = io.BytesIO()
         image.save(buf, format="PNG")
         self.put_bytes(kind, key, buf.getvalue())
 
     def get_image(self, kind: str, key: str) -> Image.Image | None:
+        """The stored image, fully loaded, in the mode it was saved in; ``None`` if absent or corrupt."""
         b = self.get_bytes(kind, key)
         if b is None:
             return None
@@ -182,6 +208,19 @@ class ArtefactStore:
         return img
 
     def get_or_compute_json(self, kind: str, key: str, fn: Callable[[], Any]) -> Any:
+        """The stored JSON value, or ``fn()`` computed, stored and returned when there is none.
+
+        A ``fn`` returning ``None`` is stored as ``null`` but reads back as missing, so it is
+        called again next time.
+
+        Args:
+            kind: entry kind.
+            key: the entry's key.
+            fn: computes the value (JSON-serialisable) on a miss.
+
+        Returns:
+            The value; on a miss, ``fn()``'s own object (not a JSON round trip of it).
+        """
         value = self.get_json(kind, key)
         if value is None:
             value = fn()
@@ -189,6 +228,16 @@ class ArtefactStore:
         return value
 
     def get_or_compute_array(self, kind: str, key: str, fn: Callable[[], np.ndarray]) -> np.ndarray:
+        """The stored array, or ``np.asarray(fn())`` computed, stored and returned when there is none.
+
+        Args:
+            kind: entry kind.
+            key: the entry's key.
+            fn: computes the array on a miss (anything ``np.asarray`` accepts, e.g. a CPU tensor).
+
+        Returns:
+            The array, with the dtype and shape ``fn`` produced.
+        """
         value = self.get_array(kind, key)
         if value is None:
             value = np.asarray(fn())
@@ -197,6 +246,7 @@ class ArtefactStore:
 
     # -- maintenance --------------------------------------------------------------------
     def keys(self, kind: str) -> Iterator[str]:
+        """Yield the key of every entry file of ``kind`` (sorted; not verified; nothing if the kind has none)."""
         base = self.root / kind
         if base.is_dir():
             for p in sorted(base.glob("*/*")):
@@ -218,5 +268,6 @@ class ArtefactStore:
         return copied
 
     def clear(self) -> None:
+        """Delete every entry of every kind, leaving an empty ``root`` folder."""
         shutil.rmtree(self.root, ignore_errors=True)
         self.root.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ import pytest
 
 from dar_lib import distributed
 from dar_lib.benchmarks import load_benchmark
-from dar_lib.evaluate import EvalConfig, evaluate, plan
+from dar_lib.evaluate import EvalConfig, build_pipeline, evaluate, plan
 from dar_lib.store import ArtefactStore
 
 RANK_COLS = ["method", "dialog_idx", "round_idx", "target_id", "rank"]
@@ -27,7 +27,7 @@ def toy_models():
     Freshly initialised models would be faster to build, but they embed every generated image
     almost alike, so the ranks would hinge on float rounding instead of on the backend.
     """
-    from dar_lib.models.toy import ASSETS
+    from dar_lib.toymodels import ASSETS
 
     if (ASSETS / "sd" / "model_index.json").exists() and (ASSETS / "clip-zs" / "config.json").exists():
         return {"encoder": "toy:clip-zs", "generator": "toy:sd"}
@@ -72,7 +72,7 @@ def runs(cfg, ray_local, tmp_path_factory):
 def _runs(cfg, root: Path) -> dict:
     local, on_ray = ArtefactStore(root / "local"), ArtefactStore(root / "ray")
     tables = {"local": evaluate(cfg, local, progress=False),
-              "ray": evaluate(cfg, on_ray, progress=False, backend="ray")}
+              "ray": evaluate(cfg, on_ray, progress=False, backend=distributed.RayBackend())}
     merged = ArtefactStore(root / "merged")
     for i in range(2):
         shard = ArtefactStore(root / f"shard{i}")
@@ -87,8 +87,18 @@ def _files(store: ArtefactStore, kind: str) -> dict[str, Path]:
 
 
 def _pairs(cfg, store):
-    bench = load_benchmark(cfg.benchmark, cfg.n_dialogues, toy_size=cfg.toy_size, seed=cfg.seed)
-    return bench, plan(cfg, bench, store, progress=False).pairs
+    bench = load_benchmark(cfg.benchmark, cfg.n_dialogues, toy_size=cfg.toy_size, seed=cfg.world_seed)
+    return bench, plan(build_pipeline(cfg, store), bench, cfg.methods, progress=False).pairs
+
+
+def test_the_evaluator_does_not_import_the_ray_backend():
+    """Ray is a backend the CLI injects: importing and running the evaluator never imports dar_lib.distributed."""
+    import subprocess
+
+    code = ("import sys, dar_lib.evaluate, dar_lib.pipeline, dar_lib.corpus; "
+            "print('dar_lib.distributed' in sys.modules, 'ray' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "False"]
 
 
 def test_without_ray_the_error_says_how_to_install(monkeypatch, tmp_path):
@@ -171,7 +181,7 @@ def test_killed_worker_batch_is_retried_with_identical_results(runs, cfg, tmp_pa
 def test_summary_reports_application_errors_as_failures(cfg, ray_local, tmp_path):
     import dataclasses
 
-    bad = dataclasses.replace(cfg, size=-8)  # the generator raises in every batch: not retried, reported
+    bad = dataclasses.replace(cfg, size=40)  # the toy generator draws 32 px only: it raises in every batch
     with pytest.raises(RuntimeError, match=r"0/1 done .* 0 retries, 1 failures") as err:
         distributed.generate(bad, [("a red circle", 0)], ArtefactStore(tmp_path), progress=False, max_retries=1)
     assert "First error: batch 0:" in str(err.value)
@@ -180,7 +190,7 @@ def test_summary_reports_application_errors_as_failures(cfg, ray_local, tmp_path
 
 @needs_ray
 def test_workers_refuse_a_benchmark_they_cannot_rebuild(cfg, ray_local, tmp_path):
-    other = load_benchmark(cfg.benchmark, cfg.n_dialogues, toy_size=cfg.toy_size, seed=cfg.seed + 1)
+    other = load_benchmark(cfg.benchmark, cfg.n_dialogues, toy_size=cfg.toy_size, seed=cfg.world_seed + 1)
     with pytest.raises(RuntimeError, match="rebuilt benchmark 'toy-flan' with corpus"):
         distributed.corpus_embeddings(cfg, other, ArtefactStore(tmp_path), progress=False)
     assert not (tmp_path / "corpus_emb").exists()

@@ -36,6 +36,7 @@ class RemoteFile:
 
     @property
     def url(self) -> str:
+        """The raw download URL, ``<RAW_BASE>/<owner>/<repo>/<commit>/<path>`` (read at call time)."""
         return f"{RAW_BASE}/{self.owner}/{self.repo}/{self.commit}/{self.path}"
 
 

@@ -57,9 +57,19 @@ class FetchReport:
 
     @property
     def ok(self) -> bool:
+        """True when no file failed (fetched and skipped files both count as success)."""
         return not self.failed
 
     def summary(self, max_failures: int = 10) -> str:
+        """A human-readable report: one line of counts, retries, MB (10^6 bytes) and seconds, then failures.
+
+        Args:
+            max_failures: failed files listed one per line (``"  FAILED <path>: <reason>"``);
+                any beyond are counted in a final ``"... and N more"`` line.
+
+        Returns:
+            Newline-joined text, no trailing newline.
+        """
         lines = [
             f"fetched {len(self.fetched)}, skipped {len(self.skipped)} (already present), "
             f"failed {len(self.failed)}; {self.retries} retries, {self.n_bytes / 1e6:.1f} MB "

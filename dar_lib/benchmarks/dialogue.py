@@ -29,6 +29,7 @@ class Dialogue:
 
     @property
     def caption(self) -> str:
+        """The initial caption, ``dialog[0]`` (round 0)."""
         return self.dialog[0]
 
     @property
@@ -42,6 +43,7 @@ class Dialogue:
 
     @property
     def n_rounds(self) -> int:
+        """Rounds including the caption, ``len(dialog)`` (11 in ChatIR's sets, see :data:`N_ROUNDS`)."""
         return len(self.dialog)
 
     def query_text(self, round_idx: int) -> str:

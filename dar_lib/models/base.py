@@ -18,9 +18,36 @@ class Encoder(Protocol):
     id: str
     dim: int
 
-    def encode_text(self, texts: Sequence[str]) -> torch.Tensor: ...
+    def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
+        """Embed texts into the shared space.
 
-    def encode_images(self, images: Sequence[Image.Image]) -> torch.Tensor: ...
+        Every implementation must return row ``i`` for ``texts[i]``, L2-normalised, as a float32
+        CPU tensor without autograd history (callers call ``.numpy()`` on it), whatever device
+        and dtype the model runs in; texts longer than the model's limit are truncated, not refused.
+
+        Args:
+            texts: ``n`` strings (``n`` may be 0).
+
+        Returns:
+            float32 CPU tensor ``(n, dim)``, unit-norm rows; ``(0, dim)`` for no texts.
+        """
+        ...
+
+    def encode_images(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """Embed images into the same space as :meth:`encode_text`.
+
+        Same contract: row ``i`` for ``images[i]``, L2-normalised, float32, on the CPU, no autograd
+        history; preprocessing (resize, normalisation) is the encoder's own and is named by
+        :meth:`fingerprint`. Implementations may accept more than PIL images (the shipped ones also
+        take uint8 ``(H, W, 3)`` arrays and file paths).
+
+        Args:
+            images: ``n`` PIL images of any mode (converted to RGB).
+
+        Returns:
+            float32 CPU tensor ``(n, dim)``, unit-norm rows; ``(0, dim)`` for no images.
+        """
+        ...
 
     def fingerprint(self) -> str:
         """A string naming everything that determines the embeddings (id, revision, preprocessing)."""
@@ -40,9 +67,34 @@ class Generator(Protocol):
         steps: int | None = None,
         guidance: float | None = None,
         size: int | None = None,
-    ) -> list[Image.Image]: ...
+    ) -> list[Image.Image]:
+        """Generate one image per (prompt, seed) pair.
 
-    def fingerprint(self) -> str: ...
+        Every implementation must seed one generator per image from its seed alone, so that a
+        (prompt, seed, settings) triple gives the same image whatever batch it is in (up to kernel
+        rounding), and must never substitute another seed for a failed image.
+
+        Args:
+            prompts: ``n`` non-empty text prompts.
+            seeds: ``n`` integer seeds, one per prompt.
+            steps: denoising steps; ``None`` uses the generator's default.
+            guidance: classifier-free guidance scale; ``None`` uses the default.
+            size: square image side in pixels; ``None`` uses the default.
+
+        Returns:
+            ``n`` RGB PIL images, in the order of ``prompts``.
+
+        Raises:
+            ValueError: ``prompts`` and ``seeds`` differ in length.
+        """
+        ...
+
+    def fingerprint(self) -> str:
+        """A string naming everything besides (prompt, seed, steps, guidance, size) that determines the images.
+
+        E.g. model id, revision, pipeline class and dtype; it is part of every cached image's key.
+        """
+        ...
 
 
 @runtime_checkable
@@ -63,4 +115,11 @@ class Reformulator(Protocol):
         """R2: K diverse generator prompts for the query."""
         ...
 
-    def fingerprint(self) -> str: ...
+    def fingerprint(self) -> str:
+        """A string naming everything besides the input that determines R1/R2 outputs.
+
+        E.g. for an LLM backend: model id and revision, prompt template and reply-parser versions,
+        sampling settings. :class:`~dar_lib.models.reformulators.CachedReformulator` keys every
+        stored output by it.
+        """
+        ...

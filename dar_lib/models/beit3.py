@@ -109,6 +109,7 @@ class Beit3Config:
 
     @property
     def num_patches(self) -> int:
+        """Patches per image, ``(img_size // patch_size) ** 2`` (576 for 384 px, 16 px patches)."""
         return (self.img_size // self.patch_size) ** 2
 
     @classmethod
@@ -154,6 +155,16 @@ class Multiway(nn.Module):
         self.A, self.B = a, b
 
     def forward(self, x: torch.Tensor, way: str) -> torch.Tensor:
+        """Apply ``A`` to the whole input when ``way`` is ``"vision"``, else ``B`` (single-modality passes only).
+
+        Args:
+            x: the wrapped module's input, e.g. (B, L, D) hidden states, or (1, L) position indices
+                for the position tables.
+            way: ``VISION`` (``"vision"``) or ``TEXT``; any other value also selects ``B``.
+
+        Returns:
+            The chosen copy's output, e.g. (B, L, D') for a Linear or LayerNorm, (1, L, D) for an Embedding.
+        """
         return self.A(x) if way == VISION else self.B(x)
 
 
@@ -168,6 +179,17 @@ class VisionEmbedding(nn.Module):
         self.mask_token = nn.Parameter(torch.zeros(1, 1, cfg.embed_dim))
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Patch tokens with the class token first; positions are added later, by :class:`Encoder`.
+
+        Args:
+            pixels: normalised images (B, in_chans, img_size, img_size).
+
+        Returns:
+            (B, 1 + num_patches, embed_dim); row 0 is ``cls_token``, then the patches row-major.
+
+        Raises:
+            ValueError: the images are not ``img_size`` x ``img_size`` pixels.
+        """
         if pixels.shape[-2:] != (self.img_size, self.img_size):
             raise ValueError(f"BEiT-3 expects {self.img_size}x{self.img_size} images, got {tuple(pixels.shape[-2:])}")
         x = self.proj(pixels).flatten(2).transpose(1, 2)
@@ -192,6 +214,17 @@ class MultiheadAttention(nn.Module):
                               if cfg.subln else None)
 
     def forward(self, x: torch.Tensor, way: str, key_padding_mask: torch.Tensor | None) -> torch.Tensor:
+        """Multi-head self-attention over the L tokens, projections chosen by ``way``.
+
+        Args:
+            x: hidden states (B, L, D), D = embed_dim = heads * head_dim.
+            way: ``"vision"`` (copies ``A``) or ``"text"`` (copies ``B``).
+            key_padding_mask: (B, L), true/nonzero at padded tokens, which no token attends to;
+                ``None`` attends to all.
+
+        Returns:
+            (B, L, D), same dtype as ``x`` (the softmax runs in float32).
+        """
         b, t, d = x.shape
         h, hd = self.num_heads, self.head_dim
         # Same order of operations as torchscale: scale q, then q @ k^T, softmax in float32.
@@ -219,6 +252,7 @@ class FeedForwardNetwork(nn.Module):
         self.ffn_layernorm = nn.LayerNorm(cfg.ffn_dim, eps=cfg.layernorm_eps) if cfg.subln else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(..., embed_dim) -> (..., embed_dim) through an ffn_dim-wide hidden layer; dtype of ``x`` kept."""
         x = self.fc1(x)
         x = F.gelu(x.float()).type_as(x)
         if self.ffn_layernorm is not None:
@@ -238,6 +272,13 @@ class EncoderLayer(nn.Module):
         self.final_layer_norm = Multiway(nn.LayerNorm(d, eps=eps), nn.LayerNorm(d, eps=eps))
 
     def forward(self, x: torch.Tensor, way: str, key_padding_mask: torch.Tensor | None) -> torch.Tensor:
+        """One block: hidden states (B, L, D) -> (B, L, D).
+
+        Args:
+            x: hidden states (B, L, D).
+            way: ``"vision"`` or ``"text"``: which copy of every LayerNorm, projection and FFN.
+            key_padding_mask: (B, L), true/nonzero at padded tokens, or ``None``.
+        """
         x = x + self.self_attn(self.self_attn_layer_norm(x, way), way, key_padding_mask)
         return x + self.ffn(self.final_layer_norm(x, way), way)
 
@@ -255,6 +296,24 @@ class Encoder(nn.Module):
                            if cfg.normalize_output else None)
 
     def forward(self, tokens: torch.Tensor, way: str, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Add positions, zero padded tokens, run every layer and the final LayerNorm.
+
+        Token ``i`` gets position row ``i + 2`` (:data:`POSITION_OFFSET`) of table ``A`` (vision)
+        or ``B`` (text), so L is at most ``1 + num_patches`` for images and
+        ``max_source_positions - 2`` for texts.
+
+        Args:
+            tokens: embedded tokens (B, L, D), not ids: :class:`VisionEmbedding` output (L = 1 +
+                num_patches) or ``text_embed(input_ids)``.
+            way: ``"vision"`` or ``"text"``.
+            padding_mask: (B, L), true/nonzero at padding (texts only), or ``None``.
+
+        Returns:
+            Hidden states (B, L, D); row 0 is the class / ``<s>`` token the retrieval heads read.
+
+        Raises:
+            IndexError: L exceeds the position table (raised by ``nn.Embedding`` on the CPU).
+        """
         positions = torch.arange(POSITION_OFFSET, tokens.shape[1] + POSITION_OFFSET, device=tokens.device)
         x = tokens + self.embed_positions(positions.unsqueeze(0), way)
         if padding_mask is not None:
@@ -286,7 +345,7 @@ class BEiT3(nn.Module):
 
 
 class Beit3ForRetrieval(nn.Module):
-    """unilm's ``BEiT3ForRetrieval`` for inference: the backbone and the two 768x768 heads.
+    """unilm's ``BEiT3ForRetrieval`` for inference: the backbone and the two embed_dim x embed_dim heads (768x768 for base).
 
     Args:
         cfg: the model sizes.
@@ -345,7 +404,8 @@ def load_beit3(path: str | Path, *, image_size: int | None = None,
         head_size: attention head size (:data:`BEIT3_HEAD_SIZE`); heads = ``embed_dim // head_size``.
 
     Returns:
-        The model in eval mode, on the CPU, in float32 (or the checkpoint's dtype).
+        The model in eval mode, on the CPU, in float32 (``load_state_dict`` copies a half-precision
+        checkpoint's tensors into the float32 parameters).
 
     Raises:
         FileNotFoundError: no such file (the message says where to get it).

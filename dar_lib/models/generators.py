@@ -103,6 +103,10 @@ class DiffusersGenerator:
         self.images_generated = 0
 
     def fingerprint(self) -> str:
+        """``"diffusers:<id>@<revision or 'unpinned'>|pipe=<pipeline class>|dtype=<dtype>"`` (image cache keys use it).
+
+        Steps, guidance and size are not in it: :class:`CachedGenerator` keys each image by them.
+        """
         return (f"diffusers:{self.id}@{self.revision or 'unpinned'}|pipe={type(self.pipe).__name__}"
                 f"|dtype={_dtype_name(self.dtype)}")
 
@@ -141,6 +145,8 @@ class DiffusersGenerator:
 
         Raises:
             BlackImageError: when an output is entirely black (names the prompt and seed).
+            ValueError: ``prompts`` and ``seeds`` differ in length, a prompt is empty, or a setting
+                is out of range (see :meth:`resolve`).
         """
         prompts, seeds = list(prompts), [int(s) for s in seeds]
         if len(prompts) != len(seeds):
@@ -232,6 +238,7 @@ class CachedGenerator:
         self.misses = 0
 
     def fingerprint(self) -> str:
+        """The wrapped generator's fingerprint (caching does not change the images)."""
         return self.generator.fingerprint()
 
     def key(self, prompt: str, seed: int, steps, guidance, size) -> str:

@@ -62,6 +62,20 @@ class LLMQuestioner:
         self.id = f"questioner:{chat.id}"
 
     def ask(self, turns: Sequence[str], last=None) -> str:
+        """The next question: one chat call on :func:`question_messages`, cleaned by :func:`clean_question`.
+
+        Args:
+            turns: the dialogue so far (caption first, then "question? answer" turns).
+            last: ignored (the LLM sees the text only).
+
+        Returns:
+            One question ending in ``"?"``; a generic question when the reply is empty.
+
+        Raises:
+            RuntimeError: the ``openai`` endpoint failed (raised by the backend's ``chat``; the
+                reply itself is never validated or retried).
+            ValueError: the ``hf-llm`` tokenizer has no chat template.
+        """
         return clean_question(self.chat.chat(question_messages(list(turns))))
 
 
@@ -76,6 +90,16 @@ class ToyQuestioner:
         self.id = "questioner:toy"
 
     def ask(self, turns: Sequence[str], last=None) -> str:
+        """The next question from :class:`~dar_lib.benchmarks.toyworld.ToyQuestioner`.
+
+        Args:
+            turns: the dialogue so far (caption first, then "question? answer" turns).
+            last: the previous ``TurnResult``; the scenes of its ``top_ids`` are the candidates the
+                question should split. ``None`` or empty ``top_ids``: the fixed question order.
+
+        Returns:
+            A question ending in ``"?"``, in the toy world's vocabulary.
+        """
         candidates = None
         if last is not None and len(last.top_ids):
             candidates = [self.scenes[int(i)] for i in last.top_ids]

@@ -481,12 +481,27 @@ class HFChatReformulator(_ChatReformulator):
         self.fallback = bool(fallback)
 
     def settings(self) -> dict:
+        """``max_new_tokens`` and ``do_sample``, plus ``temperature`` and ``seed`` when sampling (part of the fingerprint)."""
         s = {"max_new_tokens": self.max_new_tokens, "do_sample": self.do_sample}
         if self.do_sample:
             s.update(temperature=self.temperature, seed=self.seed)
         return s
 
     def chat(self, messages):
+        """One local chat completion: the decoded new tokens of the model's reply to ``messages``.
+
+        The tokenizer's chat template is applied with a generation prompt; decoding is greedy, or
+        sampled at ``temperature`` after ``torch.manual_seed(seed)`` when ``do_sample`` is set.
+
+        Args:
+            messages: OpenAI-style ``{"role", "content"}`` messages.
+
+        Returns:
+            The reply text, special tokens skipped, otherwise unparsed (it may hold reasoning blocks).
+
+        Raises:
+            ValueError: the tokenizer has no chat template.
+        """
         import torch
 
         if not getattr(self.tokenizer, "chat_template", None):
@@ -553,9 +568,26 @@ class OpenAIReformulator(_ChatReformulator):
         self.id = f"openai:{model}@{root}"
 
     def settings(self) -> dict:
+        """``temperature`` and ``max_tokens`` as sent in each request (part of the fingerprint)."""
         return {"temperature": self.temperature, "max_tokens": self.max_tokens}
 
     def chat(self, messages):
+        """POST ``messages`` to the endpoint and return ``choices[0].message.content``.
+
+        Sends ``model``, ``temperature`` and ``max_tokens``, with a bearer token when ``api_key`` is
+        set. Timeouts, connection errors, HTTP 5xx and 429 are retried after ``backoff * 2**(n-1)``
+        seconds, up to ``max_retries`` times.
+
+        Args:
+            messages: OpenAI-style ``{"role", "content"}`` messages.
+
+        Returns:
+            The reply text, unparsed (``""`` when the server sends ``null`` content).
+
+        Raises:
+            RuntimeError: another HTTP 4xx, a malformed JSON body, or no answer after
+                ``max_retries + 1`` attempts (the message names the URL).
+        """
         import requests
 
         body = {"model": self.model, "messages": messages, "temperature": self.temperature,
@@ -614,9 +646,18 @@ class LlamaCppReformulator(_ChatReformulator):
         self.id = f"gguf:{self.path.name}"
 
     def settings(self) -> dict:
+        """``max_tokens`` and the fixed ``temperature`` 0.0 (part of the fingerprint)."""
         return {"max_tokens": self.max_tokens, "temperature": 0.0}
 
     def chat(self, messages):
+        """One greedy (temperature 0) ``create_chat_completion`` call on the loaded GGUF model.
+
+        Args:
+            messages: OpenAI-style ``{"role", "content"}`` messages.
+
+        Returns:
+            The reply text, unparsed (``""`` when the model returns no content).
+        """
         out = self.llm.create_chat_completion(messages=messages, max_tokens=self.max_tokens, temperature=0.0)
         return out["choices"][0]["message"]["content"] or ""
 
@@ -661,6 +702,11 @@ class ReplayReformulator:
         return [self._VARIANTS[i % len(self._VARIANTS)].format(q=q) for i in range(k)]
 
     def fingerprint(self) -> str:
+        """``"<id>|n=<entries>|vary=<vary_prompts>"``: the table's size, not a hash of its queries.
+
+        Two tables of the same size under the same ``id`` share a fingerprint, so give each
+        recorded set its own ``id`` (``from_json`` uses the file name).
+        """
         return f"{self.id}|n={len(self.table)}|vary={self.vary_prompts}"
 
     @classmethod
@@ -695,12 +741,15 @@ class IdentityReformulator:
     cacheable = False
 
     def rewrite(self, turns: Sequence[str], *, ref: tuple[str, int] | None = None) -> str:
+        """R1: the turns joined with ``", "`` (each passed through ``str``); ``ref`` is ignored."""
         return ", ".join(str(t) for t in turns)
 
     def prompts(self, query: str, k: int) -> list[str]:
+        """R2: ``k`` copies of ``query`` itself (no template, no style suffix)."""
         return [query] * k
 
     def fingerprint(self) -> str:
+        """The constant ``"identity"``."""
         return "identity"
 
 
@@ -733,6 +782,7 @@ class CachedReformulator:
         return int(getattr(self.reformulator, "fallbacks", 0))
 
     def fingerprint(self) -> str:
+        """The wrapped reformulator's fingerprint (caching does not change what it outputs)."""
         return self.reformulator.fingerprint()
 
     def _cached(self, key_parts: dict, fn: Callable[[], object]):
@@ -749,6 +799,21 @@ class CachedReformulator:
         return output
 
     def rewrite(self, turns: Sequence[str], *, ref: tuple[str, int] | None = None) -> str:
+        """R1 through the store: the stored query, or the wrapped ``rewrite`` (stored unless a fallback).
+
+        The key holds the fingerprint and the turns; ``ref`` is part of it too except for the LLM
+        backends and :class:`IdentityReformulator`, whose output depends on the text only.
+
+        Args:
+            turns: the dialogue so far (caption first, then "question? answer" turns).
+            ref: (target image path, round_idx), passed on to the wrapped reformulator.
+
+        Returns:
+            The query.
+
+        Raises:
+            ReformulationError: from the wrapped reformulator, with nothing stored.
+        """
         parts = {"stage": "R1", "turns": [str(t) for t in turns]}
         # LLM outputs depend on the text only; other adapters (replay, toy) may read ``ref``.
         if not isinstance(self.reformulator, (_ChatReformulator, IdentityReformulator)):
@@ -756,5 +821,10 @@ class CachedReformulator:
         return self._cached(parts, lambda: self.reformulator.rewrite(turns, ref=ref))
 
     def prompts(self, query: str, k: int) -> list[str]:
+        """R2 through the store, keyed by the fingerprint, ``query`` and ``k``: ``k`` prompts (list of str).
+
+        Raises:
+            ReformulationError: from the wrapped reformulator, with nothing stored.
+        """
         return self._cached({"stage": "R2", "query": query, "k": int(k)},
                             lambda: list(self.reformulator.prompts(query, k)))

@@ -8,7 +8,7 @@ import torch
 
 
 def warmup_cosine(opt: torch.optim.Optimizer, warmup: int, steps: int, floor: float = 0.0):
-    """Linear warm-up over ``warmup`` steps, then cosine decay to ``floor`` x the peak rate."""
+    """Linear warm-up over ``warmup`` steps (capped at ``max(1, steps // 5)``), then cosine decay to ``floor`` x the peak rate."""
     warmup = min(warmup, max(1, steps // 5))
 
     def factor(s: int) -> float:
@@ -62,6 +62,7 @@ class Checkpointer:
         return torch.load(self.path, map_location="cpu", weights_only=False)
 
     def due(self) -> bool:
+        """Whether to save now: a ``path`` is set and ``every_s`` seconds (monotonic clock) passed since the last save or construction."""
         import time
 
         return self.path is not None and time.monotonic() - self._last >= self.every_s

@@ -29,10 +29,24 @@ SCENES_FILE = "scenes.json"
 
 
 def corpus_path(corpus_id: int) -> str:
+    """The corpus path of a toy image, ``"toy/<corpus_id, 8 digits zero-padded>.png"`` (no file is written)."""
     return f"toy/{corpus_id:08d}.png"
 
 
 def build_root(n_corpus: int, n_dialogues: int, seed: int) -> Path:
+    """The default folder of a build: ``settings.cache_dir()/"toyworld"/<16 hex digits>``.
+
+    The name is the sha256 of the parameters and :data:`WORLD_VERSION`, so a new world version
+    never reuses an old build. The folder itself is not created.
+
+    Args:
+        n_corpus: corpus size.
+        n_dialogues: dialogues per style.
+        seed: master seed.
+
+    Returns:
+        The folder path.
+    """
     key = hash_parts(kind="toyworld", version=WORLD_VERSION, n_corpus=n_corpus, n_dialogues=n_dialogues, seed=seed)
     return settings.cache_dir() / "toyworld" / key[:16]
 

@@ -92,6 +92,7 @@ class Said:
         return "the " + " ".join(words) if words else "the object"
 
     def introduced(self) -> list[int]:
+        """Scene object indices the dialogue has introduced so far, ascending."""
         return sorted(self.objects)
 
 

@@ -295,6 +295,7 @@ class Facts:
         return describe(self.background, self.objects, self.count)
 
     def known(self) -> dict:
+        """A copy of the facts as a plain dict: ``{"background", "count", "objects"}`` (objects: list of attr dicts)."""
         return {"background": self.background, "count": self.count, "objects": [dict(o) for o in self.objects]}
 
     def consistent(self, table: dict[str, np.ndarray]) -> np.ndarray:

@@ -98,6 +98,22 @@ class ToyQuestioner:
         return self.phrase(facts, *best)
 
     def phrase(self, facts: Facts, slot: str, j: int) -> str:
+        """The question text for one open slot, e.g. ``"where is the red circle?"``.
+
+        Args:
+            facts: what the dialogue has said so far; object ``j`` is named by its known colour and
+                shape (``"the object"`` when only its size or position is known).
+            slot: ``"background"``, ``"count"``, ``"others"``, ``"position"``, ``"size"``, ``"color"``
+                or ``"shape"``.
+            j: index into ``facts.objects`` of the object asked about; an object with no known facts
+                (or beyond the list) is called ``"the main object"``.
+
+        Returns:
+            A question ending in ``"?"``.
+
+        Raises:
+            KeyError: an unknown ``slot``.
+        """
         ref = _ref(facts.objects[j]) if j < len(facts.objects) and facts.objects[j] else "the main object"
         return {
             "background": "what color is the background?",

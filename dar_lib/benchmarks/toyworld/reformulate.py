@@ -78,4 +78,5 @@ class ToyReformulator:
         return [variants[i % len(variants)] for i in range(k)]
 
     def fingerprint(self) -> str:
+        """``"toy:rules:v<VERSION>"``; bump :attr:`VERSION` when the rules change so cached outputs are not reused."""
         return f"{self.id}:v{self.VERSION}"

@@ -85,9 +85,14 @@ class Scene:
 
     @property
     def primary(self) -> Obj:
+        """The salient object (``objects[0]``, the largest, the one the first caption names)."""
         return self.objects[0]
 
     def to_json(self) -> dict:
+        """A JSON-ready dict: ``background``, ``bg_shade`` and ``objects`` (each with every :class:`Obj` field).
+
+        :meth:`from_json` reads it back to an equal scene.
+        """
         return {
             "background": self.background,
             "bg_shade": self.bg_shade,
@@ -100,6 +105,12 @@ class Scene:
 
     @classmethod
     def from_json(cls, rec: dict) -> "Scene":
+        """The scene of a :meth:`to_json` record (``bg_shade`` defaults to 0; values are not validated).
+
+        Raises:
+            KeyError: ``background`` or ``objects`` is missing.
+            TypeError: an object record has a missing or unknown field.
+        """
         objs = tuple(Obj(**o) for o in rec["objects"])
         return cls(background=rec["background"], objects=objs, bg_shade=int(rec.get("bg_shade", 0)))
 
@@ -141,6 +152,9 @@ def random_scene(rng: random.Random) -> Scene:
 
 def family(rng: random.Random, size: int) -> list[Scene]:
     """``size`` scenes that share the background and the salient object and differ in everything else.
+
+    A scene whose salient object is small has no look-alikes: the family is then that one scene,
+    whatever ``size`` is.
 
     Real corpora hold many images a caption cannot tell apart ("a man riding a horse on a beach");
     families are the toy world's version: the caption and the first answers narrow the search to a

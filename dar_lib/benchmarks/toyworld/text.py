@@ -21,10 +21,12 @@ def tokenize(text: str) -> list[str]:
 
 
 def article(word: str) -> str:
+    """``"an"`` if ``word`` starts with a lower-case vowel letter, else ``"a"`` (``word`` must be non-empty)."""
     return "an" if word[0] in "aeiou" else "a"
 
 
 def position_phrase(position: str) -> str:
+    """``"in the <position>"``, e.g. ``"in the top left"`` for a grid position name."""
     return f"in the {position}"
 
 
@@ -83,6 +85,7 @@ def describe(background: str | None, objects: Sequence[ObjFacts], count: int | N
 
 
 def obj_facts(obj: Obj) -> dict[str, str]:
+    """All four facts of a scene object as an :data:`ObjFacts` dict: color, shape, size, position."""
     return {"color": obj.color, "shape": obj.shape, "size": obj.size, "position": obj.position}
 
 

@@ -1,0 +1,63 @@
+"""The command line: a user's mistake is one line (`dar: error: ...`, exit status 2), a traceback only with -v."""
+
+from __future__ import annotations
+
+import pytest
+
+from dar_lib.cli import main
+
+EVAL = ["eval", "--benchmark", "toy-flan", "--encoder", "toy:clip-zs", "--toy-size", "smoke", "--n-dialogues", "2",
+        "--quiet"]
+
+
+def _run(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    return exit_info.value.code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option, value, fragment", [
+    ("--steps", "0", "argument --steps: must be an integer in 1..1000, got '0'"),
+    ("--batch-size", "0", "argument --batch-size: must be an integer in 1..4096"),
+    ("-k", "11", "argument -k/--k-images: must be an integer in 1..10"),
+    ("--guidance", "nan", "argument --guidance: must be a number in [0, 50]"),
+    ("--n-dialogues", "-3", "argument --n-dialogues: must be an integer in >= 1"),
+    ("--size", "abc", "argument --size: must be an integer"),
+])
+def test_numeric_options_are_range_checked_before_any_work(option, value, fragment, capsys):
+    code, err = _run(EVAL + [option, value], capsys)
+    assert code == 2 and fragment in err and "Traceback" not in err
+
+
+def test_a_user_error_is_one_line_with_status_2(capsys):
+    rc = main(["eval", "--benchmark", "nosuch", "--encoder", "toy:clip-zs", "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("dar: error: unknown benchmark 'nosuch'") and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_verbose_shows_the_traceback():
+    with pytest.raises(ValueError, match="unknown benchmark 'nosuch'"):
+        main(["-v", "eval", "--benchmark", "nosuch", "--encoder", "toy:clip-zs", "--quiet"])
+
+
+def test_a_model_that_needs_the_hub_says_so_and_where_to_read(capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    rc = main(["eval", "--benchmark", "toy-flan", "--encoder", "blip:Salesforce/blip-itm-base-coco", "--toy-size",
+               "smoke", "--n-dialogues", "2", "--methods", "baseline", "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "blip:Salesforce/blip-itm-base-coco" in err and "Paper scale" in err
+    assert "Traceback" not in err
+
+
+def test_bad_setting_in_a_config_is_named(capsys):
+    rc = main(["eval", "--benchmark", "toy-flan", "--encoder", "toy:clip-zs", "--schedule", "sometimes", "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "schedule" in err and "sometimes" in err
+
+
+def test_other_commands_check_their_numbers_too(capsys):
+    code, err = _run(["fetch-data", "coco", "--workers", "0", "--image-root", "/tmp/x"], capsys)
+    assert code == 2 and "--workers" in err
+    code, err = _run(["train-toy", "--steps-scale", "0"], capsys)
+    assert code == 2 and "--steps-scale" in err
