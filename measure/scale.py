@@ -42,7 +42,8 @@ def main() -> None:
     import torch
 
     from dar_lib import distributed
-    from dar_lib.evaluate import EvalConfig, _model, generate
+    from dar_lib.evaluate import EvalConfig, build_pipeline, generate
+    from dar_lib.models import load_model
     from dar_lib.store import ArtefactStore
 
     ap = argparse.ArgumentParser(description=__doc__)
@@ -66,14 +67,14 @@ def main() -> None:
         generator = toy_generator(tmp)
         cfg = EvalConfig(benchmark="toy-flan", encoder="toy:clip-zs", generator=generator, batch_size=args.batch_size)
         result["generator"] = generator if generator == "toy:sd" else "toy (freshly initialised)"
-        _model("generator", generator, None)  # load once, outside the timings (each actor loads its own)
+        load_model("generator", generator, None)  # load once, outside the timings (each actor loads its own)
 
         default_threads = torch.get_num_threads()
         for threads in [int(x) for x in args.local_threads.split(",")]:
             # A Ray CPU actor runs one torch thread; on a busy machine one thread per core can be far slower.
             torch.set_num_threads(threads or default_threads)
             t = time.perf_counter()
-            generate(cfg, pairs, ArtefactStore(tmp / f"local{threads}"), progress=False)
+            generate(build_pipeline(cfg, ArtefactStore(tmp / f"local{threads}")), pairs, cfg.batch_size, progress=False)
             local_s = time.perf_counter() - t
             name = f"single_process_{threads or default_threads}_threads"
             result[name] = {"seconds": round(local_s, 2), "images_per_s": round(args.images / local_s, 1)}

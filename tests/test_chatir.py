@@ -323,6 +323,25 @@ def test_duplicate_corpus_path(user_root):
         chatir.load_corpus(root=user_root)
 
 
+def test_empty_dialogue_list_is_refused_when_read(user_root):
+    path = _write_dialogues(user_root, [])
+    with pytest.raises(DataError, match=rf"{re.escape(str(path))}: the dialogue list is empty"):
+        chatir.load("visdial", root=user_root)
+
+
+@pytest.mark.parametrize("paths, fragment", [
+    ([], "the corpus list is empty"),
+    (["a.jpg", "../etc/passwd"], r"record 1: corpus path '../etc/passwd' contains '\.\.'"),
+    (["/abs/a.jpg"], "record 0: corpus path '/abs/a.jpg' is absolute"),
+    (["a\\b.jpg"], "record 0: corpus path .* contains a backslash"),
+])
+def test_corpus_list_is_checked_when_read_not_when_an_image_is_resolved(user_root, paths, fragment):
+    path = user_root / "chatir" / "Search_Space_val_50k.json"
+    path.write_text(json.dumps(paths))
+    with pytest.raises(DataError, match=rf"{re.escape(str(path))}: {fragment}"):
+        chatir.load_corpus(root=user_root)
+
+
 def test_coco_captions_length_mismatch(tmp_path):
     (tmp_path / "plugir").mkdir()
     (tmp_path / "plugir" / "Search_Space_coco.json").write_text(json.dumps(["val2017/1.jpg", "val2017/2.jpg"]))
