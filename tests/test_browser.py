@@ -147,7 +147,12 @@ def test_explorer_slider_changes_the_shown_turn(site, driver):
     # The explorer shows DAR's reformulated query, its generated images and the top-10 of that turn.
     query2 = root.find_element(By.CSS_SELECTOR, ".dar-query").text
     assert query0 and query2 and query2 != query0
-    assert len(root.find_elements(By.CSS_SELECTOR, ".dar-gen img")) >= 1
+    gen = root.find_elements(By.CSS_SELECTOR, ".dar-gen img")
+    assert len(gen) >= 2
+    # the K generated images sit side by side in one row, large enough to see
+    tops = {driver.execute_script("return arguments[0].getBoundingClientRect().top", im) for im in gen}
+    widths = [driver.execute_script("return arguments[0].getBoundingClientRect().width", im) for im in gen]
+    assert len(tops) == 1 and min(widths) >= 128, (tops, widths)
     assert len(root.find_elements(By.CSS_SELECTOR, ".dar-top img")) == 10
     _, errors = _failures(driver, site)
     assert errors == []

@@ -47,11 +47,11 @@ class Stage:
 #: Sized for at most two hours on a quiet 2-core CPU in all (stage times: each ``training.json``, the README).
 PLAN: dict[str, Stage] = {
     "probe": Stage(steps=3000, batch_size=128, lr=3e-3, seed=11),
-    "clip-full": Stage(steps=1500, batch_size=256, lr=1e-3, seed=12),
-    "clip-zs": Stage(steps=1500, batch_size=256, lr=1e-3, seed=13),
-    "clip-cocoft": Stage(steps=400, batch_size=256, lr=3e-4, seed=14),
-    "clip-chatir": Stage(steps=600, batch_size=128, lr=3e-4, seed=15),
-    "sd": Stage(steps=5000, batch_size=64, lr=1e-3, seed=16),
+    "clip-full": Stage(steps=600, batch_size=128, lr=1e-3, seed=12),
+    "clip-zs": Stage(steps=800, batch_size=256, lr=1e-3, seed=13),
+    "clip-cocoft": Stage(steps=200, batch_size=256, lr=3e-4, seed=14),
+    "clip-chatir": Stage(steps=300, batch_size=96, lr=3e-4, seed=15),
+    "sd": Stage(steps=4000, batch_size=64, lr=1e-3, seed=16),
 }
 
 

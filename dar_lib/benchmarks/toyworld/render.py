@@ -9,8 +9,8 @@ from PIL import Image
 
 from dar_lib.benchmarks.toyworld.scenes import POSITIONS, RGB, Scene
 
-#: Half-extent of each size level as a fraction of the image side (about 6, 8 and 11 px at 32 px).
-RADIUS = {"small": 0.095, "medium": 0.13, "large": 0.17}
+#: Half-extent of each size level as a fraction of the image side (about 6, 8 and 10 px across at 32 px).
+RADIUS = {"small": 0.095, "medium": 0.13, "large": 0.16}
 _SUPERSAMPLE = 2
 
 
@@ -53,7 +53,10 @@ def render_array(scene: Scene, size: int = 32) -> np.ndarray:
     # Draw the smaller objects first so the salient object is always on top.
     for obj in reversed(scene.objects):
         cx, cy = _cell_centre(obj.position)
-        mask = _shape_mask(obj.shape, gx - (cx + obj.dx), gy - (cy + obj.dy), RADIUS[obj.size])
+        r = RADIUS[obj.size]
+        # World v2: an object never leaves the picture (a clipped shape cannot be told from another).
+        cx, cy = min(max(cx + obj.dx, r), 1 - r), min(max(cy + obj.dy, r), 1 - r)
+        mask = _shape_mask(obj.shape, gx - cx, gy - cy, r)
         canvas[mask] = _clip_rgb(RGB[obj.color], obj.shade)
     canvas = canvas.reshape(size, _SUPERSAMPLE, size, _SUPERSAMPLE, 3).mean(axis=(1, 3))
     return np.round(canvas).astype(np.uint8)
