@@ -64,8 +64,25 @@ def results_grid(params: Mapping[str, Any], encoders: Mapping[str, str] | None =
     from dar_lib.evaluate import METHODS, grid
 
     encoders = encoders or {r: params["encoders"][r] for r in profiles.ROLES}
-    return grid(benchmarks or params["benchmarks"], encoders, methods=tuple(methods or METHODS), progress=progress,
+    benchmarks = benchmarks or params["benchmarks"]
+    _check_rounds(params, benchmarks)
+    return grid(benchmarks, encoders, methods=tuple(methods or METHODS), progress=progress,
                 **eval_kwargs(params, **overrides))
+
+
+def _check_rounds(params: Mapping[str, Any], names: Sequence[str]) -> None:
+    """Refuse, before any work, a dialogue file (``*.json``) shorter than ChatIR's 11 rounds: the results
+    chapters report rounds up to 10."""
+    from dar_lib.benchmarks.dialogue import N_ROUNDS
+
+    for name in names:
+        if str(name).endswith(".json"):
+            n = benchmark(params, name).dialogues[0].n_rounds
+            if n < N_ROUNDS:
+                raise profiles.ParameterError(
+                    f"parameter 'benchmarks': {name} has dialogues of {n} rounds; the results chapters report "
+                    f"rounds up to {N_ROUNDS - 1}, so they need {N_ROUNDS} (a caption and {N_ROUNDS - 1} turns, as "
+                    "ChatIR's). `dar eval` evaluates dialogues of any length.")
 
 
 def benchmark(params: Mapping[str, Any], name: str):

@@ -83,7 +83,10 @@ def _register_eval(subparsers) -> None:
     p.add_argument("--guidance", type=float_in(0, 50), default=None, help="guidance scale (default: the generator's)")
     p.add_argument("--size", type=int_in(8, 4096), default=None, help="generated image side in pixels")
     p.add_argument("--image-root", default=None, help="corpus image folder (ChatIR benchmarks, your own data)")
-    p.add_argument("--corpus-file", default=None, help="your own corpus list (JSON list of image paths under --image-root)")
+    p.add_argument("--corpus-file", default=None,
+                   help="corpus list (JSON list of image paths under --image-root): your own, with a *.json "
+                        "benchmark; or a subset of ChatIR's 50k list, with a ChatIR set (dialogues whose target "
+                        "is not in it are dropped)")
     p.add_argument("--device", default=None, help="torch device (default: $DAR_DEVICE or cpu)")
     p.add_argument("--batch-size", type=int_in(1, 4096), default=64, help="images per generator/encoder batch")
     p.add_argument("--store", default=None, help="artefact store folder (default: $DAR_CACHE_DIR/store)")

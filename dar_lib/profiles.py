@@ -116,6 +116,8 @@ def _benchmarks(v):
         if not isinstance(name, str) or not (name in TOY or name in CHATIR or name.endswith(".json")):
             raise ValueError(f"{name!r} is neither a benchmark name ({', '.join(TOY + CHATIR)}) nor a "
                              "ChatIR-format dialogue file (*.json)")
+    if len(set(v)) != len(v):
+        raise ValueError(f"must name 4 different benchmarks (the chapters compare them with each other); got {v!r}")
 
 
 def _encoders(v):
@@ -129,6 +131,14 @@ def _encoders(v):
             _model_id("encoder")(spec)
         except ValueError as exc:
             raise ValueError(f"role {role!r}: {exc}") from None
+
+
+def _size(v):
+    if v is None:
+        return
+    _int(8, 4096)(v)
+    if v % 8:
+        raise ValueError("must be a multiple of 8 pixels (or None)")
 
 
 def _k_values(v):
@@ -168,9 +178,13 @@ SCHEMA: dict[str, Param] = {
                            _float(0.0, 50.0, none_ok=True)),
     "steps": Param("sampling steps of the generator (None: its default)", _int(1, 1000, none_ok=True)),
     "guidance": Param("guidance scale of the generator (None: its default)", _float(0.0, 50.0, none_ok=True)),
+    "size": Param("side in pixels of the generated images (None: the generator's default, 1024 for SD3)",
+                  _size),
+    "weak_size": Param("side in pixels of the weaker generator's images (None: its default)", _size),
     "reformulator": Param("reformulator id (R1 + R2)", _model_id("reformulator")),
     "image_root": Param("folder holding the corpus images (ChatIR sets or your own data)", _str(none_ok=True)),
-    "corpus_file": Param("your own corpus list (JSON list of image paths) for *.json benchmarks", _str(none_ok=True)),
+    "corpus_file": Param("a corpus list (JSON list of image paths): your own for *.json benchmarks, or a subset of "
+                         "ChatIR's 50k list for the ChatIR sets", _str(none_ok=True)),
     "records_dir": Param("where chapter run records are written (status page)", _str(none_ok=True)),
 }
 
@@ -207,6 +221,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "weak_guidance": 1.0,
         "steps": None,
         "guidance": None,
+        "size": None,
+        "weak_size": None,
         "reformulator": "toy:rules",
         "image_root": None,
         "corpus_file": None,
@@ -246,6 +262,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "weak_guidance": None,
         "steps": None,
         "guidance": None,
+        "size": None,
+        "weak_size": None,
         "reformulator": "hf-llm:Qwen/Qwen2.5-1.5B-Instruct",
         "image_root": None,  # the COCO image folder (dar fetch-data coco --image-root DIR)
         "corpus_file": None,

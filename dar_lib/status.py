@@ -196,6 +196,8 @@ def run_banner(parameters: Mapping[str, Any]) -> str:
     kind = run_kind(parameters)
     if parameters.get("rehearsal"):
         return ("> **REHEARSAL, NOT RESULTS.** Every hub model of the paper profile was replaced by a tiny randomly "
-                "initialised model of the same class and layout, so the book below exercises the real code path "
-                "end to end; none of its numbers says anything about DAR.")
+                "initialised model of the same class and layout, and the corpus images are random pictures, so the "
+                "book below exercises the real code path end to end; none of its numbers says anything about DAR. "
+                "The stand-in LLM's replies are junk, so every R1 query and R2 prompt is the reformulator's "
+                "recorded fallback (the raw dialogue, template prompts), not an LLM rewrite.")
     return f"> This build ran {kind}."

@@ -7,6 +7,7 @@ Examples:
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -44,6 +45,11 @@ class Benchmark:
     meta: dict = field(default_factory=dict)
 
     def corpus_images(self, ids: Sequence[int]) -> list[Image.Image]:
+        """RGB images of the corpus ids ``ids`` (decoded on demand; call it per batch).
+
+        Raises:
+            DataError: a missing or undecodable image file (names it).
+        """
         return self.load_images(list(ids))
 
 
@@ -67,15 +73,19 @@ def load_benchmark(
             coco``; your own data: the folder the corpus paths are relative to).
         toy_size: ``"default"`` or ``"smoke"`` (toy sets only).
         seed: the toy world's seed.
-        corpus_file: your own corpus list (a JSON list of image paths relative to ``image_root``;
-            list index = corpus id). Needed with a dialogue file.
+        corpus_file: a corpus list (a JSON list of image paths relative to ``image_root``; list
+            index = corpus id). Needed with a dialogue file. With a ChatIR set it restricts the
+            search space to a subset of the 50k list: every path must be in that list, and the
+            dialogues whose target is not in the subset are dropped before ``n_dialogues`` applies
+            (a small rehearsal corpus, or only the images you could download).
 
     Returns:
         The :class:`Benchmark`.
 
     Raises:
         ValueError: an unknown name, a missing ``image_root`` or ``corpus_file``, or ``n_dialogues < 1``.
-        DataError: a malformed, empty or inconsistent dialogue or corpus file (names the file and record).
+        DataError: a malformed, empty or inconsistent dialogue or corpus file (names the file and record),
+            a ChatIR subset with a path outside the 50k list, or one that holds no dialogue's target.
 
     Examples:
         >>> bench = load_benchmark("my_dialogues.json", image_root="photos", corpus_file="corpus.json")  # doctest: +SKIP
@@ -109,14 +119,16 @@ def load_benchmark(
         if image_root is None:
             raise ValueError(f"benchmark {name!r} needs image_root: the folder holding the COCO images "
                              "(download them with `dar fetch-data coco --corpus chatir50k --image-root DIR`)")
-        dialogues = chatir.load(name)
-        paths = chatir.load_corpus()
+        dialogues, paths = _chatir_set(name)
+        meta = {"image_root": str(image_root)}
+        if corpus_file is not None:
+            paths, dialogues = _chatir_subset(name, paths, dialogues, corpus_file)
+            meta["corpus_file"] = str(corpus_file)
 
         def load_images(ids):
             return [images.load_image(images.resolve(image_root, paths[i])) for i in ids]
 
-        bench = Benchmark(name, dialogues, paths, hash_parts(corpus=paths), load_images,
-                          meta={"image_root": str(image_root)})
+        bench = Benchmark(name, dialogues, paths, hash_parts(corpus=paths), load_images, meta=meta)
     elif str(name).endswith(".json"):
         bench = _own_data(str(name), image_root, corpus_file)
     else:
@@ -125,6 +137,68 @@ def load_benchmark(
     if n_dialogues is not None:
         bench.dialogues = bench.dialogues[:n_dialogues]
     return bench
+
+
+def _chatir_set(name: str) -> tuple[list[Dialogue], list[str]]:
+    """A ChatIR set and the 50k list, read and validated once per process for each cache and mirror.
+
+    The files are pinned by sha256 and never change under a given cache folder, while parsing them
+    takes seconds; every chapter loads the four sets once per encoder and method, so they are read once.
+    """
+    from dar_lib import settings
+
+    where = (str(settings.cache_dir()), str(settings.data_mirror()))
+    return list(_chatir_dialogues(name, *where)), list(_chatir_corpus(*where))
+
+
+@functools.lru_cache(maxsize=2)
+def _chatir_corpus(cache_dir: str, mirror: str) -> tuple[str, ...]:
+    from dar_lib.benchmarks import chatir
+
+    return tuple(chatir.load_corpus())
+
+
+@functools.lru_cache(maxsize=8)
+def _chatir_dialogues(name: str, cache_dir: str, mirror: str) -> tuple[Dialogue, ...]:
+    """``chatir.load(name)``, resolving targets against the cached 50k list instead of parsing it again."""
+    from dar_lib.benchmarks import chatir
+    from dar_lib.benchmarks.dialogue import N_ROUNDS, parse_dialogues, read_json
+
+    if name not in chatir.DIALOGUE_SETS:
+        return tuple(chatir.load(name))  # raises its error naming the valid sets
+    index = {p: i for i, p in enumerate(_chatir_corpus(cache_dir, mirror))}
+    path = chatir.fetch(chatir.DIALOGUE_SETS[name])
+    return tuple(parse_dialogues(read_json(path), index, source=path, n_rounds=N_ROUNDS))
+
+
+def _chatir_subset(name: str, paths: list[str], dialogues: list[Dialogue], corpus_file) -> tuple[list[str], list[Dialogue]]:
+    """Restrict a ChatIR set to a subset of its 50k search space.
+
+    Returns:
+        ``(subset, dialogues)``: the subset's paths in the file's order (index = corpus id) and the
+        dialogues whose target is in it, in their original order, with target ids into the subset.
+
+    Raises:
+        DataError: a malformed list (see ``parse_corpus``), a path outside the 50k list, or no
+            dialogue left (each names the file).
+    """
+    from pathlib import Path
+
+    from dar_lib.benchmarks.dialogue import parse_corpus, read_json
+    from dar_lib.errors import DataError
+
+    subset = parse_corpus(read_json(Path(corpus_file)), corpus_file)
+    full = set(paths)
+    for i, p in enumerate(subset):
+        if p not in full:
+            raise DataError(f"{corpus_file}: record {i}: {p!r} is not in ChatIR's {len(paths):,}-image search space "
+                            "(a corpus file given with a ChatIR set must list a subset of it)")
+    index = {p: i for i, p in enumerate(subset)}
+    kept = [Dialogue(target_id=index[d.image], image=d.image, dialog=d.dialog) for d in dialogues if d.image in index]
+    if not kept:
+        raise DataError(f"{corpus_file}: none of the {len(dialogues):,} {name} dialogues has its target among the "
+                        f"{len(subset):,} images of this corpus subset; include their targets (the 'img' of each record)")
+    return subset, kept
 
 
 def _own_data(path: str, image_root, corpus_file) -> Benchmark:

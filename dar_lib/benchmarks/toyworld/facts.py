@@ -1,6 +1,6 @@
 """Read toy-world facts back from text: captions, "question? answer" turns, or free text a person types.
 
-One parser serves the reformulator, the ceiling and the answerer, so whatever the text says
+One parser serves the reformulator, the reference curves and the answerer, so whatever the text says
 (a wrong answer included) is exactly what they all know.
 """
 

@@ -12,7 +12,7 @@ class ToyReformulator:
     """R1 and R2 by rules. It stands in for an LLM: it is not one, and understands only the toy world.
 
     R1 (:meth:`rewrite`) reads a toy dialogue (caption, then ``"question? answer"`` turns) or free
-    text a person types with the same parser the ceiling uses, skips uninformative and off-target
+    text a person types with the same parser the reference curves use, skips uninformative and off-target
     turns, "not sure" answers and FLAN's ``"Answer:"`` artefacts, keeps the newest answer when two
     disagree, and writes ONE caption in the canonical, ``full_caption``-like form (fixed fact order),
     stating only the facts known: the same facts always give the same caption, so generation caches hit.

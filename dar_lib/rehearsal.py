@@ -1,0 +1,570 @@
+"""The paper profile rehearsed: every paper model replaced by a tiny random stand-in of the same class and layout.
+
+A rehearsal runs the whole book under ``--profile paper`` on a CPU in minutes, through the very code
+paths a real run takes: the same ids (``blip-original:``, ``blip:``, ``clip:``, ``beit3:``, ``sd3:``,
+``sd:``, ``hf-llm:``), the same factory and importers, ChatIR's real dialogue files, and a corpus laid
+out like COCO's ``unlabeled2017/`` folder. Only the weights and the images are fake:
+
+- each hub id or checkpoint file of ``PROFILES["paper"]`` gets a stand-in folder or file under
+  ``<root>/models/`` named like it (``models/Salesforce/blip-itm-base-coco``, ``models/model_base.pth``),
+  built from configs with random weights: original-layout BLIP checkpoints (pre-training layout with
+  the captioning decoder, momentum copies and queues for the zero-shot role; ITM layout for ChatIR's),
+  a transformers ``BlipForImageTextRetrieval`` folder, a ``CLIPModel`` folder, a BEiT-3 checkpoint in
+  unilm's layout with a sentencepiece model, an SD3-shaped ``StableDiffusion3Pipeline``, an
+  SD-2.1-shaped ``StableDiffusionPipeline`` and a Qwen2-shaped chat LLM with a chat template. The
+  BLIP and BEiT-3 towers are 64 wide with one head, so the importers' head-size-64 rule holds as for
+  the real checkpoints;
+- the corpus is a subset of ChatIR's 50k list (the targets of the first :data:`N_TARGETS` dialogues
+  and :data:`N_DISTRACTORS` others) whose files are random-looking JPEGs of :data:`IMAGE_SIDE` pixels;
+  ``load_benchmark`` restricts each ChatIR set to it through ``corpus_file``.
+
+The LLM's replies are junk (it has random weights), so R1 and R2 take the recorded fallback of
+``hf-llm:...?fallback=true`` (the raw dialogue as the query, template prompts). Its
+``generation_config.json`` ends every reply after :data:`LLM_REPLY_TOKENS` junk tokens (a logit bias
+on ``<|im_end|>``): unusable replies are never cached, so the rehearsal asks the LLM a few thousand
+times, and 128 junk tokens each would add many minutes without exercising anything more.
+
+Everything is built once into ``<cache>/rehearsal-v<VERSION>/`` and reused; :func:`prepare` returns
+the parameters that point the paper profile at it. ``dar book --profile paper --rehearsal`` runs it.
+
+Examples:
+    >>> overrides = prepare()                                             # doctest: +SKIP
+    >>> overrides["encoders"]["zero-shot"]                                # doctest: +SKIP
+    'blip-original:/root/.cache/dar/rehearsal-v1/models/model_base.pth+/root/.cache/dar/rehearsal-v1/models/Salesforce/blip-itm-base-coco'
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import zlib
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+#: Version of the stand-ins; part of the cache folder's name, so a change rebuilds them.
+VERSION = 1
+#: The first N dialogues' targets are in the rehearsal corpus (the four sets share targets and order).
+N_TARGETS = 8
+#: Other images of the 50k list in the rehearsal corpus.
+N_DISTRACTORS = 120
+#: Side of the corpus JPEGs in pixels.
+IMAGE_SIDE = 48
+#: Width of the BLIP, CLIP and BEiT-3 stand-in towers: one attention head of 64, the head size of the real
+#: BLIP and BEiT-3 (their importers derive the head count from it).
+WIDTH = 64
+#: Junk tokens in each stand-in LLM reply before it ends its turn.
+LLM_REPLY_TOKENS = 2
+#: Sizes the rehearsal runs at, on top of the profile's smoke sizes (``dar_lib.profiles.SMOKE``).
+SIZES: dict[str, Any] = {"n_dialogues": 2, "steps": 2, "weak_steps": 2, "size": 32, "weak_size": 32}
+#: Words of the stand-in tokenizers' vocabularies, taken from this many dialogues of the VisDial set.
+VOCAB_DIALOGUES = 300
+
+
+def default_root() -> Path:
+    """``<DAR_CACHE_DIR>/rehearsal-v<VERSION>``, where the stand-ins are built and reused."""
+    from dar_lib import settings
+
+    return settings.cache_dir() / f"rehearsal-v{VERSION}"
+
+
+# -- shared pieces ----------------------------------------------------------------------------------
+class _Context:
+    """What the builders share: the vocabulary words and the sentencepiece model, computed once."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self._words: list[str] | None = None
+
+    @property
+    def words(self) -> list[str]:
+        if self._words is None:
+            from dar_lib.benchmarks import chatir
+
+            counts: Counter[str] = Counter()
+            for d in chatir.load("visdial")[:VOCAB_DIALOGUES]:
+                for turn in d.dialog:
+                    counts.update(re.findall(r"[a-z]+", turn.lower()))
+            self._words = [w for w, _ in counts.most_common(400) if len(w) > 1]
+        return self._words
+
+    def sentences(self) -> list[str]:
+        from dar_lib.benchmarks import chatir
+
+        return [t for d in chatir.load("visdial")[:VOCAB_DIALOGUES] for t in d.dialog]
+
+    @property
+    def spm(self) -> Path:
+        return self.root / "models" / "beit3.spm"
+
+
+def _seeded(seed: int):
+    import torch
+
+    torch.manual_seed(seed)
+
+
+def _bert_tokenizer(words: list[str]):
+    """BLIP's tokenizer class (``BertTokenizer``, uncased WordPiece) over a small vocabulary, with
+    BLIP's two extra tokens ``[DEC]`` and ``[ENC]`` at the end, as in its 30,524-entry vocabulary."""
+    from transformers import BertTokenizer
+
+    chars = list("abcdefghijklmnopqrstuvwxyz0123456789")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars, *list("?,.!'\"-:;()/&"),
+             *[f"##{c}" for c in chars], *[w for w in words if w not in chars], "[DEC]", "[ENC]"]
+    vocab = list(dict.fromkeys(vocab))
+    return BertTokenizer(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True, model_max_length=512)
+
+
+def _clip_tokenizer():
+    """CLIP's tokenizer class (byte-level BPE with ``</w>`` word ends) with no merges: one token per byte."""
+    from transformers import CLIPTokenizer
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    chars = list(bytes_to_unicode().values())
+    vocab = {c: i for i, c in enumerate(chars)}
+    vocab.update({f"{c}</w>": len(chars) + i for i, c in enumerate(chars)})
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
+
+
+def _t5_tokenizer(spm: Path):
+    """T5's tokenizer class (unigram) with the pieces of the stand-in sentencepiece model."""
+    import sentencepiece
+    from transformers import T5Tokenizer
+
+    sp = sentencepiece.SentencePieceProcessor(model_file=str(spm))
+    pieces = [(sp.id_to_piece(i), float(sp.get_score(i))) for i in range(len(sp))
+              if not (sp.is_control(i) or sp.is_unknown(i))]
+    return T5Tokenizer(vocab=[("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), *pieces], extra_ids=0,
+                       model_max_length=512)
+
+
+def _blip_config(vocab_size: int, bos: int, sep: int):
+    """BLIP-base's config shrunk: 224-px-style ViT at 32 px (patch 16), one layer per tower, heads of 64."""
+    from transformers import BlipConfig
+
+    return BlipConfig(
+        text_config=dict(vocab_size=vocab_size, hidden_size=WIDTH, num_hidden_layers=1, num_attention_heads=1,
+                         intermediate_size=WIDTH, max_position_embeddings=512, layer_norm_eps=1e-12,
+                         hidden_act="gelu", pad_token_id=0, bos_token_id=bos, sep_token_id=sep),
+        # BlipVisionConfig's default initializer_range (1e-10) gives near-constant image features.
+        vision_config=dict(hidden_size=WIDTH, num_hidden_layers=1, num_attention_heads=1, intermediate_size=WIDTH,
+                           image_size=32, patch_size=16, layer_norm_eps=1e-6, hidden_act="gelu",
+                           initializer_range=0.02),
+        image_text_hidden_size=16)
+
+
+def _blip_model(ctx: _Context, seed: int):
+    from transformers import BlipForImageTextRetrieval
+
+    tok = _bert_tokenizer(ctx.words)
+    _seeded(seed)
+    model = BlipForImageTextRetrieval(_blip_config(len(tok), tok.convert_tokens_to_ids("[DEC]"), tok.sep_token_id))
+    return model.eval(), tok
+
+
+def _original_blip_state(model) -> dict:
+    """A transformers BLIP's weights under the original BLIP names (``position_ids`` included)."""
+    import torch
+
+    from dar_lib.models import blip_import as bi
+
+    sd = {bi.hf_to_original_key(k): v.detach().clone() for k, v in model.state_dict().items()}
+    sd[bi.POSITION_IDS] = torch.arange(model.config.text_config.max_position_embeddings).unsqueeze(0)
+    return sd
+
+
+# -- the stand-ins, one builder per paper-profile name ----------------------------------------------
+def _build_spm(ctx: _Context, dest: Path) -> None:
+    """unilm's ``beit3.spm``: a unigram sentencepiece model, here trained on ChatIR captions and turns."""
+    import io
+
+    import sentencepiece
+
+    buf = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(sentence_iterator=iter(ctx.sentences()), model_writer=buf,
+                                             vocab_size=256, model_type="unigram", num_threads=1,
+                                             hard_vocab_limit=False, minloglevel=2)
+    dest.write_bytes(buf.getvalue())
+
+
+def _build_blip_coco(ctx: _Context, dest: Path) -> None:
+    """``Salesforce/blip-itm-base-coco``: a transformers BLIP folder (weights, tokenizer, image processor).
+
+    It is also the base config and tokenizer of the two original-layout checkpoints, as the hub
+    folder is for the real ones.
+    """
+    from transformers import BlipImageProcessor
+
+    model, tok = _blip_model(ctx, seed=1)
+    model.save_pretrained(dest)
+    tok.save_pretrained(dest)
+    BlipImageProcessor(size={"height": 32, "width": 32}).save_pretrained(dest)
+
+
+def _build_blip_pretrain(ctx: _Context, dest: Path) -> None:
+    """BLIP's pre-training ``model_base.pth``: ``{"model": state}`` in BLIP_Pretrain's layout.
+
+    The contrastive parts and the ITM head, their momentum copies (``*_m.*``), the queues and their
+    pointer, the temperature, and the captioning decoder ``text_decoder.*`` (a BERT LM head model with
+    cross-attention) whose weights are tied to the text encoder's except its self-attention, as
+    BLIP's ``tie_encoder_decoder_weights`` ties them.
+    """
+    import torch
+    from transformers import BlipTextConfig
+    from transformers.models.blip.modeling_blip_text import BlipTextLMHeadModel
+
+    from dar_lib.models import blip_import as bi
+
+    model, _ = _blip_model(ctx, seed=2)
+    sd = _original_blip_state(model)
+    for prefix in ("visual_encoder.", "text_encoder.", "vision_proj.", "text_proj."):
+        for k in [k for k in sd if k.startswith(prefix)]:
+            sd[prefix[:-1] + "_m." + k[len(prefix):]] = sd[k].clone()
+    _seeded(3)
+    text_cfg = BlipTextConfig(**{**model.config.text_config.to_dict(), "is_decoder": True})
+    decoder = BlipTextLMHeadModel(text_cfg).state_dict()
+    for k, v in decoder.items():
+        shared = "text_encoder." + k.removeprefix("bert.")
+        own = k.startswith("bert.encoder.layer.") and ".attention." in k
+        if k.startswith("bert.") and not own and shared in sd and sd[shared].shape == v.shape:
+            v = sd[shared]  # tied to the encoder, as in BLIP
+        sd["text_decoder." + k] = v
+    sd["text_decoder.bert.embeddings.position_ids"] = sd[bi.POSITION_IDS].clone()  # a saved buffer, as in BLIP
+    sd["text_decoder.cls.predictions.decoder.weight"] = sd["text_encoder.embeddings.word_embeddings.weight"]
+    sd["text_decoder.cls.predictions.decoder.bias"] = sd["text_decoder.cls.predictions.bias"]
+    dim = model.config.image_text_hidden_size
+    sd.update(temp=torch.tensor(0.07), image_queue=torch.randn(dim, 16), text_queue=torch.randn(dim, 16),
+              queue_ptr=torch.zeros(1, dtype=torch.long))
+    torch.save({"model": sd}, dest)
+
+
+def _build_blip_chatir(ctx: _Context, dest: Path) -> None:
+    """ChatIR's ``chatir_weights.ckpt``: BLIP_ITM's layout (the retrieval parts, ``itm_head``, ``position_ids``)."""
+    import torch
+
+    model, _ = _blip_model(ctx, seed=4)
+    torch.save({"model": _original_blip_state(model)}, dest)
+
+
+def _build_clip(ctx: _Context, dest: Path) -> None:
+    """``openai/clip-vit-base-patch16``: a ``CLIPModel`` folder with its tokenizer and image processor."""
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+
+    tok = _clip_tokenizer()
+    _seeded(5)
+    cfg = CLIPConfig(
+        text_config=dict(vocab_size=len(tok), hidden_size=WIDTH, intermediate_size=WIDTH, num_attention_heads=1,
+                         num_hidden_layers=1, max_position_embeddings=77, bos_token_id=tok.bos_token_id,
+                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id),
+        vision_config=dict(hidden_size=WIDTH, intermediate_size=WIDTH, num_attention_heads=1, num_hidden_layers=1,
+                           image_size=32, patch_size=16),
+        projection_dim=16)
+    CLIPModel(cfg).eval().save_pretrained(dest)
+    tok.save_pretrained(dest)
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(dest)
+
+
+def _build_beit3(ctx: _Context, dest: Path) -> None:
+    """unilm's ``beit3_base_patch16_384_coco_retrieval.pth``: ``{"model": state}`` of BEiT3ForRetrieval."""
+    import sentencepiece
+    import torch
+
+    from dar_lib.models import beit3 as b3
+
+    n = len(sentencepiece.SentencePieceProcessor(model_file=str(ctx.spm)))
+    cfg = b3.Beit3Config(embed_dim=WIDTH, layers=1, heads=1, ffn_dim=WIDTH, img_size=32, patch_size=16,
+                         vocab_size=n + 10, max_source_positions=1024)
+    _seeded(6)
+    sd = {k: v.clone() for k, v in b3.Beit3ForRetrieval(cfg).state_dict().items()}
+    sd["logit_scale"] = torch.tensor(2.6593)  # log(1 / 0.07), as trained
+    torch.save({"model": sd}, dest)
+
+
+def _vae(latent_channels: int, **kw):
+    """A two-block VAE (downsampling 2x; the real ones have four blocks and 8x)."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
+                         up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 8), layers_per_block=1,
+                         latent_channels=latent_channels, norm_num_groups=4, sample_size=32, **kw)
+
+
+def _clip_text(tok, cls_name: str, **kw):
+    import transformers
+    from transformers import CLIPTextConfig
+
+    cfg = CLIPTextConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_attention_heads=1,
+                         num_hidden_layers=1, max_position_embeddings=77, bos_token_id=tok.bos_token_id,
+                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, **kw)
+    return getattr(transformers, cls_name)(cfg)
+
+
+def _build_sd3(ctx: _Context, dest: Path) -> None:
+    """``stabilityai/stable-diffusion-3-medium-diffusers``: a ``StableDiffusion3Pipeline`` folder.
+
+    Its parts as in SD3: an MMDiT (``SD3Transformer2DModel``, patch 2, 16 latent channels), two CLIP text
+    encoders with projection, a T5 encoder, a 16-channel VAE and the flow-matching Euler scheduler.
+    """
+    from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
+    from transformers import T5Config, T5EncoderModel
+
+    tok, t5_tok = _clip_tokenizer(), _t5_tokenizer(ctx.spm)
+    _seeded(7)
+    transformer = SD3Transformer2DModel(sample_size=16, patch_size=2, in_channels=16, out_channels=16, num_layers=1,
+                                        attention_head_dim=8, num_attention_heads=2, joint_attention_dim=32,
+                                        caption_projection_dim=16, pooled_projection_dim=32, pos_embed_max_size=16)
+    t5 = T5EncoderModel(T5Config(vocab_size=len(t5_tok), d_model=32, d_kv=8, d_ff=32, num_layers=1, num_heads=2,
+                                 pad_token_id=0, eos_token_id=1, decoder_start_token_id=0))
+    pipe = StableDiffusion3Pipeline(
+        transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
+        vae=_vae(16, shift_factor=0.0609, scaling_factor=1.5035, use_quant_conv=False, use_post_quant_conv=False),
+        text_encoder=_clip_text(tok, "CLIPTextModelWithProjection", projection_dim=16), tokenizer=tok,
+        text_encoder_2=_clip_text(tok, "CLIPTextModelWithProjection", projection_dim=16), tokenizer_2=tok,
+        text_encoder_3=t5, tokenizer_3=t5_tok)
+    pipe.save_pretrained(dest)
+
+
+def _build_sd21(ctx: _Context, dest: Path) -> None:
+    """``stabilityai/stable-diffusion-2-1``: a ``StableDiffusionPipeline`` folder (UNet, CLIP text encoder,
+    4-channel VAE, DDIM with v-prediction as SD 2.1; no safety checker)."""
+    from diffusers import DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+
+    tok = _clip_tokenizer()
+    _seeded(8)
+    unet = UNet2DConditionModel(sample_size=16, in_channels=4, out_channels=4, layers_per_block=1,
+                                block_out_channels=(8, 16), down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=16,
+                                norm_num_groups=4, attention_head_dim=(2, 4), use_linear_projection=True)
+    sched = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+                          set_alpha_to_one=False, prediction_type="v_prediction", steps_offset=1)
+    pipe = StableDiffusionPipeline(unet=unet, scheduler=sched, vae=_vae(4, scaling_factor=0.18215),
+                                   text_encoder=_clip_text(tok, "CLIPTextModel"), tokenizer=tok, safety_checker=None,
+                                   feature_extractor=None, requires_safety_checker=False)
+    pipe.save_pretrained(dest)
+
+
+#: ChatML, the chat format of the Qwen2.5 instruct models.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+
+
+def _build_llm(ctx: _Context, dest: Path) -> None:
+    """``Qwen/Qwen2.5-1.5B-Instruct``: a ``Qwen2ForCausalLM`` folder with a byte-level BPE tokenizer and ChatML.
+
+    The tokenizer is trained here on the R1/R2 templates and ChatIR's dialogues (1,024 entries instead
+    of Qwen's 151,646), so prompts take about as many tokens as with the real one. Random weights, so
+    every reply is junk; the generation config ends each reply after :data:`LLM_REPLY_TOKENS` tokens
+    (see the module docstring for why).
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import GenerationConfig, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+    from dar_lib.models import prompts as P
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    text = [P.R1_SYSTEM, P.R1_TEMPLATE, P.R2_SYSTEM, P.R2_TEMPLATE, P.R1_RETRY, P.R2_RETRY, *ctx.sentences()]
+    bpe.train_from_iterator(text, trainers.BpeTrainer(vocab_size=1024, special_tokens=specials, show_progress=False,
+                                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                  additional_special_tokens=["<|im_start|>"], model_max_length=4096)
+    tok.chat_template = CHAT_TEMPLATE
+    end, pad = bpe.token_to_id("<|im_end|>"), bpe.token_to_id("<|endoftext|>")
+    _seeded(9)
+    model = Qwen2ForCausalLM(Qwen2Config(vocab_size=bpe.get_vocab_size(), hidden_size=16, intermediate_size=32,
+                                         num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+                                         max_position_embeddings=4096, tie_word_embeddings=True,
+                                         eos_token_id=end, pad_token_id=pad, bos_token_id=None)).eval()
+    model.generation_config = GenerationConfig(eos_token_id=[end, pad], pad_token_id=pad,
+                                               min_new_tokens=LLM_REPLY_TOKENS, sequence_bias=[[[end], 100.0]])
+    model.save_pretrained(dest)
+    tok.save_pretrained(dest)
+
+
+#: Paper-profile model names (hub ids and checkpoint files) -> the builder of their stand-in, in build
+#: order (the sentencepiece model first: BEiT-3 and SD3's T5 tokenizer use it).
+STANDINS: dict[str, Callable[[_Context, Path], None]] = {
+    "beit3.spm": _build_spm,
+    "Salesforce/blip-itm-base-coco": _build_blip_coco,
+    "model_base.pth": _build_blip_pretrain,
+    "chatir_weights.ckpt": _build_blip_chatir,
+    "openai/clip-vit-base-patch16": _build_clip,
+    "beit3_base_patch16_384_coco_retrieval.pth": _build_beit3,
+    "stabilityai/stable-diffusion-3-medium-diffusers": _build_sd3,
+    "stabilityai/stable-diffusion-2-1": _build_sd21,
+    "Qwen/Qwen2.5-1.5B-Instruct": _build_llm,
+}
+
+
+# -- the corpus -------------------------------------------------------------------------------------
+def corpus_paths(n_targets: int = N_TARGETS, n_distractors: int = N_DISTRACTORS, seed: int = 0) -> list[str]:
+    """The rehearsal corpus: a subset of ChatIR's 50k list, in that list's order.
+
+    Args:
+        n_targets: the first N dialogues' targets (the same in all four sets; checked).
+        n_distractors: other images of the 50k list, drawn with ``seed``.
+        seed: seed of the draw.
+
+    Raises:
+        DataError: the four sets do not share their first targets.
+    """
+    import numpy as np
+
+    from dar_lib.benchmarks import CHATIR, chatir
+    from dar_lib.errors import DataError
+
+    full = chatir.load_corpus()
+    targets = [d.image for d in chatir.load(CHATIR[0])[:n_targets]]
+    for name in CHATIR[1:]:
+        if [d.image for d in chatir.load(name)[:n_targets]] != targets:
+            raise DataError(f"ChatIR set {name!r} does not share the first {n_targets} targets of {CHATIR[0]!r}")
+    others = np.array(sorted(set(range(len(full))) - {full.index(t) for t in targets}))
+    drawn = np.random.default_rng(seed).choice(others, size=n_distractors, replace=False)
+    keep = set(targets) | {full[i] for i in drawn}
+    return [p for p in full if p in keep]
+
+
+def fake_image(path: str, side: int = IMAGE_SIDE):
+    """A random-looking RGB image, a function of its corpus path alone (smooth colour field plus noise)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(zlib.crc32(path.encode("utf-8")))
+    coarse = Image.fromarray(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)).resize((side, side), Image.BICUBIC)
+    noisy = np.asarray(coarse, dtype=np.int16) + rng.integers(-24, 25, (side, side, 3))
+    return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
+
+
+def _build_data(dest: Path) -> None:
+    """``<dest>/coco/unlabeled2017/*.jpg`` and ``<dest>/corpus.json`` (the subset, relative paths)."""
+    from dar_lib.benchmarks import images
+
+    paths = corpus_paths()
+    for p in paths:
+        target = images.resolve(dest / "coco", p)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fake_image(p).save(target, format="JPEG", quality=90)
+    (dest / "corpus.json").write_text(json.dumps(paths, indent=0) + "\n", encoding="utf-8")
+
+
+# -- building, reusing, and the parameters ----------------------------------------------------------
+def _atomic_build(dest: Path, build: Callable[[Path], None], is_dir: bool) -> None:
+    """Build into a temporary sibling and rename it into place: a killed build leaves no half stand-in."""
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.unlink(missing_ok=True)
+    if is_dir:
+        tmp.mkdir(parents=True)
+    else:
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        build(tmp)
+        if dest.exists():  # another process finished first
+            return
+        os.replace(tmp, dest)
+    finally:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif tmp.exists():
+            tmp.unlink()
+
+
+def build(root: Path | None = None, *, log: Callable[[str], None] = print) -> Path:
+    """Build every missing stand-in and the corpus under ``root`` (default :func:`default_root`).
+
+    Returns:
+        ``root``.
+
+    Raises:
+        DataError: ChatIR's files cannot be read (set ``DAR_DATA_MIRROR`` offline).
+    """
+    import diffusers
+    import transformers
+
+    root = Path(root or default_root()).expanduser().resolve()
+    ctx = _Context(root)
+    transformers.utils.logging.disable_progress_bar()  # no per-file "Writing model shards" bars
+    diffusers.utils.logging.disable_progress_bar()
+    for name, builder in STANDINS.items():
+        dest = root / "models" / name
+        if dest.exists():
+            continue
+        log(f"rehearsal: building the stand-in for {name}")
+        _atomic_build(dest, lambda tmp, b=builder: b(ctx, tmp), is_dir=not Path(name).suffix)
+    data = root / "data"
+    if not data.exists():
+        log(f"rehearsal: writing {N_TARGETS + N_DISTRACTORS} corpus images")
+        _atomic_build(data, _build_data, is_dir=True)
+    return root
+
+
+def standin_id(spec: str, kind: str, root: Path) -> str:
+    """The id of a paper-profile model's stand-in: same backend and options, each model part a local path.
+
+    Args:
+        spec: a paper-profile id, e.g. ``"blip-original:chatir_weights.ckpt+Salesforce/blip-itm-base-coco?max_length=200"``.
+        kind: ``"encoder"``, ``"generator"`` or ``"reformulator"``.
+        root: the rehearsal folder.
+
+    Raises:
+        ValueError: a model part with no stand-in (the message lists those there are).
+    """
+    from dar_lib import models
+
+    s = models.parse_spec(spec, models.list_backends()[kind], kind)
+    parts = []
+    for part in s.model.split("+"):
+        if part not in STANDINS:
+            raise ValueError(f"the rehearsal has no stand-in for {part!r} (in {kind} id {spec!r}); it has stand-ins "
+                             f"for {', '.join(STANDINS)}. Add one to dar_lib.rehearsal.STANDINS")
+        parts.append(str(root / "models" / part))
+    options = dict(s.options)
+    if s.backend == "hf-llm":
+        options["fallback"] = "true"  # the stand-in's replies are junk: the recorded fallback runs
+    query = "&".join(f"{k}={v}" for k, v in options.items())
+    return f"{s.backend}:{'+'.join(parts)}" + (f"?{query}" if query else "")
+
+
+def parameters(root: Path, paper: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The parameters that point the paper profile at the stand-ins under ``root`` (no building).
+
+    Args:
+        root: the rehearsal folder (see :func:`build`).
+        paper: the paper profile's table (default ``PROFILES["paper"]``).
+
+    Returns:
+        Overrides for :func:`dar_lib.profiles.parameters` ``("paper", smoke=True, **overrides)``.
+    """
+    from dar_lib.profiles import PROFILES
+
+    paper = paper or PROFILES["paper"]
+    root = Path(root)
+    return {
+        "rehearsal": True,
+        "device": "cpu",
+        "encoders": {role: standin_id(spec, "encoder", root) for role, spec in paper["encoders"].items()},
+        "generator": standin_id(paper["generator"], "generator", root),
+        "weak_generator": standin_id(paper["weak_generator"], "generator", root),
+        "reformulator": standin_id(paper["reformulator"], "reformulator", root),
+        "image_root": str(root / "data" / "coco"),
+        "corpus_file": str(root / "data" / "corpus.json"),
+        **SIZES,
+    }
+
+
+def prepare(root: Path | None = None, *, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Build (or reuse) the stand-ins and return the paper profile's overrides for a rehearsal.
+
+    Examples:
+        >>> from dar_lib import book                                                     # doctest: +SKIP
+        >>> book.build_book(out, profile="paper", smoke=True, parameters=prepare())      # doctest: +SKIP
+    """
+    return parameters(build(root, log=log))
