@@ -188,25 +188,38 @@ SCHEMA: dict[str, Param] = {
     "records_dir": Param("where chapter run records are written (status page)", _str(none_ok=True)),
 }
 
-#: The profiles. A chapter receives only the names its parameters cell declares.
+#: The protocol both profiles share: DAR's settings, the seeds and the statistics.
+PROTOCOL: dict[str, Any] = {
+    "smoke": False,
+    "rehearsal": False,
+    "toy_size": "default",
+    "k_images": 3,
+    "k_values": [1, 2, 3, 5],
+    "schedule": "paper",
+    "image_reduce": "mean",
+    "seed_per_round": True,
+    "world_seed": 0,
+    "gen_seed": 0,
+    "n_gen_seeds": 1,
+    "boot_seed": 0,
+    "n_boot": 1000,
+    "steps": None,
+    "guidance": None,
+    "size": None,
+    "weak_size": None,
+    "image_root": None,
+    "corpus_file": None,
+    "records_dir": None,
+}
+
+#: The profiles: the protocol plus what differs (data, sizes, device, models). A chapter receives only
+#: the names its parameters cell declares.
 PROFILES: dict[str, dict[str, Any]] = {
     "toy": {
+        **PROTOCOL,
         "profile": "toy",
-        "smoke": False,
-        "rehearsal": False,
         "benchmarks": ["toy-visdial", "toy-chatgpt", "toy-human", "toy-flan"],
-        "toy_size": "default",
         "n_dialogues": 200,
-        "k_images": 3,
-        "k_values": [1, 2, 3, 5],
-        "schedule": "paper",
-        "image_reduce": "mean",
-        "seed_per_round": True,
-        "world_seed": 0,
-        "gen_seed": 0,
-        "n_gen_seeds": 1,
-        "boot_seed": 0,
-        "n_boot": 1000,
         "device": "cpu",
         "encoders": {
             "zero-shot": "toy:clip-zs",
@@ -219,32 +232,13 @@ PROFILES: dict[str, dict[str, Any]] = {
         "weak_generator": "toy:sd",
         "weak_steps": 2,
         "weak_guidance": 1.0,
-        "steps": None,
-        "guidance": None,
-        "size": None,
-        "weak_size": None,
         "reformulator": "toy:rules",
-        "image_root": None,
-        "corpus_file": None,
-        "records_dir": None,
     },
     "paper": {
+        **PROTOCOL,
         "profile": "paper",
-        "smoke": False,
-        "rehearsal": False,
         "benchmarks": ["visdial", "chatgpt_blip2", "human_blip2", "flan_blip2"],
-        "toy_size": "default",
-        "n_dialogues": None,
-        "k_images": 3,
-        "k_values": [1, 2, 3, 5],
-        "schedule": "paper",
-        "image_reduce": "mean",
-        "seed_per_round": True,
-        "world_seed": 0,
-        "gen_seed": 0,
-        "n_gen_seeds": 1,
-        "boot_seed": 0,
-        "n_boot": 1000,
+        "n_dialogues": None,  # all 2,064
         "device": "cuda",
         "encoders": {
             # BLIP's pre-training checkpoint (no retrieval fine-tuning), original layout, BLIP-base 224 px.
@@ -260,14 +254,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "weak_generator": "sd:stabilityai/stable-diffusion-2-1",
         "weak_steps": None,
         "weak_guidance": None,
-        "steps": None,
-        "guidance": None,
-        "size": None,
-        "weak_size": None,
         "reformulator": "hf-llm:Qwen/Qwen2.5-1.5B-Instruct",
-        "image_root": None,  # the COCO image folder (dar fetch-data coco --image-root DIR)
-        "corpus_file": None,
-        "records_dir": None,
     },
 }
 

@@ -252,10 +252,10 @@ def test_train_toy_resume_skips_finished_stages_and_continues_a_stopped_one(tmp_
     from dar_lib.toymodels import train
     from dar_lib.toymodels.loop import TrainingStopped
 
-    kw = dict(steps_scale=0.004, n_train=64, batch_size=8, progress=False, only=("probe", "clip-full", "clip-zs"))
+    kw = dict(steps_scale=0.01, n_train=64, batch_size=8, progress=False, only=("probe", "clip-full", "clip-zs"))
     straight = train.train_all(tmp_path / "a", **kw)
     with pytest.raises(TrainingStopped):
-        train.train_all(tmp_path / "b", stop_at={"clip-zs": 3}, **kw)
+        train.train_all(tmp_path / "b", stop_at={"clip-zs": 4}, **kw)
     assert (tmp_path / "b" / ".checkpoints" / "clip-zs.pt").is_file() and not (tmp_path / "b" / "clip-zs").exists()
     probe_bytes = (tmp_path / "b" / "probe" / "model.safetensors").read_bytes()
     resumed = train.train_all(tmp_path / "b", resume=True, **kw)

@@ -427,22 +427,13 @@ def load_beit3(path: str | Path, *, image_size: int | None = None,
         cfg = dataclasses.replace(cfg, img_size=int(image_size))
         key = "beit3.encoder.embed_positions.A.weight"
         state[key] = resize_vision_positions(state[key], cfg.num_patches)
+    from .blip_import import describe_mismatch
+
     model = Beit3ForRetrieval(cfg)
-    target = model.state_dict()
-    unknown = sorted(set(state) - set(target))
-    missing = sorted(set(target) - set(state))
-    shapes = sorted(f"{k} {tuple(state[k].shape)} != {tuple(target[k].shape)}"
-                    for k in set(state) & set(target) if state[k].shape != target[k].shape)
-    if unknown or missing or shapes:
-        parts = []
-        if unknown:
-            parts.append(f"unknown {len(unknown)}: " + ", ".join(unknown))
-        if missing:
-            parts.append(f"missing {len(missing)}: " + ", ".join(missing))
-        if shapes:
-            parts.append(f"shape mismatch {len(shapes)}: " + ", ".join(shapes))
+    problems = describe_mismatch(state, model.state_dict())
+    if problems:
         raise Beit3ImportError(f"{path} does not match BEiT3ForRetrieval ({cfg.layers} layers, {cfg.embed_dim} wide); "
-                               + "; ".join(parts))
+                               + problems)
     model.load_state_dict(state, strict=True)
     return model.eval()
 

@@ -368,20 +368,32 @@ def load_into(model, state: Mapping[str, torch.Tensor], source: str = "checkpoin
     target = model.state_dict()
     num_patches = target["vision_model.embeddings.position_embedding"].shape[1] - 1
     converted = convert_state_dict(state, num_patches=num_patches, source=source)
-    missing = sorted(set(target) - set(converted))
-    unexpected = sorted(set(converted) - set(target))
-    shapes = sorted(f"{k} {tuple(converted[k].shape)} != {tuple(target[k].shape)}"
-                    for k in set(converted) & set(target) if converted[k].shape != target[k].shape)
-    if missing or unexpected or shapes:
-        parts = []
-        if missing:
-            parts.append(f"missing {len(missing)}: " + ", ".join(missing))
-        if unexpected:
-            parts.append(f"unexpected {len(unexpected)}: " + ", ".join(unexpected))
-        if shapes:
-            parts.append(f"shape mismatch {len(shapes)}: " + ", ".join(shapes))
-        raise BlipImportError(f"{source} does not match the target BLIP model; " + "; ".join(parts))
+    problems = describe_mismatch(converted, target, extra="unexpected")
+    if problems:
+        raise BlipImportError(f"{source} does not match the target BLIP model; " + problems)
     model.load_state_dict(converted, strict=True)
+
+
+def describe_mismatch(state: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor],
+                      extra: str = "unknown") -> str:
+    """Every way ``state`` fails to fit ``target`` key for key: keys it lacks, keys it has in addition
+    (called ``extra``) and mis-shaped tensors, each with the list of keys; ``""`` when it fits exactly.
+
+    Shared by the original-layout importers (BLIP here, BEiT-3 in :mod:`dar_lib.models.beit3`), so a
+    refused checkpoint always says the same things in the same words.
+    """
+    missing = sorted(set(target) - set(state))
+    additional = sorted(set(state) - set(target))
+    shapes = sorted(f"{k} {tuple(state[k].shape)} != {tuple(target[k].shape)}"
+                    for k in set(state) & set(target) if state[k].shape != target[k].shape)
+    parts = []
+    if missing:
+        parts.append(f"missing {len(missing)}: " + ", ".join(missing))
+    if additional:
+        parts.append(f"{extra} {len(additional)}: " + ", ".join(additional))
+    if shapes:
+        parts.append(f"shape mismatch {len(shapes)}: " + ", ".join(shapes))
+    return "; ".join(parts)
 
 
 def base_config(image_size: int = 224):

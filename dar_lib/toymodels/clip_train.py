@@ -167,7 +167,7 @@ def train_clip(
     """
     from tqdm import tqdm
 
-    from dar_lib.toymodels.loop import Checkpointer, TrainingStopped, rng_state, set_rng_state
+    from dar_lib.toymodels.loop import Resumable
 
     torch.manual_seed(seed)
     rng = random.Random(seed)
@@ -181,22 +181,9 @@ def train_clip(
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.05 if train_vision else 0.01)
     sched = warmup_cosine(opt, warmup, steps)
-    losses: list[float] = []
-    start = 0
-    checkpoint = checkpoint or Checkpointer(None)
-    state = checkpoint.load() if resume else None
-    if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["schedule"])
-        set_rng_state(state["rng"], rng, gen)
-        losses, start = list(state["losses"]), int(state["step"])
-        log.info("clip: resumed at step %d of %d", start, steps)
-
-    def snapshot(step: int) -> dict:
-        return {"model": model.state_dict(), "optimizer": opt.state_dict(), "schedule": sched.state_dict(),
-                "rng": rng_state(rng, gen), "losses": losses, "step": step}
-
+    run = Resumable(checkpoint, rng, gen, model=model, optimizer=opt, schedule=sched)
+    start = run.restore(resume, "clip")
+    losses = run.losses
     model.train()
     t0 = time.time()
     bar = tqdm(range(start, steps), desc="clip", disable=not progress, mininterval=5)
@@ -213,11 +200,7 @@ def train_clip(
             recent = float(np.mean(losses[-log_every:]))
             bar.set_postfix(loss=f"{recent:.3f}")
             log.info("clip step %d/%d loss %.4f (%.0f s)", step + 1, steps, recent, time.time() - t0)
-        if stop_at is not None and step + 1 >= stop_at and step + 1 < steps:
-            checkpoint.save(snapshot(step + 1))
-            raise TrainingStopped(f"clip stopped at step {step + 1} of {steps}")
-        if checkpoint.due():
-            checkpoint.save(snapshot(step + 1))
+        run.after_step(step, steps, stop_at, "clip")
     for p in model.parameters():
         p.requires_grad_(True)
     model.eval()

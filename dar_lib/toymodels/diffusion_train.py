@@ -12,7 +12,7 @@ import torch
 
 from dar_lib.toymodels.clip_train import TextFn
 from dar_lib.toymodels.diffusion import ToyDiffusionPipeline
-from dar_lib.toymodels.loop import Checkpointer, TrainingStopped, rng_state, set_rng_state, warmup_cosine
+from dar_lib.toymodels.loop import Checkpointer, Resumable, TensorList, warmup_cosine
 from dar_lib.toymodels.loop import step as optim_step
 
 log = logging.getLogger(__name__)
@@ -138,26 +138,10 @@ def train_diffusion(
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     sched = warmup_cosine(opt, warmup, steps, floor=0.1)
     ema = [p.detach().clone() for p in params]
-    losses: list[float] = []
-    start = 0
-    checkpoint = checkpoint or Checkpointer(None)
-    state = checkpoint.load() if resume else None
-    if state is not None:
-        for m, sd in zip(modules, state["modules"]):
-            m.load_state_dict(sd)
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["schedule"])
-        for e, v in zip(ema, state["ema"]):
-            e.copy_(v)
-        set_rng_state(state["rng"], rng, gen)
-        losses, start = list(state["losses"]), int(state["step"])
-        log.info("diffusion: resumed at step %d of %d", start, steps)
-
-    def snapshot(step: int) -> dict:
-        return {"modules": [m.state_dict() for m in modules], "optimizer": opt.state_dict(),
-                "schedule": sched.state_dict(), "ema": ema, "rng": rng_state(rng, gen), "losses": losses,
-                "step": step}
-
+    run = Resumable(checkpoint, rng, gen, transformer=pipe.transformer, text_encoder=pipe.text_encoder,
+                    optimizer=opt, schedule=sched, ema=TensorList(ema))
+    start = run.restore(resume, "diffusion")
+    losses = run.losses
     for m in modules:
         m.train()
     t0 = time.time()
@@ -185,11 +169,7 @@ def train_diffusion(
             recent = float(np.mean(losses[-log_every:]))
             bar.set_postfix(loss=f"{recent:.4f}")
             log.info("diffusion step %d/%d loss %.4f (%.0f s)", step + 1, steps, recent, time.time() - t0)
-        if stop_at is not None and step + 1 >= stop_at and step + 1 < steps:
-            checkpoint.save(snapshot(step + 1))
-            raise TrainingStopped(f"diffusion stopped at step {step + 1} of {steps}")
-        if checkpoint.due():
-            checkpoint.save(snapshot(step + 1))
+        run.after_step(step, steps, stop_at, "diffusion")
     with torch.no_grad():
         for e, p in zip(ema, params):
             p.copy_(e)

@@ -99,3 +99,70 @@ def set_rng_state(state: dict, rng, gen) -> None:
     rng.setstate(state["python"])
     gen.bit_generator.state = state["numpy"]
     torch.set_rng_state(state["torch"])
+
+
+class TensorList:
+    """A list of tensors (an EMA of weights) with ``state_dict``/``load_state_dict``, to sit among :class:`Resumable` parts."""
+
+    def __init__(self, tensors: list[torch.Tensor]):
+        self.tensors = tensors
+
+    def state_dict(self) -> list[torch.Tensor]:
+        """The tensors themselves (saved as they are)."""
+        return self.tensors
+
+    def load_state_dict(self, saved: list[torch.Tensor]) -> None:
+        """Copy ``saved`` into the tensors in place."""
+        for t, v in zip(self.tensors, saved):
+            t.copy_(v)
+
+
+class Resumable:
+    """One trainer's whole state, checkpointed every few minutes and restored on resume.
+
+    Every toy trainer (probe, CLIP, diffusion) keeps the same things: some parts with
+    ``state_dict``/``load_state_dict`` (models, optimiser, schedule, an EMA), its random generators,
+    the losses so far and the step. A resumed run restores all of them, so it takes the same batches,
+    noise and dropout as an uninterrupted run would have.
+
+    Args:
+        checkpoint: where to save (``None``: never).
+        rng: the loop's ``random.Random``; gen: its numpy ``Generator``.
+        **parts: name -> an object with ``state_dict()`` and ``load_state_dict()``.
+    """
+
+    def __init__(self, checkpoint: "Checkpointer | None", rng, gen, **parts):
+        self.checkpoint = checkpoint or Checkpointer(None)
+        self.rng, self.gen, self.parts = rng, gen, parts
+        self.losses: list[float] = []
+
+    def restore(self, resume: bool, label: str = "training") -> int:
+        """Load the saved state when ``resume`` and a checkpoint exists; returns the step to start from."""
+        import logging
+
+        state = self.checkpoint.load() if resume else None
+        if state is None:
+            return 0
+        for name, part in self.parts.items():
+            part.load_state_dict(state[name])
+        set_rng_state(state["rng"], self.rng, self.gen)
+        self.losses = list(state["losses"])
+        logging.getLogger(__name__).info("%s: resumed at step %d", label, int(state["step"]))
+        return int(state["step"])
+
+    def snapshot(self, step: int) -> dict:
+        """Everything :meth:`restore` needs, after ``step`` steps."""
+        return {**{name: part.state_dict() for name, part in self.parts.items()},
+                "rng": rng_state(self.rng, self.gen), "losses": self.losses, "step": step}
+
+    def after_step(self, step: int, steps: int, stop_at: int | None, label: str) -> None:
+        """Call after each step (``step`` 0-based): saves when due, stops with a checkpoint at ``stop_at``.
+
+        Raises:
+            TrainingStopped: ``stop_at`` reached before the last step (the checkpoint is written first).
+        """
+        if stop_at is not None and step + 1 >= stop_at and step + 1 < steps:
+            self.checkpoint.save(self.snapshot(step + 1))
+            raise TrainingStopped(f"{label} stopped at step {step + 1} of {steps}")
+        if self.checkpoint.due():
+            self.checkpoint.save(self.snapshot(step + 1))

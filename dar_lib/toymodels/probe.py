@@ -137,7 +137,7 @@ def train_probe(
 
     from tqdm import tqdm
 
-    from dar_lib.toymodels.loop import Checkpointer, TrainingStopped, rng_state, set_rng_state
+    from dar_lib.toymodels.loop import Resumable
 
     torch.manual_seed(seed)
     gen = np.random.default_rng(seed)
@@ -145,21 +145,9 @@ def train_probe(
     targets = {k: torch.tensor([v.index(lab[k]) for lab in labels]) for k, v in probe.attributes.items()}
     opt = torch.optim.AdamW(probe.parameters(), lr=lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps))
-    losses: list[float] = []
-    start = 0
-    checkpoint = checkpoint or Checkpointer(None)
-    state = checkpoint.load() if resume else None
-    if state is not None:
-        probe.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["schedule"])
-        set_rng_state(state["rng"], rng, gen)
-        losses, start = list(state["losses"]), int(state["step"])
-
-    def snapshot(step: int) -> dict:
-        return {"model": probe.state_dict(), "optimizer": opt.state_dict(), "schedule": sched.state_dict(),
-                "rng": rng_state(rng, gen), "losses": losses, "step": step}
-
+    run = Resumable(checkpoint, rng, gen, model=probe, optimizer=opt, schedule=sched)
+    start = run.restore(resume, "probe")
+    losses = run.losses
     probe.train()
     t0 = time.time()
     for step in tqdm(range(start, steps), desc="probe", disable=not progress, mininterval=5):
@@ -178,11 +166,7 @@ def train_probe(
         losses.append(float(loss.detach()))
         if log_every and (step + 1) % log_every == 0:
             log.info("probe step %d/%d loss %.4f (%.0f s)", step + 1, steps, float(np.mean(losses[-log_every:])), time.time() - t0)
-        if stop_at is not None and step + 1 >= stop_at and step + 1 < steps:
-            checkpoint.save(snapshot(step + 1))
-            raise TrainingStopped(f"probe stopped at step {step + 1} of {steps}")
-        if checkpoint.due():
-            checkpoint.save(snapshot(step + 1))
+        run.after_step(step, steps, stop_at, "probe")
     probe.eval()
     return losses
 
