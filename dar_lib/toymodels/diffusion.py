@@ -37,7 +37,7 @@ class ToyDiffusionPipeline(DiffusionPipeline):
 
     Examples:
         >>> pipe = ToyDiffusionPipeline.from_pretrained("dar_lib/assets/toy/sd")  # doctest: +SKIP
-        >>> pipe(prompt=["a red circle"], num_inference_steps=6, guidance_scale=3.0).images[0].size  # doctest: +SKIP
+        >>> pipe(prompt=["a red circle"], num_inference_steps=5, guidance_scale=3.0).images[0].size  # doctest: +SKIP
         (32, 32)
     """
 
