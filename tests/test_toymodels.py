@@ -268,6 +268,29 @@ def test_train_toy_resume_skips_finished_stages_and_continues_a_stopped_one(tmp_
     assert straight["clip-zs"]["loss_first"] == pytest.approx(b["loss_first"], rel=1e-5)
 
 
+def test_a_checkpoint_or_finished_stage_of_another_run_is_never_resumed(tmp_path):
+    """A fine-tune's checkpoint and its finished model are tied to the base weights it started from."""
+    from safetensors.torch import load_file, save_file
+
+    from dar_lib.toymodels import train
+    from dar_lib.toymodels.loop import Checkpointer
+
+    Checkpointer(tmp_path / "x.pt", run="run-a").save({"step": 3})
+    assert Checkpointer(tmp_path / "x.pt", run="run-a").load()["step"] == 3
+    assert Checkpointer(tmp_path / "x.pt", run="run-b").load() is None
+
+    kw = dict(steps_scale=0.01, n_train=64, batch_size=8, progress=False)
+    train.train_all(tmp_path, only=("clip-full", "clip-zs"), **kw)
+    assert set(train.train_all(tmp_path, resume=True, only=("clip-zs",), **kw)) == {"total_wall_s"}
+    weights = tmp_path / "clip-full" / "model.safetensors"
+    tensors = load_file(weights)
+    name = next(iter(tensors))
+    tensors[name] = tensors[name] + 1  # a retrained base
+    save_file(tensors, weights, metadata={"format": "pt"})
+    again = train.train_all(tmp_path, resume=True, only=("clip-zs",), **kw)
+    assert "clip-zs" in again  # the fine-tune of the old base is not kept
+
+
 def test_unknown_toy_model_names_the_choices():
     from dar_lib.models.toy import load_encoder
 

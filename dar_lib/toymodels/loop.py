@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import math
 
 import torch
+
+log = logging.getLogger(__name__)
 
 
 def warmup_cosine(opt: torch.optim.Optimizer, warmup: int, steps: int, floor: float = 0.0):
@@ -42,24 +45,31 @@ class Checkpointer:
     Args:
         path: the checkpoint file (``None``: never save, e.g. in quick tests).
         every_s: seconds between saves.
+        run: names the run (recipe, data, base weights); a saved state from another run is not loaded.
     """
 
-    def __init__(self, path, every_s: float = 180.0):
+    def __init__(self, path, every_s: float = 180.0, run: str | None = None):
         import time
         from pathlib import Path
 
         self.path = Path(path) if path is not None else None
         self.every_s = float(every_s)
+        self.run = run
         self._last = time.monotonic()
         #: ``() -> dict`` merged into every saved state (e.g. the stage's elapsed seconds).
         self.extra = None
 
     def load(self) -> dict | None:
-        """The saved state, or ``None`` when there is none."""
+        """The saved state, or ``None`` when there is none or it belongs to another run (logged)."""
         if self.path is None or not self.path.is_file():
             return None
         # Our own file, written by save(): plain tensors, numbers and RNG states (numpy's is a dict).
-        return torch.load(self.path, map_location="cpu", weights_only=False)
+        state = torch.load(self.path, map_location="cpu", weights_only=False)
+        if self.run is not None and state.get("run") != self.run:
+            log.warning("%s is from another run (%s, this one is %s: recipe, data or base weights differ); "
+                        "starting afresh", self.path, state.get("run"), self.run)
+            return None
+        return state
 
     def due(self) -> bool:
         """Whether to save now: a ``path`` is set and ``every_s`` seconds (monotonic clock) passed since the last save or construction."""
@@ -78,6 +88,7 @@ class Checkpointer:
             return
         if self.extra is not None:
             state = {**state, **self.extra()}
+        state = {**state, "run": self.run}
         buf = io.BytesIO()
         torch.save(state, buf)
         atomic_write_bytes(self.path, buf.getvalue())
@@ -147,7 +158,7 @@ class Resumable:
             part.load_state_dict(state[name])
         set_rng_state(state["rng"], self.rng, self.gen)
         self.losses = list(state["losses"])
-        logging.getLogger(__name__).info("%s: resumed at step %d", label, int(state["step"]))
+        log.info("%s: resumed at step %d", label, int(state["step"]))
         return int(state["step"])
 
     def snapshot(self, step: int) -> dict:

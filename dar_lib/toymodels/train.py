@@ -47,7 +47,7 @@ class Stage:
 #: Sized for at most two hours on a quiet 2-core CPU in all (stage times: each ``training.json``, the README).
 PLAN: dict[str, Stage] = {
     "probe": Stage(steps=3000, batch_size=128, lr=3e-3, seed=11),
-    "clip-full": Stage(steps=600, batch_size=128, lr=1e-3, seed=12),
+    "clip-full": Stage(steps=1500, batch_size=128, lr=1e-3, seed=12),
     "clip-zs": Stage(steps=800, batch_size=256, lr=1e-3, seed=13),
     "clip-cocoft": Stage(steps=200, batch_size=256, lr=3e-4, seed=14),
     "clip-chatir": Stage(steps=300, batch_size=96, lr=3e-4, seed=15),
@@ -99,8 +99,22 @@ def world_positives(scenes):
     return positives
 
 
-def _done(folder: Path, plan: Stage, n_train: int, batch_size: int) -> bool:
-    """A stage whose ``training.json`` records the same recipe is finished (``--resume`` skips it)."""
+def run_id(name: str, plan: Stage, n_train: int, base: Path | None) -> str:
+    """Names one training run of a stage: its recipe, the training data (size, seed, world version)
+    and, for a fine-tune, the weights it starts from. A checkpoint or a finished stage from another run
+    is never resumed or skipped (a fine-tune of an older base is retrained)."""
+    import hashlib
+
+    from dar_lib.benchmarks import toyworld as tw
+    from dar_lib.toymodels import weights_digest
+
+    parts = {"stage": name, **asdict(plan), "n_train": n_train, "train_seed": TRAIN_SEED,
+             "world_version": tw.WORLD_VERSION, "base": weights_digest(base) if base is not None else None}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _done(folder: Path, run: str) -> bool:
+    """A stage whose ``training.json`` records the same run (:func:`run_id`) is finished (``--resume`` skips it)."""
     path = folder / "training.json"
     if not path.is_file():
         path = folder / "config.json"  # the probe keeps its record in its config
@@ -108,9 +122,7 @@ def _done(folder: Path, plan: Stage, n_train: int, batch_size: int) -> bool:
         rec = json.loads(path.read_text())
     except (OSError, ValueError):
         return False
-    rec = rec.get("training", rec)
-    return (rec.get("steps"), rec.get("n_train"), rec.get("batch_size"), rec.get("seed")) == \
-        (plan.steps, n_train, batch_size, plan.seed)
+    return rec.get("training", rec).get("run") == run
 
 
 def train_all(
@@ -173,10 +185,12 @@ def train_all(
         plan = PLAN[name]
         bs = min(batch_size or plan.batch_size, n_train)
         scaled = Stage(steps_of(plan), bs, plan.lr, plan.seed)
-        if resume and _done(out / name, scaled, n_train, bs):
-            log.info("%s: finished earlier with the same recipe; skipped", name)
+        base = {"clip-zs": "clip-full", "clip-cocoft": "clip-zs", "clip-chatir": "clip-zs"}.get(name)
+        run = run_id(name, scaled, n_train, out / base if base else None)
+        if resume and _done(out / name, run):
+            log.info("%s: finished earlier with the same recipe and base; skipped", name)
             continue
-        ckpt = Checkpointer(out / ".checkpoints" / f"{name}.pt", checkpoint_every_s)
+        ckpt = Checkpointer(out / ".checkpoints" / f"{name}.pt", checkpoint_every_s, run=run)
         previous = (ckpt.load() or {}).get("elapsed_s", 0.0) if resume else 0.0
         started = time.time()
         ckpt.extra = lambda: {"elapsed_s": previous + time.time() - started}
@@ -184,7 +198,7 @@ def train_all(
 
         def record(losses: list[float]) -> dict:
             k = max(1, min(50, len(losses) // 5))
-            rec = {"stage": name, **asdict(scaled), "n_train": n_train, "train_seed": TRAIN_SEED,
+            rec = {"stage": name, "run": run, **asdict(scaled), "n_train": n_train, "train_seed": TRAIN_SEED,
                    "world_version": tw.WORLD_VERSION, "loss_first": float(np.mean(losses[:k])),
                    "loss_last": float(np.mean(losses[-k:])), "wall_s": round(previous + time.time() - started, 1),
                    "torch": torch.__version__, "threads": torch.get_num_threads()}
@@ -217,7 +231,6 @@ def train_all(
             model = clip_train.new_clip(tok, seed=plan.seed, max_length=256)
             train_vision = True
         else:
-            base = "clip-full" if name == "clip-zs" else "clip-zs"
             model = CLIPModel.from_pretrained(str(out / base), dtype=torch.float32)
             tok = AutoTokenizer.from_pretrained(str(out / base))
             if name == "clip-zs":
