@@ -17,18 +17,18 @@ def int_in(lo: int, hi: int | None = None):
         ...
         argparse.ArgumentTypeError: must be an integer in 1..10, got '0'
     """
-    span = f"{lo}..{hi}" if hi is not None else f">= {lo}"
+    span = f"in {lo}..{hi}" if hi is not None else f">= {lo}"
 
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"must be an integer in {span}, got {text!r}") from None
+            raise argparse.ArgumentTypeError(f"must be an integer {span}, got {text!r}") from None
         if value < lo or (hi is not None and value > hi):
-            raise argparse.ArgumentTypeError(f"must be an integer in {span}, got {text!r}")
+            raise argparse.ArgumentTypeError(f"must be an integer {span}, got {text!r}")
         return value
 
-    parse.__name__ = f"integer in {span}"
+    parse.__name__ = f"integer {span}"
     return parse
 
 

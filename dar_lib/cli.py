@@ -29,9 +29,10 @@ COMMAND_MODULES = (
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that describe the user's input, not a bug: reported in one line."""
-    from dar_lib.errors import DataError, EmbeddingError, ModelNotAvailableError
+    from dar_lib.errors import DataError, EmbeddingError, MissingDependencyError, ModelNotAvailableError
 
-    return (ValueError, DataError, EmbeddingError, ModelNotAvailableError, FileNotFoundError, KeyError)
+    # OSError: a path the user gave that is a folder, a file, unwritable or missing
+    return (ValueError, DataError, EmbeddingError, ModelNotAvailableError, MissingDependencyError, OSError, KeyError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,7 +71,7 @@ def _register_eval(subparsers) -> None:
     p.add_argument("--methods", default=",".join(METHODS), help="comma-separated methods (default: all four)")
     p.add_argument("-k", "--k-images", type=int_in(1, 10), default=toy["k_images"],
                    help="images generated per turn (default: %(default)s)")
-    p.add_argument("--schedule", default=toy["schedule"], help="fusion weights: paper, released or const:<alpha>")
+    p.add_argument("--schedule", default=toy["schedule"], help="fusion weights: paper, paper-rounds-0-2, released or const:<alpha> (default: %(default)s)")
     p.add_argument("--image-reduce", default=toy["image_reduce"], choices=("mean", "sum"),
                    help="combine the K image embeddings by mean (default) or sum (eq. 4 as written)")
     p.add_argument("--same-seed-every-round", action="store_true",
@@ -114,6 +115,13 @@ def _eval(args: argparse.Namespace) -> int:
     from dar_lib.store import ArtefactStore
 
     shard = parse_shard(args.shard)
+    if shard is not None and args.out:
+        raise ValueError("--out with --shard: a shard run only fills the store and writes no table; merge the "
+                         "stores (`dar merge-stores`), then run without --shard to get the CSV")
+    if args.ray_address is not None and args.backend != "ray":
+        raise ValueError(f"--ray-address {args.ray_address!r} needs --backend ray")
+    if args.out:
+        _check_writable(Path(args.out))
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     # Every config is built (and so checked) before any work starts.
     cfgs = [EvalConfig(benchmark=bench, encoder=enc, generator=args.generator, reformulator=args.reformulator,
@@ -146,12 +154,26 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_writable(path: Path) -> None:
+    """Refuse, before any work, an output path that is a folder or cannot be written."""
+    import os
+
+    if path.is_dir():
+        raise IsADirectoryError(f"--out {path}: is a folder; give a file name such as {path / 'ranks.csv'}")
+    parent = path.parent if str(path.parent) else Path(".")
+    parent.mkdir(parents=True, exist_ok=True)
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise PermissionError(f"--out {path}: cannot write there")
+
+
 def _merge(args: argparse.Namespace) -> int:
     from dar_lib.store import ArtefactStore
 
     for src in args.sources:
         if not Path(src).is_dir():
             raise FileNotFoundError(f"{src} is not a folder")
+        if not any(p.is_dir() and any(p.glob("*/*")) for p in Path(src).iterdir()):
+            raise FileNotFoundError(f"{src} holds no store entries: give the --store folder of a `dar eval` run")
     into = ArtefactStore(args.into)
     for src in args.sources:
         print(f"{src}: copied {into.merge_from(src)} entries")

@@ -33,6 +33,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Sequence
 
+from dar_lib.errors import MissingDependencyError
+
 log = logging.getLogger(__name__)
 
 INSTALL_HINT = 'the Ray backend needs the optional extra: pip install -e ".[ray]" (or pip install "ray[default]>=2.30")'
@@ -47,7 +49,7 @@ def _ray():
     try:
         import ray
     except ImportError as exc:
-        raise RuntimeError(INSTALL_HINT) from exc
+        raise MissingDependencyError(INSTALL_HINT) from exc
     return ray
 
 

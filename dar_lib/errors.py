@@ -27,3 +27,10 @@ class ModelNotAvailableError(RuntimeError):
 
 #: Where a user learns how to obtain the paper profile's models (named in error messages).
 PAPER_SCALE_PAGE = "the book's 'Paper scale' page (book/paper_scale.md)"
+
+
+class MissingDependencyError(ImportError):
+    """An optional dependency a chosen feature needs is not installed; the message says how to install it.
+
+    Example: ``dar eval --backend ray`` without the ``ray`` extra.
+    """

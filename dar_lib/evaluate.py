@@ -47,8 +47,8 @@ def _check_int(name: str, value, lo: int, hi: int | None = None, none_ok: bool =
     if value is None and none_ok:
         return
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo or (hi is not None and value > hi):
-        span = f"{lo}..{hi}" if hi is not None else f">= {lo}"
-        raise ValueError(f"{name} = {value!r}: must be an integer in {span}" + (" (or unset)" if none_ok else ""))
+        span = f"in {lo}..{hi}" if hi is not None else f">= {lo}"
+        raise ValueError(f"{name} = {value!r}: must be an integer {span}" + (" (or unset)" if none_ok else ""))
 
 
 @dataclass(frozen=True)
@@ -106,9 +106,22 @@ class EvalConfig:
     def __post_init__(self):
         from dar_lib.fuse import weights
 
+        from dar_lib import settings
+        from dar_lib.benchmarks import CHATIR, TOY
+
         bad = [m for m in self.methods if m not in METHODS]
         if bad or not self.methods:
             raise ValueError(f"methods = {list(self.methods)}: choose one or more of {', '.join(METHODS)}")
+        if len(set(self.methods)) != len(self.methods):
+            raise ValueError(f"methods = {list(self.methods)}: each method at most once")
+        if self.benchmark not in TOY + CHATIR and not str(self.benchmark).endswith(".json"):
+            raise ValueError(f"unknown benchmark {self.benchmark!r}; choose one of {', '.join(TOY + CHATIR)}, "
+                             "or give a ChatIR-format dialogue file (*.json) with corpus_file and image_root")
+        if self.benchmark in TOY and (self.image_root is not None or self.corpus_file is not None):
+            raise ValueError(f"benchmark {self.benchmark!r} renders its own corpus: image_root and corpus_file "
+                             "apply to the ChatIR sets and to your own *.json dialogue files only")
+        if self.device is not None:
+            settings.check_device(self.device)
         needs_images = any(m in IMAGE_METHODS for m in self.methods)
         _check_int("k_images", self.k_images, 1 if needs_images else 0, 10)
         _check_int("n_dialogues", self.n_dialogues, 1, none_ok=True)

@@ -250,8 +250,17 @@ class DARPipeline:
             timings: a dict that receives the seconds of R1 and R2.
 
         Raises:
+            TypeError: ``turns`` is a string or holds something other than strings.
+            ValueError: an empty dialogue, or ``round_idx`` not an integer >= 0.
             RuntimeError: the reformulator gave a number of prompts other than K.
         """
+        if isinstance(turns, (str, bytes)) or not all(isinstance(x, str) for x in turns):
+            raise TypeError(f"turns must be a list of strings (the caption, then 'question? answer' turns), got "
+                            f"{turns!r:.80}")
+        if not turns:
+            raise ValueError("the dialogue is empty: give at least the caption")
+        if round_idx is not None and (isinstance(round_idx, bool) or not isinstance(round_idx, int) or round_idx < 0):
+            raise ValueError(f"round_idx = {round_idx!r}: must be an integer >= 0 (or None for len(turns) - 1)")
         t = len(turns) - 1 if round_idx is None else round_idx
         timer = _Timer(timings)
         with timer("R1 reformulation"):
@@ -344,12 +353,15 @@ class DARPipeline:
             A :class:`TurnResult` with the query, prompts, images, embeddings, top-k and stage timings.
 
         Raises:
-            ValueError: an empty dialogue.
+            TypeError: ``turns`` is a string or holds something other than strings.
+            ValueError: an empty dialogue, a bad ``round_idx`` or ``top_k``, or ``top_k > 0`` before :meth:`index`.
             EmbeddingError: the encoder produced non-finite or zero-norm embeddings.
             RuntimeError: the reformulator gave the wrong number of prompts.
         """
-        if not turns:
-            raise ValueError("the dialogue is empty: give at least the caption")
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
+            raise ValueError(f"top_k = {top_k!r}: must be an integer >= 0 (0 skips ranking)")
+        if top_k and self.corpus_emb is None:
+            raise ValueError("no corpus to rank: call index() first, or pass top_k=0 to skip ranking")
         timings: dict[str, float] = {}
         timer = _Timer(timings)
         plan = self.reformulate(turns, round_idx, ref, timings=timings)
@@ -363,7 +375,7 @@ class DARPipeline:
             alpha = weights(plan.round_idx, self.schedule)[0] if images else 1.0
             result = TurnResult(plan.round_idx, list(turns), plan.query, plan.prompts, plan.seeds, images, text_emb,
                                 image_emb, fused, alpha)
-            if top_k and self.corpus_emb is not None:
+            if top_k:
                 ids, scores = self.top_k(fused[None], top_k)
                 result.top_ids, result.top_scores = ids[0], scores[0]
         result.timings = {s: timings.get(s, 0.0) for s in STAGES}

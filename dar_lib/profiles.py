@@ -49,8 +49,8 @@ def _int(lo: int, hi: int | None = None, none_ok: bool = False):
         if v is None and none_ok:
             return
         if isinstance(v, bool) or not isinstance(v, int) or v < lo or (hi is not None and v > hi):
-            span = f"{lo}..{hi}" if hi is not None else f">= {lo}"
-            raise ValueError(f"must be an integer in {span}" + (" or None" if none_ok else ""))
+            span = f"in {lo}..{hi}" if hi is not None else f">= {lo}"
+            raise ValueError(f"must be an integer {span}" + (" or None" if none_ok else ""))
     return check
 
 

@@ -28,5 +28,30 @@ def data_mirror() -> Path | None:
 
 
 def default_device() -> str:
-    """Return the default torch device: ``DAR_DEVICE`` or ``cpu``."""
-    return os.environ.get(DEVICE_ENV, "cpu")
+    """Return the default torch device: ``DAR_DEVICE`` or ``cpu`` (checked by :func:`check_device`)."""
+    value = os.environ.get(DEVICE_ENV)
+    return check_device(value, what=DEVICE_ENV) if value else "cpu"
+
+
+def check_device(device: str, what: str = "device") -> str:
+    """Return ``device`` if torch can use it on this machine.
+
+    Raises:
+        ValueError: naming ``what`` and the value, for a string torch does not parse (``"bogus"``) or a
+            device this machine lacks (``"cuda"`` on a CPU-only build or without a GPU, ``"mps"`` off a Mac).
+    """
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"{what} = {device!r}: not a torch device ({exc})") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"{what} = {device!r}: CUDA is not available on this machine "
+                             f"(torch {torch.__version__}; CUDA build: {torch.version.cuda is not None})")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"{what} = {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError(f"{what} = {device!r}: MPS is not available on this machine")
+    return device

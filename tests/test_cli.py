@@ -21,7 +21,7 @@ def _run(argv, capsys):
     ("--batch-size", "0", "argument --batch-size: must be an integer in 1..4096"),
     ("-k", "11", "argument -k/--k-images: must be an integer in 1..10"),
     ("--guidance", "nan", "argument --guidance: must be a number in [0, 50]"),
-    ("--n-dialogues", "-3", "argument --n-dialogues: must be an integer in >= 1"),
+    ("--n-dialogues", "-3", "argument --n-dialogues: must be an integer >= 1"),
     ("--size", "abc", "argument --size: must be an integer"),
 ])
 def test_numeric_options_are_range_checked_before_any_work(option, value, fragment, capsys):
@@ -61,3 +61,60 @@ def test_other_commands_check_their_numbers_too(capsys):
     assert code == 2 and "--workers" in err
     code, err = _run(["train-toy", "--steps-scale", "0"], capsys)
     assert code == 2 and "--steps-scale" in err
+
+
+@pytest.mark.parametrize("extra, fragment", [
+    (["--device", "bogus"], "device = 'bogus': not a torch device"),
+    (["--methods", "dar,dar"], "each method at most once"),
+    (["--image-root", "/tmp"], "renders its own corpus"),
+    (["--ray-address", "auto"], "--ray-address 'auto' needs --backend ray"),
+    (["--shard", "0/2", "--out", "ranks.csv"], "--out with --shard"),
+], ids=["device", "methods", "image-root", "ray-address", "shard-out"])
+def test_options_that_cannot_apply_are_refused_before_any_work(extra, fragment, capsys, monkeypatch):
+    import dar_lib.evaluate
+
+    def no_work(*a, **k):
+        raise AssertionError("the evaluation started before the options were checked")
+
+    monkeypatch.setattr(dar_lib.evaluate, "evaluate", no_work)
+    rc = main(EVAL + extra)
+    err = capsys.readouterr().err
+    assert rc == 2 and fragment in err and "Traceback" not in err
+
+
+def test_cuda_on_a_machine_without_it_is_one_line(capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    rc = main(EVAL + ["--device", "cuda"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "CUDA is not available" in err and "Traceback" not in err
+
+
+def test_every_benchmark_is_checked_before_the_first_runs(capsys, monkeypatch):
+    import dar_lib.evaluate
+
+    monkeypatch.setattr(dar_lib.evaluate, "evaluate", lambda *a, **k: pytest.fail("evaluated before checking"))
+    rc = main(EVAL + ["--benchmark", "toy-nope"])
+    assert rc == 2 and "unknown benchmark 'toy-nope'" in capsys.readouterr().err
+
+
+def test_bad_output_paths_are_refused_before_any_work(capsys, monkeypatch, tmp_path):
+    import dar_lib.evaluate
+
+    monkeypatch.setattr(dar_lib.evaluate, "evaluate", lambda *a, **k: pytest.fail("evaluated before checking"))
+    rc = main(EVAL + ["--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "is a folder" in err and "Traceback" not in err
+    (tmp_path / "afile").write_text("x")
+    rc = main(EVAL + ["--out", str(tmp_path / "afile" / "ranks.csv")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("dar: error:") and "Traceback" not in err
+
+
+def test_merging_a_folder_that_is_not_a_store_is_an_error(capsys, tmp_path):
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "a.jpg").write_bytes(b"x")
+    rc = main(["merge-stores", "--into", str(tmp_path / "into"), str(tmp_path / "photos")])
+    assert rc == 2 and "holds no store entries" in capsys.readouterr().err

@@ -102,6 +102,20 @@ def test_index_checks_what_it_is_given(parts, bench):
         DARPipeline(*parts, steps=0)
 
 
+def test_a_turn_checks_its_dialogue_and_ranking_options(parts):
+    pipe = DARPipeline(*parts, k_images=1)
+    with pytest.raises(TypeError, match="list of strings"):
+        pipe("a large red circle", top_k=0)  # a bare string would be read as one turn per character
+    with pytest.raises(TypeError, match="list of strings"):
+        pipe([1, 2], top_k=0)
+    with pytest.raises(ValueError, match="round_idx = -1"):
+        pipe(["a large red circle"], round_idx=-1, top_k=0)
+    with pytest.raises(ValueError, match="top_k = -1"):
+        pipe(["a large red circle"], top_k=-1)
+    with pytest.raises(ValueError, match="index"):
+        pipe(["a large red circle"])  # top_k=10 with no corpus: an error, not an empty ranking
+
+
 def test_interactive_session(parts, bench):
     scenes = load_scenes()
     pipe = DARPipeline(*parts, k_images=1, questioner=load_questioner("toy", scenes=scenes))
@@ -128,3 +142,17 @@ def load_scenes():
     from dar_lib.benchmarks import toyworld as tw
 
     return tw.build(seed=0, **TOY_SIZES["smoke"]).scenes
+
+
+def test_the_readme_pipeline_example_runs_as_written(tmp_path, monkeypatch):
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "DARPipeline(" in b]
+    assert blocks, "the README has no DARPipeline example"
+    monkeypatch.setenv("DAR_CACHE_DIR", str(tmp_path))
+    scope: dict = {}
+    exec(compile(blocks[0], "README.md", "exec"), scope)  # noqa: S102 - our own documentation
+    turn = scope["turn"]
+    assert len(turn.images) == 3 and len(turn.top_ids) == 10

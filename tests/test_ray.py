@@ -11,6 +11,7 @@ import pytest
 
 from dar_lib import distributed
 from dar_lib.benchmarks import load_benchmark
+from dar_lib.errors import MissingDependencyError
 from dar_lib.evaluate import EvalConfig, build_pipeline, evaluate, plan
 from dar_lib.store import ArtefactStore
 
@@ -104,7 +105,7 @@ def test_the_evaluator_does_not_import_the_ray_backend():
 def test_without_ray_the_error_says_how_to_install(monkeypatch, tmp_path):
     cfg = EvalConfig(benchmark="toy-flan", encoder="toy:clip-zs", toy_size="smoke")
     monkeypatch.setitem(sys.modules, "ray", None)  # makes `import ray` raise ImportError
-    with pytest.raises(RuntimeError, match=r'pip install -e "\.\[ray\]"'):
+    with pytest.raises(MissingDependencyError, match=r'pip install -e "\.\[ray\]"'):
         distributed.generate(cfg, [("a red circle", 0)], ArtefactStore(tmp_path))
 
 

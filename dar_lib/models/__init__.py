@@ -299,7 +299,7 @@ def load_encoder(spec: str, *, revision: str | None = None, device: str | None =
     _quiet_loading()
     s = parse_spec(spec, ENCODER_BACKENDS, "encoder")
     revision = revision or s.revision
-    device = device or settings.default_device()
+    device = settings.check_device(device) if device else settings.default_device()
     max_length = _int_setting(spec, "max_length", max_length, s.options)
     if s.backend == "toy":
         return _toy().load_encoder(s.model, device=device, **_given(dtype=dtype, batch_size=batch_size,
@@ -347,7 +347,7 @@ def load_generator(spec: str, *, revision: str | None = None, device: str | None
 
     _quiet_loading()
     s = parse_spec(spec, GENERATOR_BACKENDS, "generator")
-    device = device or settings.default_device()
+    device = settings.check_device(device) if device else settings.default_device()
     if s.backend == "toy":
         return _toy().load_generator(s.model, device=device, **_given(dtype=dtype, batch_size=batch_size), **kwargs)
     from .generators import DiffusersGenerator
