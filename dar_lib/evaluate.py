@@ -34,6 +34,7 @@ from typing import Mapping, Protocol, Sequence
 
 import numpy as np
 
+from dar_lib.errors import DataError
 from dar_lib.profiles import PROFILES
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,10 @@ log = logging.getLogger(__name__)
 METHODS = ("baseline", "reformulated", "dar", "images-only")
 IMAGE_METHODS = ("dar", "images-only")
 _TOY = PROFILES["toy"]
+
+
+#: K of the Hits@K every table reports (the paper's and ChatIR's Hits@10).
+HITS_K = 10
 
 
 def _check_int(name: str, value, lo: int, hi: int | None = None, none_ok: bool = False) -> None:
@@ -342,7 +347,7 @@ def evaluate(cfg: EvalConfig, store=None, *, shard: tuple[int, int] | None = Non
 
     Raises:
         EmbeddingError: the encoder produced non-finite or zero-norm embeddings.
-        DataError: a benchmark file is malformed.
+        DataError: a benchmark file is malformed, or its corpus has at most ``HITS_K`` images.
     """
     import pandas as pd
     import torch
@@ -352,6 +357,9 @@ def evaluate(cfg: EvalConfig, store=None, *, shard: tuple[int, int] | None = Non
 
     store = store or ArtefactStore(settings.cache_dir() / "store")
     bench = bench or load_bench(cfg)
+    if len(bench.corpus_paths) <= HITS_K:
+        raise DataError(f"benchmark {bench.name!r}: a corpus of {len(bench.corpus_paths)} images puts every target "
+                        f"in the top {HITS_K}, so Hits@{HITS_K} is 100 by construction; use more than {HITS_K} images")
     needs_images = any(m in IMAGE_METHODS for m in cfg.methods)
     pipe = build_pipeline(cfg, store, generator=needs_images)
     p = plan(pipe, bench, cfg.methods, progress=progress)

@@ -126,7 +126,7 @@ def test_own_data_runs_end_to_end_through_dar_eval(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("case", ["empty dialogues", "empty corpus", "parent path", "missing corpus file",
-                                  "no image root"])
+                                  "no image root", "corpus of 10"])
 def test_own_data_mistakes_are_one_line_errors(tmp_path, capsys, case):
     data = own_dataset(tmp_path)
     args = {"--benchmark": str(data["dialogues"]), "--corpus-file": str(data["corpus"]),
@@ -137,6 +137,7 @@ def test_own_data_mistakes_are_one_line_errors(tmp_path, capsys, case):
         "parent path": r"corpus\.json: record 1: corpus path '\.\./secret\.png' contains '\.\.', which would escape",
         "missing corpus file": r"nowhere\.json: file not found",
         "no image root": r"give corpus_file .* and image_root",
+        "corpus of 10": r"a corpus of 10 images puts every target in the top 10, so Hits@10 is 100 by construction",
     }[case]
     if case == "empty dialogues":
         _write(data["dialogues"], [])
@@ -146,6 +147,8 @@ def test_own_data_mistakes_are_one_line_errors(tmp_path, capsys, case):
         _write(data["corpus"], ["set/img_00.png", "../secret.png"])
     elif case == "missing corpus file":
         args["--corpus-file"] = str(tmp_path / "nowhere.json")
+    elif case == "corpus of 10":
+        _write(data["corpus"], [f"set/img_{i:02d}.png" for i in range(10)])
     else:
         del args["--image-root"]
     code, out, err = _eval(capsys, *[x for kv in args.items() for x in kv], "--encoder", "toy:clip-zs",
