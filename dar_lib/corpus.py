@@ -20,6 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
+from dar_lib.models.base import image_fingerprint
 from dar_lib.retrieve import check_embeddings
 from dar_lib.store import code_fingerprint
 
@@ -86,7 +87,7 @@ def corpus_embeddings(bench, encoder, store, *, progress: bool = True,
         it = tqdm(ranges, desc=f"corpus {encoder.id}", unit="chunk")
     parts = []
     for start, stop in it:
-        key = chunk_key(store, encoder.fingerprint(), bench.fingerprint, start, stop)
+        key = chunk_key(store, image_fingerprint(encoder), bench.fingerprint, start, stop)
         emb = store.get_array(KIND, key)
         if emb is None:
             emb = embed_chunk(bench, encoder, start, stop)

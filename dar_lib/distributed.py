@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from dar_lib.errors import MissingDependencyError
+from dar_lib.models.base import image_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -219,11 +220,11 @@ class CorpusWorker(_Worker):
         self.store = ArtefactStore(store_root)
 
     def describe(self) -> dict:
-        """``{"fingerprint", "corpus", "n_corpus"}``: the encoder's fingerprint, the rebuilt benchmark's corpus fingerprint and size.
+        """``{"fingerprint", "corpus", "n_corpus"}``: the encoder's image fingerprint, the rebuilt benchmark's corpus fingerprint and size.
 
         The driver compares the last two with its own benchmark and builds chunk keys from the first.
         """
-        return {"fingerprint": self.encoder.fingerprint(), "corpus": self.bench.fingerprint,
+        return {"fingerprint": image_fingerprint(self.encoder), "corpus": self.bench.fingerprint,
                 "n_corpus": len(self.bench.corpus_paths)}
 
     def run(self, chunks: list) -> tuple[int, int]:
@@ -234,7 +235,7 @@ class CorpusWorker(_Worker):
             os._exit(1)
         computed = cached = 0
         for start, stop in chunks:
-            key = corpus.chunk_key(self.store, self.encoder.fingerprint(), self.bench.fingerprint, start, stop)
+            key = corpus.chunk_key(self.store, image_fingerprint(self.encoder), self.bench.fingerprint, start, stop)
             if self.store.has(corpus.KIND, key):
                 cached += stop - start
                 continue

@@ -275,6 +275,7 @@ def generate(pipe, pairs: Sequence[tuple[str, int]], batch_size: int, *, progres
 def image_embeddings(pipe, pairs: Sequence[tuple[str, int]], batch_size: int, store, *,
                      progress: bool = True) -> dict[tuple[str, int], np.ndarray]:
     """Embed every generated image, cached per fixed batch (bit-identical on resume)."""
+    from dar_lib.models.base import image_fingerprint
     from dar_lib.store import code_fingerprint
 
     out = {}
@@ -283,8 +284,8 @@ def image_embeddings(pipe, pairs: Sequence[tuple[str, int]], batch_size: int, st
         hasattr(gen.generator, "resolve") else (pipe.steps, pipe.guidance, pipe.size)
     for batch in _progress(list(_batches(list(pairs), batch_size)), progress,
                            desc=f"encode images {pipe.encoder.id}", unit="batch"):
-        key = store.key("image_emb", encoder=pipe.encoder.fingerprint(), generator=gen.fingerprint(), pairs=batch,
-                        settings=list(settings), code=code_fingerprint("dar_lib.models.encoders"))
+        key = store.key("image_emb", encoder=image_fingerprint(pipe.encoder), generator=gen.fingerprint(),
+                        pairs=batch, settings=list(settings), code=code_fingerprint("dar_lib.models.encoders"))
 
         def compute(batch=batch):
             return pipe.encode_images(pipe.imagine([p for p, _ in batch], [s for _, s in batch])).numpy()

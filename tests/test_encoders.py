@@ -175,6 +175,27 @@ def test_fingerprint_names_settings():
     assert enc2.fingerprint() != fp
 
 
+@pytest.mark.parametrize("make, cls", [(tiny_clip, ClipEncoder), (tiny_blip, BlipEncoder)], ids=["clip", "blip"])
+def test_image_fingerprint_names_the_image_tower_alone(make, cls):
+    """Encoders with one image tower share image embeddings (and so the cached corpus); any change to
+    that tower's weights, or a text-only change, is told apart correctly."""
+    from dar_lib.models.base import image_fingerprint
+
+    a = cls(make(), make_tokenizer(), id="a", device="cpu", max_length=20)
+    text_tuned = make()
+    with torch.no_grad():
+        next(p for n, p in text_tuned.named_parameters() if n.startswith("text_")).add_(1.0)
+    b = cls(text_tuned, make_tokenizer(), id="b", device="cpu", max_length=20)
+    assert a.fingerprint() != b.fingerprint()
+    assert image_fingerprint(a) == image_fingerprint(b)
+    torch.testing.assert_close(a.encode_images(images(2)), b.encode_images(images(2)))
+    image_tuned = make()
+    with torch.no_grad():
+        image_tuned.vision_model.embeddings.patch_embedding.weight.add_(1e-3)
+    c = cls(image_tuned, make_tokenizer(), id="a", device="cpu", max_length=20)
+    assert image_fingerprint(c) != image_fingerprint(a)
+
+
 def test_clip_from_pretrained_local_folder(tmp_path):
     """A toy-style folder: CLIPModel.save_pretrained + PreTrainedTokenizerFast (+ optional image processor)."""
     from transformers import CLIPImageProcessor

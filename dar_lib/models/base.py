@@ -54,6 +54,18 @@ class Encoder(Protocol):
         ...
 
 
+def image_fingerprint(encoder) -> str:
+    """A string naming everything that determines the encoder's *image* embeddings.
+
+    Encoders whose image towers are identical (the toy variants share one locked tower; a text-only
+    fine-tune keeps its base's) return the same string, so corpus and generated-image embeddings
+    cached for one are reused by the others. An encoder without an ``image_fingerprint()`` method is
+    named by its whole :meth:`Encoder.fingerprint` (never shared).
+    """
+    method = getattr(encoder, "image_fingerprint", None)
+    return method() if callable(method) else encoder.fingerprint()
+
+
 @runtime_checkable
 class Generator(Protocol):
     """A text-to-image generator; one seeded generator per image."""

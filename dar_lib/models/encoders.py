@@ -192,10 +192,32 @@ class _HFDualEncoder:
     def _image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    #: Attributes of ``model`` that :meth:`_image_features` uses (and nothing else does it read); empty:
+    #: the image side is not separable and :meth:`image_fingerprint` names the whole model.
+    _image_modules: tuple[str, ...] = ()
+
     # -- public API -----------------------------------------------------------------------------
     def fingerprint(self) -> str:
         return (f"{self.kind}:{self.id}@{self.revision or 'unpinned'}|img={self.preprocess.describe()}"
                 f"|max_length={self.max_length}|dtype={str(self.dtype).replace('torch.', '')}")
+
+    def image_fingerprint(self) -> str:
+        """Names the image embeddings alone: the image tower's weights (sha256 of every tensor, as
+        loaded), the preprocessing and the dtype. Two encoders with the same image tower (the toy
+        variants) share it, so their corpus and generated-image embeddings are computed once."""
+        if not self._image_modules:
+            return self.fingerprint()
+        if getattr(self, "_image_fp", None) is None:
+            import hashlib
+
+            h = hashlib.sha256()
+            for name in self._image_modules:
+                for key, t in sorted(getattr(self.model, name).state_dict().items()):
+                    h.update(f"{name}.{key}:{t.dtype}:{tuple(t.shape)}".encode())
+                    h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+            self._image_fp = (f"{self.kind}-image:{h.hexdigest()[:16]}|img={self.preprocess.describe()}"
+                              f"|dtype={str(self.dtype).replace('torch.', '')}")
+        return self._image_fp
 
     def _batches(self, items: Sequence, desc: str):
         n = len(items)
@@ -286,6 +308,8 @@ class BlipEncoder(_HFDualEncoder):
                                          return_dict=True).last_hidden_state
         return self.model.text_proj(hidden[:, 0, :])
 
+    _image_modules = ("vision_model", "vision_proj")
+
     def _image_features(self, pixel_values):
         hidden = self.model.vision_model(pixel_values=pixel_values, return_dict=True).last_hidden_state
         return self.model.vision_proj(hidden[:, 0, :])
@@ -366,6 +390,8 @@ class ClipEncoder(_HFDualEncoder):
         pooled = self.model.text_model(input_ids=input_ids, attention_mask=attention_mask,
                                        return_dict=True).pooler_output
         return self.model.text_projection(pooled)
+
+    _image_modules = ("vision_model", "visual_projection")
 
     def _image_features(self, pixel_values):
         pooled = self.model.vision_model(pixel_values=pixel_values, return_dict=True).pooler_output
