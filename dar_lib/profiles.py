@@ -219,7 +219,9 @@ PROFILES: dict[str, dict[str, Any]] = {
         **PROTOCOL,
         "profile": "toy",
         "benchmarks": ["toy-visdial", "toy-chatgpt", "toy-human", "toy-flan"],
-        "n_dialogues": 200,
+        # 150 x 11 rounds x K=3 fresh images per style at ~22 images/s (2 cores) keeps a clean book build
+        # within 30 minutes; `dar book --set n_dialogues=500` evaluates every toy dialogue.
+        "n_dialogues": 150,
         "device": "cpu",
         "encoders": {
             "zero-shot": "toy:clip-zs",
