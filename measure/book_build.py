@@ -23,12 +23,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dar_lib import book  # noqa: E402
+from dar_lib import book, profiles  # noqa: E402
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--profile", default="toy", choices=sorted(book.PROFILES))
+    p.add_argument("--profile", default="toy", choices=sorted(profiles.PROFILES))
     p.add_argument("--smoke", action="store_true")
     p.add_argument("--out", type=Path, default=None, help="build folder (default: a fresh temp folder)")
     p.add_argument("--keep-cache", action="store_true", help="reuse DAR_CACHE_DIR instead of an empty one")
