@@ -262,7 +262,7 @@ def live_session(pipe, bench, dialog_idx: int = 0, questioner=None):
     import ipywidgets as W
 
     if questioner is None and bench.meta.get("scenes") is not None:
-        from dar_lib.models.questioners import load_questioner
+        from dar_lib.models import load_questioner
 
         questioner = load_questioner("toy", scenes=bench.meta["scenes"])
     pipe.questioner = questioner

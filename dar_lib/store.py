@@ -271,3 +271,12 @@ class ArtefactStore:
         """Delete every entry of every kind, leaving an empty ``root`` folder."""
         shutil.rmtree(self.root, ignore_errors=True)
         self.root.mkdir(parents=True, exist_ok=True)
+
+
+def file_tag(path: str) -> str:
+    """Size + sha256 of the first MiB: names a checkpoint file in fingerprints without hashing GBs."""
+
+    p = Path(path)
+    with p.open("rb") as fh:
+        head = hashlib.sha256(fh.read(1 << 20)).hexdigest()[:12]
+    return f"{p.stat().st_size}-{head}"

@@ -182,16 +182,6 @@ def _given(**settings) -> dict:
     return {k: v for k, v in settings.items() if v is not None}
 
 
-def _file_tag(path: str) -> str:
-    """Size + sha256 of the first MiB: names a checkpoint file in fingerprints without hashing GBs."""
-    import hashlib
-
-    p = Path(path)
-    with p.open("rb") as fh:
-        head = hashlib.sha256(fh.read(1 << 20)).hexdigest()[:12]
-    return f"{p.stat().st_size}-{head}"
-
-
 def _quiet_loading() -> None:
     """Turn off the per-file "Loading weights" bars of transformers and diffusers.
 
@@ -402,3 +392,21 @@ def load_reformulator(spec: str, *, revision: str | None = None, device: str | N
 
         return R.ReplayReformulator(replay_table(), id="replay:plugir", **kwargs)
     return R.ReplayReformulator.from_json(s.model, **kwargs)
+
+
+def load_questioner(spec: str, *, scenes=None, **kwargs):
+    """Load a questioner: ``toy`` (needs the toy corpus ``scenes``), ``hf-llm:<id>``, ``openai:<model>@<url>``
+    or ``gguf:<path>`` (an LLM through :func:`load_reformulator`'s backends).
+
+    Raises:
+        ValueError: an unknown spec, or ``toy`` without ``scenes``.
+    """
+    from .questioners import LLMQuestioner, ToyQuestioner
+
+    if spec in ("toy", "toy:rules"):
+        if scenes is None:
+            raise ValueError("the toy questioner needs the corpus scenes: load_questioner('toy', scenes=world.scenes)")
+        return ToyQuestioner(scenes)
+    if spec.split(":", 1)[0] in ("hf-llm", "openai", "gguf"):
+        return LLMQuestioner(load_reformulator(spec, **kwargs))
+    raise ValueError(f"unknown questioner {spec!r}; use toy, hf-llm:<id> or openai:<model>@<url>")

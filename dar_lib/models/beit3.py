@@ -594,7 +594,7 @@ class Beit3Encoder(_HFDualEncoder):
             FileNotFoundError: a file is missing (the message says where to get it).
             Beit3ImportError: the files do not load (see :func:`load_beit3`).
         """
-        from . import _file_tag
+        from dar_lib.store import file_tag
 
         if not str(checkpoint) or not str(spm):
             raise ValueError(f"a BEiT-3 encoder needs both files, as 'beit3:<checkpoint .pth>+<sentencepiece .spm>' "
@@ -602,5 +602,5 @@ class Beit3Encoder(_HFDualEncoder):
         tok = Beit3Tokenizer(spm)
         model = load_beit3(checkpoint, image_size=image_size, head_size=head_size)
         ck, sp = Path(checkpoint), Path(spm)
-        return cls(model, tok, id=f"beit3:{ck.name}#{_file_tag(str(ck))}+{sp.name}#{_file_tag(str(sp))}",
+        return cls(model, tok, id=f"beit3:{ck.name}#{file_tag(str(ck))}+{sp.name}#{file_tag(str(sp))}",
                    device=device, dtype=dtype, batch_size=batch_size, max_length=max_length or DEFAULT_MAX_LENGTH)

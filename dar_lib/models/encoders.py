@@ -354,7 +354,7 @@ class BlipEncoder(_HFDualEncoder):
             BlipImportError: the checkpoint does not map, or the base config's head count differs
                 from the original layout's (checked before and after building the model).
         """
-        from . import _file_tag
+        from dar_lib.store import file_tag
         from .blip_import import BLIP_HEAD_SIZE, check_head_layout, load_original_blip
 
         head_size = head_size or BLIP_HEAD_SIZE
@@ -362,7 +362,7 @@ class BlipEncoder(_HFDualEncoder):
         # Also checked here: the encoder must never run an imported model with a wrong head layout.
         check_head_layout(model.config, f"{path} with base config {base}", head_size=head_size)
         pre = ImagePreprocessor(model.config.vision_config.image_size, mode="square")
-        return cls(model, tok, pre, id=f"blip-original:{Path(path).name}#{_file_tag(str(path))}+{base}",
+        return cls(model, tok, pre, id=f"blip-original:{Path(path).name}#{file_tag(str(path))}+{base}",
                    revision=revision, device=device, dtype=dtype, batch_size=batch_size,
                    max_length=max_length or 256)
 

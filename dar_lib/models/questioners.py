@@ -104,16 +104,3 @@ class ToyQuestioner:
         if last is not None and len(last.top_ids):
             candidates = [self.scenes[int(i)] for i in last.top_ids]
         return self._q.ask(list(turns), candidates)
-
-
-def load_questioner(spec: str, *, scenes=None, **kwargs):
-    """Load a questioner: ``toy`` (needs the toy corpus ``scenes``), ``hf-llm:<id>`` or ``openai:<model>@<url>``."""
-    if spec in ("toy", "toy:rules"):
-        if scenes is None:
-            raise ValueError("the toy questioner needs the corpus scenes: load_questioner('toy', scenes=world.scenes)")
-        return ToyQuestioner(scenes)
-    if spec.split(":", 1)[0] in ("hf-llm", "openai", "gguf"):
-        from dar_lib.models import load_reformulator
-
-        return LLMQuestioner(load_reformulator(spec, **kwargs))
-    raise ValueError(f"unknown questioner {spec!r}; use toy, hf-llm:<id> or openai:<model>@<url>")

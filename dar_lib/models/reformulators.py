@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-from . import prompts as P
+import dar_lib.models.prompts as P
 
 log = logging.getLogger(__name__)
 
