@@ -6,6 +6,11 @@ import argparse
 import math
 
 
+def int_span(lo: int, hi: int | None = None) -> str:
+    """The allowed range in words, as every integer check says it: ``"in 1..10"`` or ``">= 1"``."""
+    return f"in {lo}..{hi}" if hi is not None else f">= {lo}"
+
+
 def int_in(lo: int, hi: int | None = None):
     """An argparse ``type`` accepting integers in ``lo..hi`` (``hi=None``: no upper bound).
 
@@ -17,7 +22,7 @@ def int_in(lo: int, hi: int | None = None):
         ...
         argparse.ArgumentTypeError: must be an integer in 1..10, got '0'
     """
-    span = f"in {lo}..{hi}" if hi is not None else f">= {lo}"
+    span = int_span(lo, hi)
 
     def parse(text: str) -> int:
         try:

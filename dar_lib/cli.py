@@ -147,7 +147,6 @@ def _eval(args: argparse.Namespace) -> int:
         tables.append(table)
     table = pd.concat(tables, ignore_index=True)
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         table.to_csv(args.out, index=False)
         print(f"wrote {len(table)} rows to {args.out}")
     print(summary_table(table).to_string(index=False))
@@ -160,9 +159,8 @@ def _check_writable(path: Path) -> None:
 
     if path.is_dir():
         raise IsADirectoryError(f"--out {path}: is a folder; give a file name such as {path / 'ranks.csv'}")
-    parent = path.parent if str(path.parent) else Path(".")
-    parent.mkdir(parents=True, exist_ok=True)
-    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise PermissionError(f"--out {path}: cannot write there")
 
 
@@ -172,7 +170,7 @@ def _merge(args: argparse.Namespace) -> int:
     for src in args.sources:
         if not Path(src).is_dir():
             raise FileNotFoundError(f"{src} is not a folder")
-        if not any(p.is_dir() and any(p.glob("*/*")) for p in Path(src).iterdir()):
+        if ArtefactStore(src).is_empty():
             raise FileNotFoundError(f"{src} holds no store entries: give the --store folder of a `dar eval` run")
     into = ArtefactStore(args.into)
     for src in args.sources:

@@ -34,6 +34,7 @@ from typing import Mapping, Protocol, Sequence
 
 import numpy as np
 
+from dar_lib.argtypes import int_span
 from dar_lib.errors import DataError
 from dar_lib.profiles import PROFILES
 
@@ -52,8 +53,8 @@ def _check_int(name: str, value, lo: int, hi: int | None = None, none_ok: bool =
     if value is None and none_ok:
         return
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo or (hi is not None and value > hi):
-        span = f"in {lo}..{hi}" if hi is not None else f">= {lo}"
-        raise ValueError(f"{name} = {value!r}: must be an integer {span}" + (" (or unset)" if none_ok else ""))
+        raise ValueError(f"{name} = {value!r}: must be an integer {int_span(lo, hi)}"
+                         + (" (or unset)" if none_ok else ""))
 
 
 @dataclass(frozen=True)
@@ -112,16 +113,14 @@ class EvalConfig:
         from dar_lib.fuse import weights
 
         from dar_lib import settings
-        from dar_lib.benchmarks import CHATIR, TOY
+        from dar_lib.benchmarks import TOY, check_benchmark_name
 
         bad = [m for m in self.methods if m not in METHODS]
         if bad or not self.methods:
             raise ValueError(f"methods = {list(self.methods)}: choose one or more of {', '.join(METHODS)}")
         if len(set(self.methods)) != len(self.methods):
             raise ValueError(f"methods = {list(self.methods)}: each method at most once")
-        if self.benchmark not in TOY + CHATIR and not str(self.benchmark).endswith(".json"):
-            raise ValueError(f"unknown benchmark {self.benchmark!r}; choose one of {', '.join(TOY + CHATIR)}, "
-                             "or give a ChatIR-format dialogue file (*.json) with corpus_file and image_root")
+        check_benchmark_name(self.benchmark)
         if self.benchmark in TOY and (self.image_root is not None or self.corpus_file is not None):
             raise ValueError(f"benchmark {self.benchmark!r} renders its own corpus: image_root and corpus_file "
                              "apply to the ChatIR sets and to your own *.json dialogue files only")

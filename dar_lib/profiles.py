@@ -22,6 +22,8 @@ import copy
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
+from dar_lib.argtypes import int_span
+
 #: Encoder roles every results chapter needs (Figure 3's colours are keyed by role).
 ROLES = ("zero-shot", "coco-ft", "dialogue-ft")
 
@@ -49,8 +51,7 @@ def _int(lo: int, hi: int | None = None, none_ok: bool = False):
         if v is None and none_ok:
             return
         if isinstance(v, bool) or not isinstance(v, int) or v < lo or (hi is not None and v > hi):
-            span = f"in {lo}..{hi}" if hi is not None else f">= {lo}"
-            raise ValueError(f"must be an integer {span}" + (" or None" if none_ok else ""))
+            raise ValueError(f"must be an integer {int_span(lo, hi)}" + (" or None" if none_ok else ""))
     return check
 
 
@@ -219,8 +220,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         **PROTOCOL,
         "profile": "toy",
         "benchmarks": ["toy-visdial", "toy-chatgpt", "toy-human", "toy-flan"],
-        # 150 x 11 rounds x K=3 fresh images per style at ~22 images/s (2 cores) keeps a clean book build
-        # within 30 minutes; `dar book --set n_dialogues=500` evaluates every toy dialogue.
+        # 150 x 11 rounds x K=3 fresh images per style at ~22 images/s (2 cores): a clean book build took
+        # 34 minutes (README); `dar book --set n_dialogues=500` evaluates every toy dialogue.
         "n_dialogues": 150,
         "device": "cpu",
         "encoders": {

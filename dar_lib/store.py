@@ -267,6 +267,10 @@ class ArtefactStore:
                     copied += 1
         return copied
 
+    def is_empty(self) -> bool:
+        """Whether the store holds no entry of any kind."""
+        return not any(next(self.keys(p.name), None) for p in self.root.iterdir() if p.is_dir())
+
     def clear(self) -> None:
         """Delete every entry of every kind, leaving an empty ``root`` folder."""
         shutil.rmtree(self.root, ignore_errors=True)

@@ -53,6 +53,17 @@ class Benchmark:
         return self.load_images(list(ids))
 
 
+def check_benchmark_name(name: str) -> None:
+    """Refuse a benchmark name that is neither a toy set, a ChatIR set nor a dialogue file (``*.json``).
+
+    Raises:
+        ValueError: naming the value and the choices.
+    """
+    if name not in TOY + CHATIR and not str(name).endswith(".json"):
+        raise ValueError(f"unknown benchmark {name!r}; choose one of {', '.join(TOY + CHATIR)}, "
+                         "or give a ChatIR-format dialogue file (*.json) with corpus_file and image_root")
+
+
 def load_benchmark(
     name: str,
     n_dialogues: int | None = None,
@@ -132,8 +143,7 @@ def load_benchmark(
     elif str(name).endswith(".json"):
         bench = _own_data(str(name), image_root, corpus_file)
     else:
-        raise ValueError(f"unknown benchmark {name!r}; choose one of {', '.join(TOY + CHATIR)}, "
-                         "or give a ChatIR-format dialogue file (*.json) with corpus_file and image_root")
+        check_benchmark_name(name)
     if n_dialogues is not None:
         bench.dialogues = bench.dialogues[:n_dialogues]
     return bench

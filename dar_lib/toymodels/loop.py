@@ -149,8 +149,6 @@ class Resumable:
 
     def restore(self, resume: bool, label: str = "training") -> int:
         """Load the saved state when ``resume`` and a checkpoint exists; returns the step to start from."""
-        import logging
-
         state = self.checkpoint.load() if resume else None
         if state is None:
             return 0
