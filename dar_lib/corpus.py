@@ -22,7 +22,7 @@ import numpy as np
 
 from dar_lib.models.base import image_fingerprint
 from dar_lib.retrieve import check_embeddings
-from dar_lib.store import code_fingerprint
+from dar_lib.cachekeys import code_fingerprint
 
 #: Corpus images per cached chunk (every backend uses the same chunks, hence the same keys).
 CHUNK = 1024

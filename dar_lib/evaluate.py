@@ -275,7 +275,7 @@ def image_embeddings(pipe, pairs: Sequence[tuple[str, int]], batch_size: int, st
                      progress: bool = True) -> dict[tuple[str, int], np.ndarray]:
     """Embed every generated image, cached per fixed batch (bit-identical on resume)."""
     from dar_lib.models.base import image_fingerprint
-    from dar_lib.store import code_fingerprint
+    from dar_lib.cachekeys import code_fingerprint
 
     out = {}
     gen = pipe.generator
@@ -420,11 +420,16 @@ def _encode_texts(pipe, texts: Sequence[str], batch_size: int, progress: bool) -
 
 # -- the results grid shared by the book's chapters ---------------------------------------------
 def table_key(store, cfg: EvalConfig, bench) -> str:
-    """The store key of a finished rank table: the config, the benchmark's content (data version) and
-    the library's code, so a fix anywhere in ``dar_lib`` recomputes the table instead of reloading it."""
-    from dar_lib.store import code_fingerprint
+    """The store key of a finished rank table: the config, the content of every local model it names
+    (weights digests, :func:`dar_lib.models.local_content`: a retrain into the same folder recomputes),
+    the benchmark's content (data version) and the library's code, so a fix anywhere in ``dar_lib``
+    recomputes the table instead of reloading it."""
+    from dar_lib.cachekeys import code_fingerprint
+    from dar_lib.models import local_content
 
-    return store.key("table", config=repr(cfg), data=bench.fingerprint, code=code_fingerprint("dar_lib"))
+    models = {kind: local_content(kind, getattr(cfg, kind)) for kind in ("encoder", "generator", "reformulator")}
+    return store.key("table", config=repr(cfg), models=models, data=bench.fingerprint,
+                     code=code_fingerprint("dar_lib"))
 
 
 def grid(

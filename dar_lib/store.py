@@ -15,7 +15,6 @@ Examples:
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import io
 import json
@@ -28,6 +27,9 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 from PIL import Image
+
+# Key functions live in dar_lib.cachekeys; re-exported here for the callers that import them from the store.
+from dar_lib.cachekeys import code_fingerprint, file_tag, hash_parts  # noqa: F401
 
 log = logging.getLogger(__name__)
 
@@ -49,43 +51,6 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         except FileNotFoundError:
             pass
         raise
-
-
-@functools.lru_cache(maxsize=None)
-def code_fingerprint(*modules: str) -> str:
-    """sha256 (first 16 hex digits) of the source of ``modules`` (a package counts all its ``.py`` files).
-
-    Part of the store key of every derived artefact (result tables, corpus embeddings, parsed LLM
-    output), so a fix to the code that produced an entry makes the old entry unreachable instead of
-    silently reused. Found without importing the modules; cached per process.
-
-    Args:
-        modules: dotted names, e.g. ``"dar_lib.corpus"`` or ``"dar_lib"`` (the whole library).
-
-    Raises:
-        ModuleNotFoundError: a name that does not exist.
-    """
-    import importlib.util
-
-    h = hashlib.sha256()
-    for name in sorted(set(modules)):
-        spec = importlib.util.find_spec(name)
-        if spec is None or spec.origin is None:
-            raise ModuleNotFoundError(f"code_fingerprint: no module {name!r}")
-        origin = Path(spec.origin)
-        files = sorted(origin.parent.rglob("*.py")) if origin.name == "__init__.py" else [origin]
-        for f in files:
-            if "__pycache__" in f.parts:
-                continue
-            h.update(f"{name}:{f.relative_to(origin.parent).as_posix()}\0".encode())
-            h.update(f.read_bytes())
-    return h.hexdigest()[:16]
-
-
-def hash_parts(**parts: Any) -> str:
-    """sha256 of the canonical JSON of ``parts`` (sorted keys, no whitespace)."""
-    blob = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=False)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
 class CorruptEntry(Exception):
@@ -275,12 +240,3 @@ class ArtefactStore:
         """Delete every entry of every kind, leaving an empty ``root`` folder."""
         shutil.rmtree(self.root, ignore_errors=True)
         self.root.mkdir(parents=True, exist_ok=True)
-
-
-def file_tag(path: str) -> str:
-    """Size + sha256 of the first MiB: names a checkpoint file in fingerprints without hashing GBs."""
-
-    p = Path(path)
-    with p.open("rb") as fh:
-        head = hashlib.sha256(fh.read(1 << 20)).hexdigest()[:12]
-    return f"{p.stat().st_size}-{head}"

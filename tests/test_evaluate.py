@@ -232,6 +232,6 @@ def test_result_tables_are_recomputed_when_the_code_changes(tmp_path, monkeypatc
     grid(["toy-flan"], {"zero-shot": "toy:clip-zs"}, **kw)
     grid(["toy-flan"], {"zero-shot": "toy:clip-zs"}, **kw)
     assert len(calls) == 1  # the second run reads the cached table
-    monkeypatch.setattr("dar_lib.store.code_fingerprint", lambda *m: "another-version-of-the-code")
+    monkeypatch.setattr("dar_lib.cachekeys.code_fingerprint", lambda *m: "another-version-of-the-code")
     grid(["toy-flan"], {"zero-shot": "toy:clip-zs"}, **kw)
     assert len(calls) == 2  # a code change makes the old table unreachable

@@ -72,7 +72,7 @@ def test_merge(tmp_path):
 def test_code_fingerprint_names_the_source_it_reads(tmp_path, monkeypatch):
     import sys
 
-    from dar_lib.store import code_fingerprint
+    from dar_lib.cachekeys import code_fingerprint
 
     pkg = tmp_path / "fpdemo"
     pkg.mkdir()

@@ -10,12 +10,13 @@ from __future__ import annotations
 import functools
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Sequence
 
 from PIL import Image
 
 from dar_lib.benchmarks.dialogue import Dialogue
-from dar_lib.store import hash_parts
+from dar_lib.cachekeys import hash_parts
 
 #: ChatIR set names (see :mod:`dar_lib.benchmarks.chatir`).
 CHATIR = ("visdial", "chatgpt_blip2", "human_blip2", "flan_blip2")
@@ -117,7 +118,7 @@ def load_benchmark(
         def load_images(ids):
             return [tw.render(scenes[i]) for i in ids]
 
-        from dar_lib.store import code_fingerprint
+        from dar_lib.cachekeys import code_fingerprint
 
         # The world's version and its code name the corpus: a changed world never reuses embeddings.
         fp = hash_parts(world="toy", seed=seed, version=tw.WORLD_VERSION,
@@ -139,7 +140,9 @@ def load_benchmark(
         def load_images(ids):
             return [images.load_image(images.resolve(image_root, paths[i])) for i in ids]
 
-        bench = Benchmark(name, dialogues, paths, hash_parts(corpus=paths), load_images, meta=meta)
+        # The resolved root names which folder's images were embedded: another --image-root recomputes.
+        fp = hash_parts(corpus=paths, image_root=str(Path(image_root).expanduser().resolve()))
+        bench = Benchmark(name, dialogues, paths, fp, load_images, meta=meta)
     elif str(name).endswith(".json"):
         bench = _own_data(str(name), image_root, corpus_file)
     else:
@@ -192,7 +195,6 @@ def _chatir_subset(name: str, paths: list[str], dialogues: list[Dialogue], corpu
         DataError: a malformed list (see ``parse_corpus``), a path outside the 50k list, or no
             dialogue left (each names the file).
     """
-    from pathlib import Path
 
     from dar_lib.benchmarks.dialogue import parse_corpus, read_json
     from dar_lib.errors import DataError
@@ -213,10 +215,9 @@ def _chatir_subset(name: str, paths: list[str], dialogues: list[Dialogue], corpu
 
 def _own_data(path: str, image_root, corpus_file) -> Benchmark:
     """A researcher's own dialogues, corpus list and image folder, checked like the built-in sets."""
-    from pathlib import Path
-
     from dar_lib.benchmarks import images
     from dar_lib.benchmarks.dialogue import parse_corpus, parse_dialogues, read_json
+    from dar_lib.cachekeys import file_stamp
     from dar_lib.errors import DataError
 
     if corpus_file is None or image_root is None:
@@ -230,9 +231,20 @@ def _own_data(path: str, image_root, corpus_file) -> Benchmark:
     n_rounds = len(first) if isinstance(first, list) and first else None
     dialogues = parse_dialogues(records, {p: i for i, p in enumerate(paths)}, path, n_rounds=n_rounds)
 
-    def load_images(ids):
-        return [images.load_image(images.resolve(image_root, paths[i])) for i in ids]
+    # Each image's content stamp (size, mtime, inode) names the corpus content, and every read checks
+    # it: images replaced under the same names reach new keys and are embedded again, never replayed.
+    files = [images.resolve(image_root, p) for p in paths]
+    stamps = [file_stamp(f, f"{corpus_file}: record {i}: {paths[i]!r} ({f})") for i, f in enumerate(files)]
+    first: dict[tuple[int, int], int] = {}
+    for i, f in enumerate(files):  # a link or a hard link listing one image twice
+        j = first.setdefault((os.stat(f).st_dev, stamps[i][2]), i)
+        if j != i:
+            raise DataError(f"{corpus_file}: record {i}: {paths[i]!r} is the same file as record {j} ({paths[j]!r}); "
+                            "list each image once")
 
-    fp = hash_parts(corpus=paths, image_root=str(Path(image_root).expanduser().resolve()))
+    def load_images(ids):
+        return [images.load_image(files[i], stamps[i]) for i in ids]
+
+    fp = hash_parts(corpus=paths, image_root=str(Path(image_root).expanduser().resolve()), stamps=stamps)
     return Benchmark(path, dialogues, paths, fp, load_images, meta={"image_root": str(image_root),
                                                                   "corpus_file": str(corpus_file)})

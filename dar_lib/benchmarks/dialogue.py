@@ -107,13 +107,37 @@ def parse_dialogues(
             raise DataError(f"{where}: expected {n_rounds} dialogue rounds (caption + turns), got {len(dialog)}")
         if not dialog:
             raise DataError(f"{where}: empty dialogue")
+        check_text(img, f"{where}: 'img'")
         for j, turn in enumerate(dialog):
             if not turn.strip():
                 raise DataError(f"{where}: round {j} is empty text")
+            check_text(turn, f"{where}: round {j}")
         if img not in corpus_index:
             raise DataError(f"{where}: target image {img!r} is not in the corpus")
         out.append(Dialogue(target_id=corpus_index[img], image=img, dialog=tuple(dialog)))
     return out
+
+
+def check_text(text: str, where: str) -> None:
+    """Refuse a string that is not valid Unicode text (a lone UTF-16 surrogate, which JSON's ``\\ud800``
+    escapes can carry): no tokenizer, prompt or file name could use it.
+
+    Raises:
+        DataError: naming ``where`` and the position of the bad character.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise DataError(f"{where}: not valid Unicode text: lone surrogate {text[exc.start]!r} at character "
+                        f"{exc.start} (the JSON holds a half of a UTF-16 pair)") from None
+
+
+def normalise_path(path: str) -> str:
+    """A relative corpus path in one spelling: ``./x.png``, ``a//x.png`` and ``a/./x.png`` become
+    ``x.png``, ``a/x.png`` and ``a/x.png`` (so a corpus cannot list one image twice under two spellings)."""
+    import posixpath
+
+    return posixpath.normpath(path)
 
 
 def check_relative_path(path: str, where: str) -> None:
@@ -137,7 +161,8 @@ def parse_corpus(paths: Any, source: str | Path) -> list[str]:
     """Validate a corpus list (JSON list of unique relative image paths; index = corpus id).
 
     Raises:
-        DataError: not a list of strings, an empty list, a duplicate, or a path that could leave the
+        DataError: not a list of strings, an empty list, a duplicate (also after normalisation:
+            ``x.png`` and ``./x.png``), text that is not valid Unicode, or a path that could leave the
             image root (names the file and the record).
     """
     if not isinstance(paths, list) or not all(isinstance(p, str) and p for p in paths):
@@ -146,10 +171,15 @@ def parse_corpus(paths: Any, source: str | Path) -> list[str]:
         raise DataError(f"{source}: the corpus list is empty")
     seen: dict[str, int] = {}
     for i, p in enumerate(paths):
-        if p in seen:
-            raise DataError(f"{source}: record {i}: duplicate corpus path {p!r} (first at {seen[p]})")
+        check_text(p, f"{source}: record {i}")
         check_relative_path(p, f"{source}: record {i}")
-        seen[p] = i
+        norm = normalise_path(p)
+        if norm in seen:
+            first = paths[seen[norm]]
+            same = f", the same file as {first!r}" if first != p else ""
+            raise DataError(f"{source}: record {i}: duplicate corpus path {p!r} (first at {seen[norm]}{same}); "
+                            "list each image once")
+        seen[norm] = i
     return list(paths)
 
 

@@ -13,6 +13,11 @@ from dar_lib.errors import DataError
 
 #: Background that transparent pixels are composited onto (encoders expect opaque RGB).
 BACKGROUND = (255, 255, 255)
+#: Largest corpus image accepted, in pixels (width x height): PIL's own decompression-bomb bound.
+MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
+#: Largest accepted ratio of the long side to the short side: a 1 x 1,000,000 px strip would be
+#: resized to a square encoder input of millions of pixels per side (a MemoryError), not an image.
+MAX_ASPECT = 50
 
 
 def resolve(image_root: str | os.PathLike, corpus_path: str) -> Path:
@@ -46,7 +51,7 @@ def resolve(image_root: str | os.PathLike, corpus_path: str) -> Path:
     return target
 
 
-def load_image(path: str | os.PathLike) -> Image.Image:
+def load_image(path: str | os.PathLike, stamp: Sequence[int] | None = None) -> Image.Image:
     """Decode an image fully and return it in RGB.
 
     Grayscale, CMYK and palette images are converted to RGB; images with transparency (RGBA,
@@ -55,24 +60,56 @@ def load_image(path: str | os.PathLike) -> Image.Image:
     hidden pixels happen to hold. EXIF orientation is not applied: ChatIR's and DAR's
     evaluations use ``Image.open(...).convert("RGB")``, and the embeddings should match theirs.
 
+    The file is checked with ``os.stat`` before it is opened (a FIFO or device named like an image
+    would block a reader forever), and its size is checked from the header before it is decoded.
+
     Args:
         path: the image file.
+        stamp: the file's :func:`~dar_lib.cachekeys.file_stamp` when its cache key was made; the
+            bytes decoded must be the stamped ones.
 
     Returns:
         A loaded ``PIL.Image`` in mode ``"RGB"``.
 
     Raises:
-        DataError: the file is missing or cannot be decoded (truncated, not an image), naming it.
+        DataError: the file is missing, not a regular file, changed since ``stamp``, larger than
+            :data:`MAX_PIXELS` or more elongated than :data:`MAX_ASPECT`, or cannot be decoded
+            (truncated, not an image), naming it.
     """
+    from dar_lib.cachekeys import check_stamp, file_stamp
+
     path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: image file not found")
+    file_stamp(path)  # refuses a FIFO, device or folder before opening it
     try:
-        with Image.open(path) as img:
-            img.load()
-            return to_rgb(img)
+        with open(path, "rb") as fh:
+            if stamp is not None:
+                check_stamp(path, stamp, fh)
+            with Image.open(fh) as img:
+                check_size(img.size, path)
+                img.load()
+                return to_rgb(img)
+    except DataError:
+        raise
     except FileNotFoundError as exc:
         raise DataError(f"{path}: image file not found") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise DataError(f"{path}: cannot decode image: {exc}") from exc
+
+
+def check_size(size: tuple[int, int], path) -> None:
+    """Refuse an image of more than :data:`MAX_PIXELS` pixels or a side ratio above :data:`MAX_ASPECT`.
+
+    Raises:
+        DataError: naming the file, its size and the bound.
+    """
+    w, h = size
+    if w < 1 or h < 1 or w * h > MAX_PIXELS:
+        raise DataError(f"{path}: image of {w} x {h} px is outside 1..{MAX_PIXELS:,} pixels")
+    if max(w, h) > MAX_ASPECT * min(w, h):
+        raise DataError(f"{path}: image of {w} x {h} px has a side ratio of {max(w, h) / min(w, h):,.0f}:1, "
+                        f"above the bound of {MAX_ASPECT}:1")
 
 
 def to_rgb(img: Image.Image) -> Image.Image:

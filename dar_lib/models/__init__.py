@@ -153,10 +153,10 @@ def parse_spec(spec: str, backends: tuple[str, ...], kind: str) -> ModelSpec:
     return ModelSpec(backend, model, revision, options)
 
 
-@functools.lru_cache(maxsize=16)
 def load_model(kind: str, spec: str, device: str | None = None):
-    """Load a model by kind and id once per process (the evaluation runner, the book's chapters and
-    the Ray workers share these instances).
+    """Load a model by kind and id once per process and per content of its local files (the evaluation
+    runner, the book's chapters and the Ray workers share these instances; weights retrained into the
+    same folder are loaded again, see :func:`local_content`).
 
     Args:
         kind: ``"encoder"``, ``"generator"`` or ``"reformulator"``.
@@ -166,10 +166,47 @@ def load_model(kind: str, spec: str, device: str | None = None):
     Raises:
         ValueError: an unknown kind or a bad id.
     """
+    return _load_model(kind, spec, device, tuple(sorted(local_content(kind, spec).items())))
+
+
+@functools.lru_cache(maxsize=16)
+def _load_model(kind: str, spec: str, device: str | None, content: tuple) -> object:
     loaders = {"encoder": load_encoder, "generator": load_generator, "reformulator": load_reformulator}
-    if kind not in loaders:
-        raise ValueError(f"unknown model kind {kind!r}; choose one of {', '.join(loaders)}")
     return loaders[kind](spec, device=device)
+
+
+def local_content(kind: str, spec: str) -> dict[str, str]:
+    """The weights digest of every local file or folder a model id names: ``{path: digest}``.
+
+    A toy name resolves to its shipped folder; ``+``-joined parts (``beit3:<ckpt>+<spm>``,
+    ``blip-original:<ckpt>+<base>``) are each looked up; hub ids and endpoints name no local file
+    (``{}``: their id and revision name them). Result tables are keyed by it
+    (:func:`dar_lib.evaluate.table_key`), so a retrain into the same folder recomputes them.
+
+    Args:
+        kind: ``"encoder"``, ``"generator"`` or ``"reformulator"``.
+        spec: the model id.
+
+    Raises:
+        ValueError: an unknown kind or a bad id (as the loader would say).
+    """
+    from dar_lib.cachekeys import weights_digest
+
+    backends = {"encoder": ENCODER_BACKENDS, "generator": GENERATOR_BACKENDS, "reformulator": REFORMULATOR_BACKENDS}
+    if kind not in backends:
+        raise ValueError(f"unknown model kind {kind!r}; choose one of {', '.join(backends)}")
+    s = parse_spec(spec, backends[kind], kind)
+    if s.backend == "toy":
+        if kind == "reformulator":
+            return {}
+        toy = _toy()
+        paths = [toy.resolve(s.model, kind, toy.ENCODERS if kind == "encoder" else toy.GENERATORS)]
+    elif s.backend in ("openai", "identity"):
+        paths = []
+    else:
+        whole = Path(s.model).expanduser()
+        paths = [whole] if whole.exists() else [Path(p).expanduser() for p in s.model.split("+") if p]
+    return {str(p): weights_digest(p) for p in paths if p.exists()}
 
 
 def list_backends() -> dict[str, tuple[str, ...]]:

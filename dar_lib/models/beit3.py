@@ -594,7 +594,7 @@ class Beit3Encoder(_HFDualEncoder):
             FileNotFoundError: a file is missing (the message says where to get it).
             Beit3ImportError: the files do not load (see :func:`load_beit3`).
         """
-        from dar_lib.store import file_tag
+        from dar_lib.cachekeys import file_tag
 
         if not str(checkpoint) or not str(spm):
             raise ValueError(f"a BEiT-3 encoder needs both files, as 'beit3:<checkpoint .pth>+<sentencepiece .spm>' "

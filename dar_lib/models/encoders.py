@@ -321,13 +321,15 @@ class BlipEncoder(_HFDualEncoder):
         """Load a transformers-layout BLIP retrieval model (hub id or local folder)."""
         from transformers import AutoTokenizer, BlipForImageTextRetrieval
 
+        from dar_lib.cachekeys import local_revision
+
         model = BlipForImageTextRetrieval.from_pretrained(str(path_or_id), revision=revision,
                                                           trust_remote_code=trust_remote_code)
         tok = AutoTokenizer.from_pretrained(str(path_or_id), revision=revision, trust_remote_code=trust_remote_code)
         d = _processor_dict(path_or_id, revision)
         pre = ImagePreprocessor.from_processor_dict(d, model.config.vision_config.image_size, crop=False)
-        return cls(model, tok, pre, id=str(path_or_id), revision=revision, device=device, dtype=dtype,
-                   batch_size=batch_size, max_length=max_length or 256)
+        return cls(model, tok, pre, id=str(path_or_id), revision=local_revision(path_or_id) or revision, device=device,
+                   dtype=dtype, batch_size=batch_size, max_length=max_length or 256)
 
     @classmethod
     def from_original(cls, path: str | Path, base: str = "Salesforce/blip-itm-base-coco", *,
@@ -354,7 +356,7 @@ class BlipEncoder(_HFDualEncoder):
             BlipImportError: the checkpoint does not map, or the base config's head count differs
                 from the original layout's (checked before and after building the model).
         """
-        from dar_lib.store import file_tag
+        from dar_lib.cachekeys import file_tag
         from .blip_import import BLIP_HEAD_SIZE, check_head_layout, load_original_blip
 
         head_size = head_size or BLIP_HEAD_SIZE
@@ -409,9 +411,11 @@ class ClipEncoder(_HFDualEncoder):
         """
         from transformers import AutoTokenizer, CLIPModel
 
+        from dar_lib.cachekeys import local_revision
+
         model = CLIPModel.from_pretrained(str(path_or_id), revision=revision, trust_remote_code=trust_remote_code)
         tok = AutoTokenizer.from_pretrained(str(path_or_id), revision=revision, trust_remote_code=trust_remote_code)
         d = _processor_dict(path_or_id, revision)
         pre = ImagePreprocessor.from_processor_dict(d, model.config.vision_config.image_size, crop=True)
-        return cls(model, tok, pre, id=str(path_or_id), revision=revision, device=device, dtype=dtype,
-                   batch_size=batch_size, max_length=max_length)
+        return cls(model, tok, pre, id=str(path_or_id), revision=local_revision(path_or_id) or revision, device=device,
+                   dtype=dtype, batch_size=batch_size, max_length=max_length)

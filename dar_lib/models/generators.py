@@ -201,8 +201,11 @@ class DiffusersGenerator:
         if backend in ("sd", "turbo"):
             kwargs.update(safety_checker=None, requires_safety_checker=False)
         pipe = pipe_cls.from_pretrained(str(path_or_id), **kwargs)
+        from dar_lib.cachekeys import local_revision
+
+        # A local folder is named by its content: changed weights never replay the old images.
         return cls(pipe, f"{backend}:{path_or_id}", steps, guidance, size, device=device, dtype=dtype,
-                   batch_size=batch_size, revision=revision)
+                   batch_size=batch_size, revision=local_revision(path_or_id) or revision)
 
 
 def _accepts_dtype(pipe) -> bool:

@@ -528,7 +528,10 @@ class HFChatReformulator(_ChatReformulator):
         tok = AutoTokenizer.from_pretrained(str(path_or_id), revision=revision, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(str(path_or_id), revision=revision, dtype=dtype or "auto",
                                                      trust_remote_code=trust_remote_code)
-        return cls(model, tok, id=str(path_or_id), revision=revision, device=device, **kwargs)
+        from dar_lib.cachekeys import local_revision
+
+        return cls(model, tok, id=str(path_or_id), revision=local_revision(path_or_id) or revision, device=device,
+                   **kwargs)
 
 
 class OpenAIReformulator(_ChatReformulator):
@@ -643,7 +646,10 @@ class LlamaCppReformulator(_ChatReformulator):
         self.llm = Llama(model_path=str(self.path), n_ctx=n_ctx, seed=seed, verbose=False)
         self.max_tokens = int(max_tokens)
         self.fallback = bool(fallback)
-        self.id = f"gguf:{self.path.name}"
+        from dar_lib.cachekeys import weights_digest
+
+        # The file's content, not its name, names the model: two files called model.gguf never share outputs.
+        self.id = f"gguf:{self.path.name}#{weights_digest(self.path)}"
 
     def settings(self) -> dict:
         """``max_tokens`` and the fixed ``temperature`` 0.0 (part of the fingerprint)."""

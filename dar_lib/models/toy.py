@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dar_lib.toymodels import ASSETS, weights_digest
+from dar_lib.cachekeys import weights_digest
+from dar_lib.toymodels import ASSETS
 
 ENCODERS = ("clip-full", "clip-zs", "clip-cocoft", "clip-chatir")
 GENERATORS = ("sd",)

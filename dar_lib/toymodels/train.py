@@ -106,7 +106,7 @@ def run_id(name: str, plan: Stage, n_train: int, base: Path | None) -> str:
     import hashlib
 
     from dar_lib.benchmarks import toyworld as tw
-    from dar_lib.toymodels import weights_digest
+    from dar_lib.cachekeys import weights_digest
 
     parts = {"stage": name, **asdict(plan), "n_train": n_train, "train_seed": TRAIN_SEED,
              "world_version": tw.WORLD_VERSION, "base": weights_digest(base) if base is not None else None}

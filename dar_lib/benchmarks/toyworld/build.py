@@ -17,7 +17,8 @@ from dar_lib.benchmarks.toyworld.dialogues import STYLES, dialogue_rng, make_dia
 from dar_lib.benchmarks.toyworld.render import render_batch
 from dar_lib.benchmarks.toyworld.scenes import Scene, make_scenes
 from dar_lib.errors import DataError
-from dar_lib.store import atomic_write_bytes, hash_parts
+from dar_lib.cachekeys import hash_parts
+from dar_lib.store import atomic_write_bytes
 
 #: Bump when scenes, texts or dialogues change. Every cache key of the world's artefacts includes it
 #: (built files, corpus embeddings through the benchmark's fingerprint, result tables), so nothing

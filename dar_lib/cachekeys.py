@@ -1,0 +1,188 @@
+"""Cache keys: the one home of every function that names what produced a cached artefact.
+
+A store key (:meth:`dar_lib.store.ArtefactStore.key`) is :func:`hash_parts` of everything that
+determines an entry: the models by the *content* of their weights where they are local
+(:func:`weights_digest`, never a file or folder name), the settings, the data by its content
+(:func:`file_stamp` of each corpus image, the resolved image root) and the code
+(:func:`code_fingerprint`). A retrain into the same folder, images replaced under the same names,
+another image root or another file under the same name therefore reach new keys and are
+recomputed, never replayed.
+
+Examples:
+    >>> hash_parts(kind="llm", model="toy:rules") == hash_parts(model="toy:rules", kind="llm")
+    True
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import stat
+from pathlib import Path
+from typing import Any, Sequence
+
+from dar_lib.errors import DataError
+
+
+def hash_parts(**parts: Any) -> str:
+    """sha256 (64 hex digits) of the canonical JSON of ``parts`` (sorted keys, no whitespace)."""
+    blob = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+@functools.lru_cache(maxsize=None)
+def code_fingerprint(*modules: str) -> str:
+    """sha256 (first 16 hex digits) of the source of ``modules`` (a package counts all its ``.py`` files).
+
+    Part of the store key of every derived artefact (result tables, corpus embeddings, parsed LLM
+    output), so a fix to the code that produced an entry makes the old entry unreachable instead of
+    silently reused. Found without importing the modules; cached per process.
+
+    Args:
+        modules: dotted names, e.g. ``"dar_lib.corpus"`` or ``"dar_lib"`` (the whole library).
+
+    Raises:
+        ModuleNotFoundError: a name that does not exist.
+    """
+    import importlib.util
+
+    h = hashlib.sha256()
+    for name in sorted(set(modules)):
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None:
+            raise ModuleNotFoundError(f"code_fingerprint: no module {name!r}")
+        origin = Path(spec.origin)
+        files = sorted(origin.parent.rglob("*.py")) if origin.name == "__init__.py" else [origin]
+        for f in files:
+            if "__pycache__" in f.parts:
+                continue
+            h.update(f"{name}:{f.relative_to(origin.parent).as_posix()}\0".encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def file_stamp(path: str | os.PathLike, where: str | None = None) -> tuple[int, int, int]:
+    """A cheap content stamp of a regular file: ``(size in bytes, mtime_ns, inode)``.
+
+    Rewriting or replacing a file changes its stamp, so a key holding it names the file's content
+    without reading it; read the file through :func:`check_stamp` to verify it did not change after
+    the key was made. Checked with ``os.stat`` before anything opens the file, so a FIFO or a
+    device never blocks a reader.
+
+    Args:
+        path: the file (symlinks are followed).
+        where: what to name in errors (default: the path), e.g. ``"corpus.json: record 3: 'x.png'"``.
+
+    Raises:
+        DataError: the file is missing or is not a regular file (FIFO, socket, device, folder).
+    """
+    where = where or str(path)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise DataError(f"{where}: file not found") from None
+    except OSError as exc:
+        raise DataError(f"{where}: cannot stat: {exc.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise DataError(f"{where}: not a regular file ({_file_kind(st.st_mode)}); only image files can be read")
+    return st.st_size, st.st_mtime_ns, st.st_ino
+
+
+def check_stamp(path: str | os.PathLike, expected: Sequence[int], fh=None, where: str | None = None) -> None:
+    """Refuse a file whose stamp is no longer ``expected`` (it changed after its key was made).
+
+    Args:
+        path: the file.
+        expected: its :func:`file_stamp` when the key was made.
+        fh: an open handle of it (its ``fstat`` is checked, so the bytes read are the stamped ones).
+        where: what to name in errors (default: the path).
+
+    Raises:
+        DataError: the file changed (or is no longer a regular file); the message says to run again.
+    """
+    where = where or str(path)
+    st = os.fstat(fh.fileno()) if fh is not None else None
+    now = (st.st_size, st.st_mtime_ns, st.st_ino) if st is not None and stat.S_ISREG(st.st_mode) \
+        else file_stamp(path, where)
+    if tuple(now) != tuple(expected):
+        raise DataError(f"{where}: the file changed while this run was using it (size, mtime or inode "
+                        f"{tuple(expected)} -> {tuple(now)}); run again to key the new content")
+
+
+def _file_kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a folder")):
+        if test(mode):
+            return name
+    return "not a plain file"
+
+
+def _weight_files(path: Path) -> list[Path]:
+    """The regular files a model folder holds (hidden files and folders, e.g. ``.checkpoints``, left out)."""
+    if path.is_file():
+        return [path]
+    out = []
+    for p in sorted(path.rglob("*")):
+        rel = p.relative_to(path)
+        if any(part.startswith(".") for part in rel.parts) or not p.is_file():
+            continue
+        out.append(p)
+    return out
+
+
+@functools.lru_cache(maxsize=256)
+def _digest(path: str, signature: tuple) -> str:
+    root = Path(path)
+    h = hashlib.sha256()
+    for f in _weight_files(root):
+        h.update((f.relative_to(root).as_posix() if root.is_dir() else "").encode() + b"\0")
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()[:12]
+
+
+def weights_digest(path: str | os.PathLike) -> str:
+    """sha256 (first 12 hex digits) of a local model: a file's bytes, or every file of a folder
+    (relative paths and bytes: weights, configs, tokenizer, scheduler; hidden entries left out).
+
+    It names a local model in fingerprints and keys, so retrained weights in the same folder, a
+    changed ``sd:<folder>`` or another GGUF file of the same name never reuse what was cached for
+    the old content. Hashed once per process for each state of the files (size, mtime, inode).
+
+    Args:
+        path: a model folder or file.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+    """
+    p = Path(path).expanduser().resolve()
+    if not p.exists():
+        raise FileNotFoundError(f"weights_digest: no model file or folder at {p}")
+    signature = tuple((f.as_posix(), *_stat_sig(f)) for f in _weight_files(p))
+    return _digest(str(p), signature)
+
+
+def _stat_sig(f: Path) -> tuple[int, int, int]:
+    st = f.stat()
+    return st.st_size, st.st_mtime_ns, st.st_ino
+
+
+def local_revision(path_or_id: str | os.PathLike) -> str | None:
+    """``"weights-<digest>"`` when ``path_or_id`` is a local model folder or file, else ``None`` (a hub id).
+
+    The revision that fingerprints carry for a local model (a hub model is named by its id and revision).
+    """
+    p = Path(str(path_or_id)).expanduser()
+    return f"weights-{weights_digest(p)}" if p.exists() else None
+
+
+def file_tag(path: str) -> str:
+    """Size + sha256 of the first MiB: names a checkpoint file in ids without hashing GBs
+    (a model's cache keys name its whole content through :func:`weights_digest`)."""
+    p = Path(path)
+    with p.open("rb") as fh:
+        head = hashlib.sha256(fh.read(1 << 20)).hexdigest()[:12]
+    return f"{p.stat().st_size}-{head}"
