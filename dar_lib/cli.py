@@ -110,7 +110,7 @@ def _register_eval(subparsers) -> None:
 def _eval(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from dar_lib.evaluate import EvalConfig, evaluate, parse_shard
+    from dar_lib.evaluate import EvalConfig, check_shard, evaluate, parse_shard
     from dar_lib.stats import summary_table
     from dar_lib.store import ArtefactStore
 
@@ -132,6 +132,8 @@ def _eval(args: argparse.Namespace) -> int:
                        image_root=args.image_root, corpus_file=args.corpus_file, device=args.device,
                        batch_size=args.batch_size)
             for bench in args.benchmark for enc in args.encoder]
+    for cfg in cfgs:
+        check_shard(cfg, shard)
     backend = None
     if args.backend == "ray":
         from dar_lib.distributed import RayBackend
@@ -174,7 +176,12 @@ def _merge(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"{src} holds no store entries: give the --store folder of a `dar eval` run")
     into = ArtefactStore(args.into)
     for src in args.sources:
-        print(f"{src}: copied {into.merge_from(src)} entries")
+        damaged: list = []
+        copied = into.merge_from(src, damaged)
+        print(f"{src}: copied {copied} entries" + (f"; {len(damaged)} damaged entries not copied (left in place; "
+                                                    "a run recomputes them):" if damaged else ""))
+        for path, reason in damaged:
+            print(f"  {path}: {reason}")
     return 0
 
 

@@ -208,6 +208,21 @@ def shard_of(prompt: str, seed: int, n: int) -> int:
     return int.from_bytes(h[:8], "little") % n
 
 
+def check_shard(cfg: EvalConfig, shard: tuple[int, int] | None) -> None:
+    """Refuse, before any work, a shard run that would compute nothing useful.
+
+    A shard run only generates its share of the images (:func:`shard_of`) and writes no table, so
+    with methods that need no generated images it would rank everything and discard it.
+
+    Raises:
+        ValueError: ``shard`` is given and none of ``cfg.methods`` is in :data:`IMAGE_METHODS`.
+    """
+    if shard is not None and not any(m in IMAGE_METHODS for m in cfg.methods):
+        raise ValueError(f"--shard {shard[0]}/{shard[1]} with methods {','.join(cfg.methods)}: a shard run only "
+                         f"generates its share of the images ({' and '.join(IMAGE_METHODS)} need them) and writes "
+                         "no table, so it would compute nothing useful; run without --shard")
+
+
 def parse_shard(text: str | None) -> tuple[int, int] | None:
     """Parse ``"i/n"`` (0 <= i < n).
 
@@ -355,6 +370,7 @@ def evaluate(cfg: EvalConfig, store=None, *, shard: tuple[int, int] | None = Non
     from dar_lib import corpus, settings
     from dar_lib.store import ArtefactStore
 
+    check_shard(cfg, shard)
     store = store or ArtefactStore(settings.cache_dir() / "store")
     bench = bench or load_bench(cfg)
     if len(bench.corpus_paths) <= HITS_K:

@@ -218,18 +218,35 @@ class ArtefactStore:
                 if p.is_file() and not p.name.startswith("."):
                     yield p.name
 
-    def merge_from(self, other: "ArtefactStore | str | os.PathLike") -> int:
-        """Copy every valid entry of ``other`` missing here (merging shard stores); returns the count."""
+    def merge_from(self, other: "ArtefactStore | str | os.PathLike",
+                   damaged: list[tuple[Path, str]] | None = None) -> int:
+        """Copy every valid entry of ``other`` missing here (merging shard stores); returns the count.
+
+        ``other`` is only read, never changed: a damaged entry there (bad header, length or checksum,
+        or unreadable) is skipped and reported, not removed, so a read-only source merges every valid
+        entry and a writable one keeps its files for whoever owns them.
+
+        Args:
+            other: the source store (or its folder).
+            damaged: if given, ``(path, reason)`` of each damaged source entry is appended to it.
+        """
         other = other if isinstance(other, ArtefactStore) else ArtefactStore(other)
         copied = 0
         for kind_dir in sorted(p for p in other.root.iterdir() if p.is_dir()):
             for key in other.keys(kind_dir.name):
                 if self.get_bytes(kind_dir.name, key) is not None:
                     continue
-                payload = other.get_bytes(kind_dir.name, key)
-                if payload is not None:
-                    self.put_bytes(kind_dir.name, key, payload)
-                    copied += 1
+                path = other.path(kind_dir.name, key)
+                try:
+                    payload = other._decode(path.read_bytes())
+                except (CorruptEntry, OSError) as exc:
+                    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                    log.warning("artefact store: damaged entry %s (%s) left in place, not copied", path, reason)
+                    if damaged is not None:
+                        damaged.append((path, reason))
+                    continue
+                self.put_bytes(kind_dir.name, key, payload)
+                copied += 1
         return copied
 
     def is_empty(self) -> bool:

@@ -118,3 +118,29 @@ def test_merging_a_folder_that_is_not_a_store_is_an_error(capsys, tmp_path):
     (tmp_path / "photos" / "a.jpg").write_bytes(b"x")
     rc = main(["merge-stores", "--into", str(tmp_path / "into"), str(tmp_path / "photos")])
     assert rc == 2 and "holds no store entries" in capsys.readouterr().err
+
+
+def test_merge_stores_reports_damaged_entries_and_keeps_them(capsys, tmp_path):
+    from dar_lib.store import ArtefactStore
+
+    src = ArtefactStore(tmp_path / "shard0")
+    src.put_json("llm", "good", {"v": 1})
+    src.put_json("llm", "bad", {"v": 2})
+    bad = src.path("llm", "bad")
+    bad.write_bytes(b"XXXX" + bad.read_bytes()[4:])
+    rc = main(["merge-stores", "--into", str(tmp_path / "into"), str(src.root)])
+    out = capsys.readouterr().out
+    assert rc == 0 and f"{src.root}: copied 1 entries; 1 damaged entries not copied" in out
+    assert f"{bad}: bad header" in out and bad.exists()
+
+
+def test_a_shard_of_methods_that_need_no_images_is_refused_up_front(capsys, monkeypatch):
+    import dar_lib.evaluate as E
+
+    monkeypatch.setattr(E, "load_bench", lambda cfg: pytest.fail("work started"))
+    rc = main(EVAL + ["--shard", "0/2", "--methods", "baseline"])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1, err
+    assert "--shard 0/2 with methods baseline: a shard run only generates its share of the images" in err
+    with pytest.raises(ValueError, match="would compute nothing useful"):
+        E.evaluate(E.EvalConfig(benchmark="toy-flan", encoder="toy:clip-zs", methods=("reformulated",)), shard=(1, 2))

@@ -88,3 +88,40 @@ def test_code_fingerprint_names_the_source_it_reads(tmp_path, monkeypatch):
     sys.modules.pop("fpdemo", None)
     with pytest.raises(ModuleNotFoundError, match="nosuchmodule"):
         code_fingerprint("nosuchmodule")
+
+
+def _store_with_a_damaged_entry(root):
+    src = ArtefactStore(root)
+    for i in range(5):
+        src.put_json("llm", f"k{i}", {"v": i})
+    bad = src.path("llm", "k2")
+    bad.write_bytes(bad.read_bytes()[:-3])  # truncated: its checksum no longer matches
+    return src, bad
+
+
+def test_merge_from_a_read_only_source_copies_every_valid_entry_and_touches_nothing(tmp_path, monkeypatch):
+    import errno
+    import pathlib
+
+    src, bad = _store_with_a_damaged_entry(tmp_path / "src")
+    before = {p: p.read_bytes() for p in (tmp_path / "src").rglob("*") if p.is_file()}
+    real_unlink = pathlib.Path.unlink
+
+    def unlink(self, missing_ok=False):  # the source is on a read-only medium (root ignores chmod)
+        if tmp_path / "src" in self.parents:
+            raise OSError(errno.EROFS, "Read-only file system", str(self))
+        return real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(pathlib.Path, "unlink", unlink)
+    into, damaged = ArtefactStore(tmp_path / "into"), []
+    assert into.merge_from(src.root, damaged) == 4
+    assert [path for path, _ in damaged] == [bad] and "length" in damaged[0][1]
+    assert sorted(into.keys("llm")) == ["k0", "k1", "k3", "k4"]
+    assert {p: p.read_bytes() for p in (tmp_path / "src").rglob("*") if p.is_file()} == before
+
+
+def test_merge_from_a_writable_source_leaves_its_damaged_entry(tmp_path):
+    src, bad = _store_with_a_damaged_entry(tmp_path / "src")
+    blob = bad.read_bytes()
+    assert ArtefactStore(tmp_path / "into").merge_from(src) == 4
+    assert bad.read_bytes() == blob  # reported, not deleted: the source belongs to another run
