@@ -136,14 +136,27 @@ def library_fingerprint(lib_dir: Path = LIB_DIR) -> str:
     return h.hexdigest()
 
 
+#: Parameters naming where a chapter writes (its files change every run, so they are no input).
+OUTPUT_PARAMETERS = ("records_dir",)
+
+
 def chapter_stamp(source: Path, parameters: Mapping[str, Any], lib_fingerprint: str, extra: str = "") -> str:
-    """The stamp that must match for a chapter to be skipped."""
+    """The stamp that must match for a chapter to be skipped.
+
+    Besides the notebook, its parameters and the library, it holds a stamp of every local file or
+    folder the parameters name (:func:`dar_lib.cachekeys.named_paths`: model folders, dialogue and
+    corpus files, the image root), so weights retrained into the same folder or replaced images re-run
+    the chapter instead of keeping its old output.
+    """
     from dar_lib import __version__
+    from dar_lib.cachekeys import named_paths, tree_stamp
 
     blob = json.dumps(
         {
             "notebook": _sha256_file(source),
             "parameters": parameters,
+            "files": {str(p): tree_stamp(p) for p in named_paths({k: v for k, v in parameters.items()
+                                                                  if k not in OUTPUT_PARAMETERS})},
             "dar_lib": __version__,
             "lib": lib_fingerprint,
             "extra": extra,

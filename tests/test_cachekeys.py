@@ -163,3 +163,24 @@ def test_two_gguf_files_with_the_same_name_keep_separate_llm_caches(tmp_path, mo
     dialog = ["a dog on grass"]
     assert "red" in first.rewrite(dialog)
     assert "blue" in second.rewrite(dialog) and second.misses == 1 and second.hits == 0
+
+
+def test_a_chapter_reruns_when_a_folder_its_parameters_name_changes(tmp_path):
+    from dar_lib import book
+
+    nb = tmp_path / "08_claims.ipynb"
+    nb.write_text("{}")
+    folder = tmp_path / "retrained"
+    shutil.copytree(ASSETS / "clip-zs", folder)
+    records = tmp_path / "records"  # where chapters write: its changes must not re-run them
+    records.mkdir()
+    params = {"encoders": {"zero-shot": f"toy:{folder}"}, "generator": "toy:sd", "n_dialogues": 20,
+              "records_dir": str(records)}
+    base = book.chapter_stamp(nb, params, "lib")
+    (records / "01_data.json").write_text("{}")
+    assert book.chapter_stamp(nb, params, "lib") == base
+    shutil.copy(ASSETS / "clip-full" / "model.safetensors", folder / "model.safetensors")  # retrain, same folder
+    assert book.chapter_stamp(nb, params, "lib") != base
+    assert cachekeys.named_paths(params["encoders"]) == [folder.resolve()]
+    assert cachekeys.named_paths({"e": "gguf:" + str(folder / "model.safetensors") + "?fallback=true",
+                                  "url": "openai:gpt@https://example.org/v1"}) == [(folder / "model.safetensors").resolve()]
