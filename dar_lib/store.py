@@ -1,7 +1,8 @@
 """A content-addressed artefact store: corpus embeddings, generated images, LLM outputs.
 
 An entry's key is the sha256 of everything that produced it (model fingerprint, inputs,
-settings), so a stale entry can never be mistaken for a fresh one. Each file carries a header
+settings; the key functions live in :mod:`dar_lib.cachekeys`), so a stale entry can never be
+mistaken for a fresh one. Each file carries a header
 with its payload's length and sha256; a truncated or corrupt entry is reported, removed and
 recomputed, never used. Writes go to a temporary file in the same folder and are renamed into
 place, so readers never see a partial file and two writers racing on one key both succeed.
