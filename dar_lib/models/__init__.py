@@ -67,6 +67,7 @@ EXAMPLE_IDS: dict[str, dict[str, str]] = {
         "hf-llm:Qwen/Qwen2.5-1.5B-Instruct": "any transformers chat model",
         "openai:gpt-4o-mini@https://api.openai.com/v1": "any OpenAI-compatible endpoint",
         "replay:plugir": "PlugIR's recorded per-round LLM queries",
+        "replay:dar-released": "the DAR authors' released R1 rewrites of ChatIR's VisDial (rounds 1-10)",
         "replay:<path to ChatIR-format json>": "your own recorded per-round queries",
         "identity": "no rewriting: the raw dialogue text",
         "gguf:<path to .gguf>": "llama.cpp model (needs llama-cpp-python)",
@@ -354,7 +355,7 @@ def load_reformulator(spec: str, *, revision: str | None = None, device: str | N
 
     Args:
         spec: ``hf-llm:<chat model id|folder>``, ``openai:<model>@<base url>``,
-            ``replay:plugir``, ``replay:<ChatIR-format json>``, ``identity``, ``gguf:<path>`` or
+            ``replay:plugir``, ``replay:dar-released``, ``replay:<ChatIR-format json>``, ``identity``, ``gguf:<path>`` or
             ``toy:<name>``.
         revision: model revision for ``hf-llm`` (overrides the one in ``spec``).
         device: torch device for ``hf-llm`` (default ``settings.default_device()``).
@@ -391,6 +392,10 @@ def load_reformulator(spec: str, *, revision: str | None = None, device: str | N
         from ..benchmarks.chatir import replay_table
 
         return R.ReplayReformulator(replay_table(), id="replay:plugir", **kwargs)
+    if s.model == "dar-released":
+        from ..benchmarks.released import released_table
+
+        return R.ReplayReformulator(released_table(), id="replay:dar-released", **kwargs)
     return R.ReplayReformulator.from_json(s.model, **kwargs)
 
 
