@@ -118,3 +118,21 @@ def test_merging_a_folder_that_is_not_a_store_is_an_error(capsys, tmp_path):
     (tmp_path / "photos" / "a.jpg").write_bytes(b"x")
     rc = main(["merge-stores", "--into", str(tmp_path / "into"), str(tmp_path / "photos")])
     assert rc == 2 and "holds no store entries" in capsys.readouterr().err
+
+
+def test_protocol_released_fixes_its_settings_and_reports_truncation(tmp_path, capsys):
+    out = tmp_path / "ranks.csv"
+    argv = ["eval", "--benchmark", "toy-visdial", "--encoder", "toy:clip-zs?max_length=40", "--toy-size", "smoke",
+            "--n-dialogues", "2", "--quiet", "--methods", "reformulated", "--protocol", "released",
+            "--store", str(tmp_path / "store"), "--out", str(out)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "text cut by the encoder's limit, % of queries per round (cut / newest text lost entirely)" in printed
+    import pandas as pd
+
+    table = pd.read_csv(out)
+    assert set(table["protocol"]) == {"released"} and set(table["k_images"]) == {1}
+    assert set(table["schedule"]) == {"released"} and table["text_cut"].any()
+    rc = main(argv[:-2] + ["--schedule", "paper"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "dar: error: schedule = 'paper': the released protocol fixes schedule = 'released'" in err

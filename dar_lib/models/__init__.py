@@ -31,11 +31,11 @@ REFORMULATOR_BACKENDS = ("hf-llm", "openai", "replay", "identity", "gguf", "toy"
 #: base URL may carry a query (``...?api-version=...``).
 MODEL_OPTIONS: dict[str, dict[str, tuple[str, ...]]] = {
     "encoder": {
-        "blip": ("max_length",),
-        "clip": ("max_length",),
-        "blip-original": ("max_length", "image_size"),
-        "beit3": ("max_length", "image_size"),
-        "toy": ("max_length",),
+        "blip": ("max_length", "truncation"),
+        "clip": ("max_length", "truncation"),
+        "blip-original": ("max_length", "image_size", "truncation"),
+        "beit3": ("max_length", "image_size", "truncation"),
+        "toy": ("max_length", "truncation"),
     },
     "generator": {b: () for b in GENERATOR_BACKENDS},
     # fallback=true: an unusable LLM reply after one retry gives a recorded fallback instead of an error
@@ -255,6 +255,22 @@ def _int_setting(spec: str, name: str, given: int | None, options: dict[str, str
     return from_id if from_id is not None else given
 
 
+def _truncation_setting(spec: str, options: dict[str, str]) -> str:
+    """The id's ``?truncation=`` (default ``right``), checked before any weights load."""
+    from .encoders import TRUNCATION_SIDES
+
+    side = options.get("truncation", "right")
+    if side not in TRUNCATION_SIDES:
+        raise ValueError(f"encoder id {spec!r}: option truncation={side!r}: choose one of {', '.join(TRUNCATION_SIDES)}")
+    return side
+
+
+def _with_truncation(encoder, spec: str, options: dict[str, str]):
+    if "truncation" in options:  # encoders cut from the right unless the id says otherwise
+        encoder.truncation = _truncation_setting(spec, options)
+    return encoder
+
+
 @_hub_errors("encoder")
 def load_encoder(spec: str, *, revision: str | None = None, device: str | None = None, dtype=None,
                  batch_size: int | None = None, max_length: int | None = None, trust_remote_code: bool = False,
@@ -266,7 +282,9 @@ def load_encoder(spec: str, *, revision: str | None = None, device: str | None =
             ``blip-original:<.pth/.ckpt/.safetensors>[+<hf base id or folder>]``,
             ``beit3:<checkpoint .pth>+<sentencepiece .spm>`` or ``toy:<name>``, each with an
             optional ``@revision`` and options after ``?`` (:data:`MODEL_OPTIONS`), e.g.
-            ``blip-original:chatir_weights.ckpt+Salesforce/blip-itm-base-coco?max_length=200``.
+            ``blip-original:chatir_weights.ckpt+Salesforce/blip-itm-base-coco?max_length=200``;
+            ``?truncation=left`` keeps the newest text of a too-long query (default ``right``, the
+            released evaluations' cut, which keeps the start); it is part of the fingerprint.
         revision: model revision (overrides the one in ``spec``).
         device: torch device (default ``settings.default_device()``).
         dtype: torch dtype (default float32).
@@ -292,28 +310,30 @@ def load_encoder(spec: str, *, revision: str | None = None, device: str | None =
     revision = revision or s.revision
     device = settings.check_device(device) if device else settings.default_device()
     max_length = _int_setting(spec, "max_length", max_length, s.options)
+    _truncation_setting(spec, s.options)
     if s.backend == "toy":
-        return _toy().load_encoder(s.model, device=device, **_given(dtype=dtype, batch_size=batch_size,
+        enc = _toy().load_encoder(s.model, device=device, **_given(dtype=dtype, batch_size=batch_size,
                                                                    max_length=max_length), **kwargs)
+        return _with_truncation(enc, spec, s.options)
     from .encoders import BlipEncoder, ClipEncoder
 
     common = dict(device=device, dtype=dtype, batch_size=batch_size or (64 if s.backend == "clip" else 32),
                   max_length=max_length)
     if s.backend == "blip":
-        return BlipEncoder.from_pretrained(s.model, revision, trust_remote_code=trust_remote_code, **common)
+        return _with_truncation(BlipEncoder.from_pretrained(s.model, revision, trust_remote_code=trust_remote_code, **common), spec, s.options)
     if s.backend == "clip":
-        return ClipEncoder.from_pretrained(s.model, revision, trust_remote_code=trust_remote_code, **common)
+        return _with_truncation(ClipEncoder.from_pretrained(s.model, revision, trust_remote_code=trust_remote_code, **common), spec, s.options)
     image_size = _int_setting(spec, "image_size", kwargs.pop("image_size", None), s.options)
     head = {"head_size": kwargs.pop("head_size")} if "head_size" in kwargs else {}
     if s.backend == "beit3":
         from .beit3 import Beit3Encoder
 
         ckpt, _, spm = s.model.partition("+")
-        return Beit3Encoder.from_checkpoint(ckpt, spm, image_size=image_size, **head, **common)
+        return _with_truncation(Beit3Encoder.from_checkpoint(ckpt, spm, image_size=image_size, **head, **common), spec, s.options)
     # blip-original: checkpoint path, optionally "+<base>" for config and tokenizer.
     ckpt, _, base = s.model.partition("+")
     base = base or "Salesforce/blip-itm-base-coco"
-    return BlipEncoder.from_original(ckpt, base, revision=revision, image_size=image_size, **head, **common)
+    return _with_truncation(BlipEncoder.from_original(ckpt, base, revision=revision, image_size=image_size, **head, **common), spec, s.options)
 
 
 @_hub_errors("generator")
