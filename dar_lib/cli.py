@@ -113,6 +113,18 @@ def _register_eval(subparsers) -> None:
     m.set_defaults(func=_merge)
 
 
+def fusion_settings(args: argparse.Namespace) -> tuple[int, str, str]:
+    """``(k_images, schedule, image_reduce)`` of ``dar eval``: each as given, else the protocol's (released) or the
+    toy profile's (default)."""
+    from dar_lib.profiles import PROFILES
+    from dar_lib.protocols import RELEASED_SETTINGS
+
+    fixed = RELEASED_SETTINGS if args.protocol == "released" else PROFILES["toy"]
+    return (fixed["k_images"] if args.k_images is None else args.k_images,
+            fixed["schedule"] if args.schedule is None else args.schedule,
+            fixed["image_reduce"] if args.image_reduce is None else args.image_reduce)
+
+
 def _eval(args: argparse.Namespace) -> int:
     import pandas as pd
 
@@ -129,13 +141,9 @@ def _eval(args: argparse.Namespace) -> int:
     if args.out:
         _check_writable(Path(args.out))
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
-    from dar_lib.profiles import PROFILES
-    from dar_lib.protocols import RELEASED_SETTINGS, truncation_table
+    from dar_lib.protocols import truncation_table
 
-    fixed = RELEASED_SETTINGS if args.protocol == "released" else PROFILES["toy"]
-    k_images, schedule, image_reduce = (fixed["k_images"] if args.k_images is None else args.k_images,
-                                        fixed["schedule"] if args.schedule is None else args.schedule,
-                                        fixed["image_reduce"] if args.image_reduce is None else args.image_reduce)
+    k_images, schedule, image_reduce = fusion_settings(args)
     # Every config is built (and so checked) before any work starts.
     cfgs = [EvalConfig(benchmark=bench, encoder=enc, generator=args.generator, reformulator=args.reformulator,
                        methods=methods, k_images=k_images, schedule=schedule, protocol=args.protocol,

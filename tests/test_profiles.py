@@ -32,11 +32,16 @@ def test_the_cli_and_the_pipeline_take_their_defaults_from_the_table():
     assert (cfg.k_images, cfg.schedule, cfg.image_reduce, cfg.generator, cfg.reformulator, cfg.seed_per_round) == (
         toy["k_images"], toy["schedule"], toy["image_reduce"], toy["generator"], toy["reformulator"], toy["seed_per_round"])
     assert (DEFAULT_SCHEDULE, DEFAULT_IMAGE_REDUCE) == (toy["schedule"], toy["image_reduce"])
-    from dar_lib.cli import build_parser
+    from dar_lib.cli import build_parser, fusion_settings
+    from dar_lib.protocols import RELEASED_SETTINGS
 
     args = build_parser().parse_args(["eval", "--benchmark", "toy-flan", "--encoder", "toy:clip-zs"])
-    assert (args.k_images, args.schedule, args.image_reduce, args.generator) == (
+    assert (*fusion_settings(args), args.generator) == (
         toy["k_images"], toy["schedule"], toy["image_reduce"], toy["generator"])
+    args = build_parser().parse_args(["eval", "--benchmark", "toy-flan", "--encoder", "toy:clip-zs",
+                                      "--protocol", "released"])
+    assert fusion_settings(args) == (RELEASED_SETTINGS["k_images"], RELEASED_SETTINGS["schedule"],
+                                     RELEASED_SETTINGS["image_reduce"])
 
 
 @pytest.mark.parametrize("name, value, fragment", [

@@ -247,6 +247,10 @@ def test_standin_ids_follow_the_paper_profile(tmp_path):
     assert params["generator"] == f"sd3:{models}/stabilityai/stable-diffusion-3-medium-diffusers"
     assert params["weak_generator"] == f"sd:{models}/stabilityai/stable-diffusion-2-1"
     assert params["reformulator"] == f"hf-llm:{models}/Qwen/Qwen2.5-1.5B-Instruct?fallback=true"
+    # The released protocol's section: ChatIR's BLIP stand-in at the release's 256 tokens, the real rewrites.
+    assert params["released_encoder"] == (f"blip-original:{models}/chatir_weights.ckpt+"
+                                          f"{models}/Salesforce/blip-itm-base-coco?max_length=256")
+    assert params["released_reformulator"] == "replay:dar-released"
     # Same backends and roles as the paper profile, and a valid parameter table.
     assert {r: s.partition(":")[0] for r, s in params["encoders"].items()} == \
         {r: s.partition(":")[0] for r, s in paper["encoders"].items()}
@@ -305,6 +309,7 @@ def test_every_standin_loads_through_the_factory(standins):
         img, txt = enc.encode_images([image]), enc.encode_text(["a man riding a horse, is it sunny? yes"])
         assert img.shape == txt.shape and np.isfinite(img.numpy()).all(), role
     assert load_encoder(params["encoders"]["dialogue-ft"], device="cpu").max_length == 200
+    assert load_encoder(params["released_encoder"], device="cpu").max_length == 256
     for spec in (params["generator"], params["weak_generator"]):
         gen = load_generator(spec, device="cpu")
         out = gen.generate(["a red bus. Style: photorealistic.", "a dog"], [0, 1], steps=2, size=32)
@@ -352,6 +357,9 @@ def test_paper_profile_rehearsal_builds_the_whole_book(tmp_path, monkeypatch, ca
     assert "REHEARSAL, NOT RESULTS" in status and "fallback" in status
     results = (out / "site" / "_build" / "html" / "notebooks" / "05_results_zero_shot.html").read_text()
     assert "REHEARSAL" in results
+    # Both protocols ran: chapter 08's released-protocol section, right truncation and keep-newest.
+    compat = (out / "site" / "_build" / "html" / "notebooks" / "08_results_compat.html").read_text()
+    assert "released (right)" in compat and "keep newest (left)" in compat and "pct_newest_lost" in compat
 
 
 # -- measure/gpu_turn.py's CPU mode ------------------------------------------------------------------------
