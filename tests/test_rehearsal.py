@@ -369,8 +369,13 @@ def test_gpu_turn_script_tiny_cpu_mode_prints_json():
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["tiny"] is True and result["device"] == "cpu" and result["timed_turns"] == 1
-    stages = result["stages"]
-    assert set(stages) == {"R1 reformulation", "R2 prompts", "generation", "encoding", "fusion + ranking", "total"}
-    assert all(v["median_s"] >= 0 for v in stages.values())
+    gens = result["generators"]
+    assert list(gens) == ["sd3", "sd21", "turbo"]  # SD3-medium, SD 2.1 and the few-step generator
+    assert gens["sd21"]["scheduler"] == "DPMSolverMultistepScheduler" and gens["turbo"]["steps"] == 1
+    assert gens["turbo"]["guidance"] == 0.0 and gens["sd3"]["scheduler"] == "FlowMatchEulerDiscreteScheduler"
+    for g in gens.values():
+        stages = g["stages"]
+        assert set(stages) == {"R1 reformulation", "R2 prompts", "generation", "encoding", "fusion + ranking", "total"}
+        assert all(v["median_s"] >= 0 for v in stages.values())
     assert result["n_corpus"] == 50_000 and result["corpus_dim"] == 256 and result["k_images"] == 3
     assert result["llm_tokens"]["r1_reply"] == 48 and result["llm_tokens"]["r2_reply"] == 160
