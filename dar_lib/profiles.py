@@ -263,7 +263,8 @@ PROFILES: dict[str, dict[str, Any]] = {
             "beit3": "beit3:beit3_base_patch16_384_coco_retrieval.pth+beit3.spm",
         },
         "generator": "sd3:stabilityai/stable-diffusion-3-medium-diffusers",
-        "weak_generator": "sd:stabilityai/stable-diffusion-2-1",
+        # SD 2.1 sampled as its model card shows (DPMSolverMultistepScheduler; the repository ships DDIM).
+        "weak_generator": "sd:stabilityai/stable-diffusion-2-1?scheduler=dpm-multistep",
         "weak_steps": None,
         "weak_guidance": None,
         "reformulator": "hf-llm:Qwen/Qwen2.5-1.5B-Instruct",

@@ -245,7 +245,7 @@ def test_standin_ids_follow_the_paper_profile(tmp_path):
     assert params["encoders"]["beit3"] == (f"beit3:{models}/beit3_base_patch16_384_coco_retrieval.pth+"
                                            f"{models}/beit3.spm")
     assert params["generator"] == f"sd3:{models}/stabilityai/stable-diffusion-3-medium-diffusers"
-    assert params["weak_generator"] == f"sd:{models}/stabilityai/stable-diffusion-2-1"
+    assert params["weak_generator"] == f"sd:{models}/stabilityai/stable-diffusion-2-1?scheduler=dpm-multistep"
     assert params["reformulator"] == f"hf-llm:{models}/Qwen/Qwen2.5-1.5B-Instruct?fallback=true"
     # The released protocol's section: ChatIR's BLIP stand-in at the release's 256 tokens, the real rewrites.
     assert params["released_encoder"] == (f"blip-original:{models}/chatir_weights.ckpt+"

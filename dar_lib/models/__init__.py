@@ -37,7 +37,8 @@ MODEL_OPTIONS: dict[str, dict[str, tuple[str, ...]]] = {
         "beit3": ("max_length", "image_size", "truncation"),
         "toy": ("max_length", "truncation"),
     },
-    "generator": {b: () for b in GENERATOR_BACKENDS},
+    # scheduler=dpm-multistep: SD 2.1's model-card scheduler (dar_lib.models.generators.SCHEDULERS)
+    "generator": {**{b: () for b in GENERATOR_BACKENDS}, "sd": ("scheduler",), "diffusers": ("scheduler",)},
     # fallback=true: an unusable LLM reply after one retry gives a recorded fallback instead of an error
     "reformulator": {**{b: () for b in REFORMULATOR_BACKENDS if b != "openai"}, "hf-llm": ("fallback",),
                      "gguf": ("fallback",)},
@@ -58,7 +59,7 @@ EXAMPLE_IDS: dict[str, dict[str, str]] = {
     },
     "generator": {
         "sd3:stabilityai/stable-diffusion-3-medium-diffusers": "Stable Diffusion 3 medium (the paper's generator)",
-        "sd:stabilityai/stable-diffusion-2-1": "Stable Diffusion 2.1 (Section 5.2)",
+        "sd:stabilityai/stable-diffusion-2-1?scheduler=dpm-multistep": "Stable Diffusion 2.1 (Section 5.2), its model card's scheduler",
         "turbo:stabilityai/sd-turbo": "SD-Turbo, 1-4 steps, no guidance (fast option)",
         "diffusers:<any text-to-image pipeline id>": "any diffusers pipeline",
         "toy:<name>": "the toy world's pixel-space diffusion model",
@@ -343,7 +344,8 @@ def load_generator(spec: str, *, revision: str | None = None, device: str | None
 
     Args:
         spec: ``sd3:<id>``, ``sd:<id>``, ``turbo:<id>``, ``diffusers:<id>`` (hub id or folder,
-            optional ``@revision``) or ``toy:<name>``.
+            optional ``@revision``) or ``toy:<name>``; ``sd:`` and ``diffusers:`` take
+            ``?scheduler=dpm-multistep`` (SD 2.1's model-card scheduler; part of the fingerprint).
         revision: model revision (overrides the one in ``spec``).
         device: torch device (default ``settings.default_device()``).
         dtype: torch dtype (default fp16 on CUDA, fp32 on CPU).
@@ -361,11 +363,12 @@ def load_generator(spec: str, *, revision: str | None = None, device: str | None
     device = settings.check_device(device) if device else settings.default_device()
     if s.backend == "toy":
         return _toy().load_generator(s.model, device=device, **_given(dtype=dtype, batch_size=batch_size), **kwargs)
-    from .generators import DiffusersGenerator
+    from .generators import DiffusersGenerator, check_scheduler
 
+    scheduler = check_scheduler(s.options.get("scheduler", "default"), f"generator id {spec!r}")
     return DiffusersGenerator.from_pretrained(s.backend, s.model, revision or s.revision, device=device,
                                               dtype=dtype, batch_size=batch_size or 4,
-                                              trust_remote_code=trust_remote_code)
+                                              trust_remote_code=trust_remote_code, scheduler=scheduler)
 
 
 @_hub_errors("reformulator")
