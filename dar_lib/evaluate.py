@@ -352,8 +352,11 @@ def evaluate(cfg: EvalConfig, store=None, *, shard: tuple[int, int] | None = Non
 
     Returns:
         A pandas DataFrame with columns ``method, dialog_idx, round_idx, target_id, rank`` (0-based
-        expected rank, see :mod:`dar_lib.retrieve`) and the provenance columns of :func:`provenance`;
-        ``None`` for a shard run.
+        expected rank, see :mod:`dar_lib.retrieve`), ``text_cut`` and ``newest_text_lost`` (the text
+        this row ranked with was cut by the encoder's limit; the cut dropped its newest turn or
+        rewrite entirely: :func:`dar_lib.models.truncation.truncation_flags`), the provenance columns
+        of :func:`provenance` (with ``protocol``, ``text_limit``, ``truncation``) and
+        ``truncated_queries`` (distinct texts the limit cut in this run); ``None`` for a shard run.
 
     Raises:
         EmbeddingError: the encoder produced non-finite or zero-norm embeddings.
@@ -362,7 +365,8 @@ def evaluate(cfg: EvalConfig, store=None, *, shard: tuple[int, int] | None = Non
     import pandas as pd
     import torch
 
-    from dar_lib import corpus, settings
+    from dar_lib import corpus, protocols, settings
+    from dar_lib.models.truncation import has_text_limit, truncation_flags
     from dar_lib.store import ArtefactStore
 
     store = store or ArtefactStore(settings.cache_dir() / "store")
@@ -388,9 +392,6 @@ def evaluate(cfg: EvalConfig, store=None, *, shard: tuple[int, int] | None = Non
     n_d, n_r = len(bench.dialogues), bench.dialogues[0].n_rounds
     targets = np.repeat([d.target_id for d in bench.dialogues], n_r)
     rounds = np.tile(np.arange(n_r), n_d)
-    from dar_lib import protocols
-    from dar_lib.models.truncation import has_text_limit, truncation_flags
-
     # The text parts of every (dialogue, round): the raw turns (baseline) and the protocol's R1 queries.
     base_parts = [d.dialog[: r + 1] for d in bench.dialogues for r in range(d.n_rounds)]
     query_parts = [protocols.query_parts(cfg.protocol, [t.query for t in row], r)

@@ -78,8 +78,8 @@ def truncation_table(table):
 
     Returns:
         A DataFrame with columns ``benchmark, encoder, protocol, method, round_idx, n, pct_cut,
-        pct_newest_lost`` (rows of the text-using methods only; NaN where the encoder has no
-        countable limit).
+        pct_newest_lost`` (rows of the text-using methods only). An encoder without a tokenizer and
+        ``max_length`` counts as cutting nothing; its rows have no ``text_limit``.
     """
     keys = [c for c in ("benchmark", "encoder", "protocol", "method") if c in table.columns]
     rows = table[table["method"] != "images-only"]

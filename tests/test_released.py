@@ -70,3 +70,15 @@ def test_missing_round_is_refused(tmp_path, mirror, records):
     short = records[:5] + [dict(records[5], dialog=records[5]["dialog"][:10])] + records[6:]
     with pytest.raises(DataError, match=r"record 5: expected 11 dialogue rounds .* got 10"):
         released.released_table(_root(tmp_path, mirror, short))
+
+
+def test_the_pipeline_replays_the_released_rewrites(mirror):
+    from dar_lib.benchmarks import chatir
+    from dar_lib.models import load_encoder
+    from dar_lib.pipeline import DARPipeline
+
+    dialogue = chatir.load("visdial")[0]
+    pipe = DARPipeline(load_reformulator("replay:dar-released"), None, load_encoder("toy:clip-zs"), k_images=1)
+    plan = pipe.reformulate(dialogue.dialog[:4], 3, ref=(dialogue.image, 3))
+    assert plan.query == released.released_table()[(dialogue.image, 3)]
+    assert plan.query.startswith("a bedroom with a cluttered computer desk, filled with posters, in a dimly lit")
