@@ -42,10 +42,17 @@ def setup(namespace: Mapping[str, Any], show: bool = True) -> dict[str, Any]:
 
 
 def eval_kwargs(params: Mapping[str, Any], **overrides) -> dict:
-    """The :class:`~dar_lib.evaluate.EvalConfig` settings among a chapter's parameters."""
+    """The :class:`~dar_lib.evaluate.EvalConfig` settings among a chapter's parameters.
+
+    Under ``protocol="released"`` K, the schedule and the image reduction are the release's; a call that
+    varies one of them (the sweeps of Sections 5.3 and the fusion chapter) runs under the default
+    protocol instead, unless it names a protocol itself: every row's ``protocol`` column says which.
+    """
     from dar_lib.protocols import RELEASED_SETTINGS
 
     kw = {k: params[k] for k in EVAL_KEYS if k in params}
+    if kw.get("protocol") == "released" and "protocol" not in overrides and set(overrides) & set(RELEASED_SETTINGS):
+        kw["protocol"] = "default"  # a sweep of a setting the release fixes
     if overrides.get("protocol", kw.get("protocol")) == "released":
         kw.update(RELEASED_SETTINGS)  # the released protocol fixes K, the schedule and the reduction
     kw.update(overrides)
