@@ -21,7 +21,7 @@ from dar_lib import profiles
 #: Chapter parameters that are :class:`~dar_lib.evaluate.EvalConfig` fields of the same meaning.
 EVAL_KEYS = ("n_dialogues", "k_images", "schedule", "image_reduce", "seed_per_round", "world_seed", "gen_seed",
              "device", "generator", "reformulator", "toy_size", "image_root", "corpus_file", "steps", "guidance",
-             "size")
+             "size", "protocol")
 
 
 def setup(namespace: Mapping[str, Any], show: bool = True) -> dict[str, Any]:
@@ -42,10 +42,40 @@ def setup(namespace: Mapping[str, Any], show: bool = True) -> dict[str, Any]:
 
 
 def eval_kwargs(params: Mapping[str, Any], **overrides) -> dict:
-    """The :class:`~dar_lib.evaluate.EvalConfig` settings among a chapter's parameters."""
+    """The :class:`~dar_lib.evaluate.EvalConfig` settings among a chapter's parameters.
+
+    Under ``protocol="released"`` K, the schedule and the image reduction are the release's; a call that
+    varies one of them (the sweeps of Sections 5.3 and the fusion chapter) runs under the default
+    protocol instead, unless it names a protocol itself: every row's ``protocol`` column says which.
+    """
+    from dar_lib.protocols import RELEASED_SETTINGS
+
     kw = {k: params[k] for k in EVAL_KEYS if k in params}
+    if kw.get("protocol") == "released" and "protocol" not in overrides and set(overrides) & set(RELEASED_SETTINGS):
+        kw["protocol"] = "default"  # a sweep of a setting the release fixes
+    if overrides.get("protocol", kw.get("protocol")) == "released":
+        kw.update(RELEASED_SETTINGS)  # the released protocol fixes K, the schedule and the reduction
     kw.update(overrides)
     return kw
+
+
+def released_comparison(params: Mapping[str, Any], progress: bool = True) -> pd.DataFrame:
+    """The released protocol on the first (VisDial) benchmark: its right truncation vs keeping the newest text.
+
+    Runs ``reformulated`` and ``dar`` under ``protocol="released"`` with ``params["released_encoder"]``
+    as given (right truncation, the released ``eval.py``'s) and with ``?truncation=left`` added, and
+    ``params["released_reformulator"]`` (the paper profile: the authors' released rewrites).
+
+    Returns:
+        The rank table (see :func:`dar_lib.evaluate.grid`); its ``encoder`` column is
+        ``"released (right)"`` or ``"keep newest (left)"``.
+    """
+    from dar_lib.evaluate import grid
+
+    enc = params["released_encoder"]
+    encoders = {"released (right)": enc, "keep newest (left)": enc + ("&" if "?" in enc else "?") + "truncation=left"}
+    return grid([params["benchmarks"][0]], encoders, methods=("reformulated", "dar"), progress=progress,
+                **eval_kwargs(params, reformulator=params["released_reformulator"], protocol="released"))
 
 
 def results_grid(params: Mapping[str, Any], encoders: Mapping[str, str] | None = None,
@@ -235,8 +265,11 @@ def protocol_note(params: Mapping[str, Any]) -> str:
     """The protocol choices behind a results table, each with the parameter that switches it (markdown)."""
     from dar_lib.fuse import weights
 
+    params = {**params, **eval_kwargs(params)}  # the settings the runs used (the released protocol fixes some)
     a0, a2 = weights(0, params["schedule"])[0], weights(2, params["schedule"])[0]
     lines = [
+        f"- Protocol **{params.get('protocol', 'default')}** (`protocol=\"released\"`: the DAR release's eval.py, "
+        "every rewrite so far joined, K = 1, fusion 0.8/0.2 then 0.5/0.5).",
         f"- Image embeddings combined by **{params['image_reduce']}** of the K = {params['k_images']} images "
         "(eq. 4 as printed *sums* them, which weighs the images K times beta; `image_reduce=\"sum\"`).",
         f"- Fusion schedule **{params['schedule']}**: alpha = {a0:g} at round 0, {a2:g} at round 2 "

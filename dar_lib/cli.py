@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _register_eval(subparsers) -> None:
     from dar_lib.evaluate import METHODS
     from dar_lib.profiles import PROFILES
+    from dar_lib.protocols import PROTOCOLS
 
     toy = PROFILES["toy"]
     p = subparsers.add_parser(
@@ -69,11 +70,16 @@ def _register_eval(subparsers) -> None:
     p.add_argument("--generator", default=toy["generator"], help="generator id (default: %(default)s)")
     p.add_argument("--reformulator", default=toy["reformulator"], help="reformulator id (default: %(default)s)")
     p.add_argument("--methods", default=",".join(METHODS), help="comma-separated methods (default: all four)")
-    p.add_argument("-k", "--k-images", type=int_in(1, 10), default=toy["k_images"],
-                   help="images generated per turn (default: %(default)s)")
-    p.add_argument("--schedule", default=toy["schedule"], help="fusion weights: paper, paper-rounds-0-2, released or const:<alpha> (default: %(default)s)")
-    p.add_argument("--image-reduce", default=toy["image_reduce"], choices=("mean", "sum"),
+    # Left unset, these three take the protocol's values (--protocol released fixes them).
+    p.add_argument("-k", "--k-images", type=int_in(1, 10), default=None,
+                   help=f"images generated per turn (default: {toy['k_images']}; 1 under --protocol released)")
+    p.add_argument("--schedule", default=None, help="fusion weights: paper, paper-rounds-0-2, released or const:<alpha> "
+                                                    f"(default: {toy['schedule']}; released under --protocol released)")
+    p.add_argument("--image-reduce", default=None, choices=("mean", "sum"),
                    help="combine the K image embeddings by mean (default) or sum (eq. 4 as written)")
+    p.add_argument("--protocol", default="default", choices=PROTOCOLS,
+                   help="default: R1's query per round; released: the DAR authors' eval.py as written (the "
+                        "caption and every rewrite so far joined with ', ', K=1, fusion 0.8/0.2 then 0.5/0.5)")
     p.add_argument("--same-seed-every-round", action="store_true",
                    help="an unchanged prompt gives the same image in every round (default: fresh seeds each round)")
     p.add_argument("--n-dialogues", type=int_in(1), default=None, help="evaluate the first N dialogues (default: all)")
@@ -107,6 +113,18 @@ def _register_eval(subparsers) -> None:
     m.set_defaults(func=_merge)
 
 
+def fusion_settings(args: argparse.Namespace) -> tuple[int, str, str]:
+    """``(k_images, schedule, image_reduce)`` of ``dar eval``: each as given, else the protocol's (released) or the
+    toy profile's (default)."""
+    from dar_lib.profiles import PROFILES
+    from dar_lib.protocols import RELEASED_SETTINGS
+
+    fixed = RELEASED_SETTINGS if args.protocol == "released" else PROFILES["toy"]
+    return (fixed["k_images"] if args.k_images is None else args.k_images,
+            fixed["schedule"] if args.schedule is None else args.schedule,
+            fixed["image_reduce"] if args.image_reduce is None else args.image_reduce)
+
+
 def _eval(args: argparse.Namespace) -> int:
     import pandas as pd
 
@@ -123,10 +141,13 @@ def _eval(args: argparse.Namespace) -> int:
     if args.out:
         _check_writable(Path(args.out))
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    from dar_lib.protocols import truncation_table
+
+    k_images, schedule, image_reduce = fusion_settings(args)
     # Every config is built (and so checked) before any work starts.
     cfgs = [EvalConfig(benchmark=bench, encoder=enc, generator=args.generator, reformulator=args.reformulator,
-                       methods=methods, k_images=args.k_images, schedule=args.schedule,
-                       image_reduce=args.image_reduce, seed_per_round=not args.same_seed_every_round,
+                       methods=methods, k_images=k_images, schedule=schedule, protocol=args.protocol,
+                       image_reduce=image_reduce, seed_per_round=not args.same_seed_every_round,
                        n_dialogues=args.n_dialogues, world_seed=args.world_seed, gen_seed=args.gen_seed,
                        steps=args.steps, guidance=args.guidance, size=args.size, toy_size=args.toy_size,
                        image_root=args.image_root, corpus_file=args.corpus_file, device=args.device,
@@ -152,6 +173,12 @@ def _eval(args: argparse.Namespace) -> int:
         table.to_csv(args.out, index=False)
         print(f"wrote {len(table)} rows to {args.out}")
     print(summary_table(table).to_string(index=False))
+    cuts = truncation_table(table)
+    if len(cuts):
+        print("text cut by the encoder's limit, % of queries per round (cut / newest text lost entirely):")
+        cuts["cell"] = [f"{a:.0f}/{b:.0f}" for a, b in zip(cuts["pct_cut"], cuts["pct_newest_lost"])]
+        keys = ["benchmark", "encoder", "protocol", "method"]
+        print(cuts.pivot(index=keys, columns="round_idx", values="cell").reset_index().to_string(index=False))
     return 0
 
 

@@ -83,6 +83,8 @@ class EvalConfig:
         corpus_file: your own corpus list (JSON list of image paths) for a ``*.json`` benchmark.
         device: torch device (default ``DAR_DEVICE`` or cpu).
         batch_size: images per encoder or generator batch (1..4096).
+        protocol: ``default`` (ours) or ``released`` (the DAR authors' ``eval.py`` as written:
+            cumulative joined rewrites, K = 1, the ``released`` schedule; :mod:`dar_lib.protocols`).
 
     Raises:
         ValueError: a field outside its range or an unknown name (the message names the field).
@@ -108,6 +110,7 @@ class EvalConfig:
     corpus_file: str | None = None
     device: str | None = None
     batch_size: int = 64
+    protocol: str = "default"
 
     def __post_init__(self):
         from dar_lib.fuse import weights
@@ -147,6 +150,10 @@ class EvalConfig:
             raise ValueError(f"image_reduce = {self.image_reduce!r}: must be 'sum' or 'mean'")
         if self.toy_size not in ("default", "smoke"):
             raise ValueError(f"toy_size = {self.toy_size!r}: must be 'default' or 'smoke'")
+        from dar_lib import protocols
+
+        protocols.check(self.protocol, k_images=self.k_images, schedule=self.schedule, image_reduce=self.image_reduce,
+                        uses_images=needs_images)
 
     def benchmark_spec(self) -> dict:
         """The keyword arguments that rebuild this benchmark anywhere (:func:`~dar_lib.benchmarks.load_benchmark`)."""
@@ -324,8 +331,11 @@ def provenance(cfg: EvalConfig, models: Mapping[str, object]) -> dict:
         "reformulator": cfg.reformulator, "k_images": cfg.k_images, "schedule": cfg.schedule,
         "image_reduce": cfg.image_reduce, "world_seed": cfg.world_seed, "gen_seed": cfg.gen_seed,
         "seed_per_round": cfg.seed_per_round, "steps": cfg.steps, "guidance": cfg.guidance,
-        "size": cfg.size, "toy_size": cfg.toy_size,
+        "size": cfg.size, "toy_size": cfg.toy_size, "protocol": cfg.protocol,
     }
+    encoder = models.get("encoder")
+    row["text_limit"] = getattr(encoder, "max_length", None)
+    row["truncation"] = getattr(encoder, "truncation", None)
     for kind, m in models.items():
         row[f"{kind}_fingerprint"] = m.fingerprint() if m is not None else None
     for pkg in ("dar_lib", "torch", "transformers", "diffusers"):
@@ -357,8 +367,11 @@ def evaluate(cfg: EvalConfig, store=None, *, shard: tuple[int, int] | None = Non
 
     Returns:
         A pandas DataFrame with columns ``method, dialog_idx, round_idx, target_id, rank`` (0-based
-        expected rank, see :mod:`dar_lib.retrieve`) and the provenance columns of :func:`provenance`;
-        ``None`` for a shard run.
+        expected rank, see :mod:`dar_lib.retrieve`), ``text_cut`` and ``newest_text_lost`` (the text
+        this row ranked with was cut by the encoder's limit; the cut dropped its newest turn or
+        rewrite entirely: :func:`dar_lib.models.truncation.truncation_flags`), the provenance columns
+        of :func:`provenance` (with ``protocol``, ``text_limit``, ``truncation``) and
+        ``truncated_queries`` (distinct texts the limit cut in this run); ``None`` for a shard run.
 
     Raises:
         EmbeddingError: the encoder produced non-finite or zero-norm embeddings.
@@ -367,7 +380,8 @@ def evaluate(cfg: EvalConfig, store=None, *, shard: tuple[int, int] | None = Non
     import pandas as pd
     import torch
 
-    from dar_lib import corpus, settings
+    from dar_lib import corpus, protocols, settings
+    from dar_lib.models.truncation import has_text_limit, truncation_flags
     from dar_lib.store import ArtefactStore
 
     check_shard(cfg, shard)
@@ -394,11 +408,16 @@ def evaluate(cfg: EvalConfig, store=None, *, shard: tuple[int, int] | None = Non
     n_d, n_r = len(bench.dialogues), bench.dialogues[0].n_rounds
     targets = np.repeat([d.target_id for d in bench.dialogues], n_r)
     rounds = np.tile(np.arange(n_r), n_d)
-    queries = [t.query for row in p.turns for t in row] if p.turns else []
+    # The text parts of every (dialogue, round): the raw turns (baseline) and the protocol's R1 queries.
+    base_parts = [d.dialog[: r + 1] for d in bench.dialogues for r in range(d.n_rounds)]
+    query_parts = [protocols.query_parts(cfg.protocol, [t.query for t in row], r)
+                   for row in (p.turns or []) for r in range(len(row))]
+    queries = [protocols.SEP.join(x) for x in query_parts]
     text_emb = _encode_texts(pipe, [t for row in p.texts for t in row] + queries, cfg.batch_size, progress)
     img_emb = image_embeddings(pipe, p.pairs, cfg.batch_size, store, progress=progress) if p.pairs else {}
 
     frames = []
+    flags: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # text_cut, newest_text_lost per kind of text
     base = provenance(cfg, {"encoder": pipe.encoder, "generator": pipe.generator if needs_images else None,
                             "reformulator": pipe.reformulator if p.turns else None})
     for method in cfg.methods:
@@ -416,11 +435,24 @@ def evaluate(cfg: EvalConfig, store=None, *, shard: tuple[int, int] | None = Non
                 else:
                     q = pipe.fuse(texts, imgs, rounds)
         ranks = pipe.target_ranks(q, targets)
-        frames.append(pd.DataFrame({"method": method, "dialog_idx": np.repeat(np.arange(n_d), n_r),
-                                    "round_idx": rounds, "target_id": targets, "rank": ranks}))
+        frame = pd.DataFrame({"method": method, "dialog_idx": np.repeat(np.arange(n_d), n_r),
+                              "round_idx": rounds, "target_id": targets, "rank": ranks})
+        kind = "images" if method == "images-only" else "raw" if method == "baseline" else "query"
+        if kind not in flags:
+            flags[kind] = (truncation_flags(pipe.encoder, base_parts if kind == "raw" else query_parts,
+                                            sep=protocols.SEP)
+                           if kind != "images" and has_text_limit(pipe.encoder) else
+                           (np.zeros(len(frame), bool), np.zeros(len(frame), bool)))
+        frame["text_cut"], frame["newest_text_lost"] = flags[kind]
+        frames.append(frame)
     table = pd.concat(frames, ignore_index=True)
     for k, v in base.items():
         table[k] = v
+    # Distinct query texts the encoder's limit cut in this run (the run's provenance).
+    flat_texts = [t for row in p.texts for t in row]
+    cut_texts = {(flat_texts if f["method"].iat[0] == "baseline" else queries)[i]
+                 for f in frames if f["method"].iat[0] != "images-only" for i in np.flatnonzero(f["text_cut"])}
+    table["truncated_queries"] = len(cut_texts)
     return table
 
 

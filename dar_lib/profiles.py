@@ -183,6 +183,12 @@ SCHEMA: dict[str, Param] = {
                   _size),
     "weak_size": Param("side in pixels of the weaker generator's images (None: its default)", _size),
     "reformulator": Param("reformulator id (R1 + R2)", _model_id("reformulator")),
+    "protocol": Param("evaluation protocol: 'default' (R1's query per round) or 'released' (the DAR release's eval.py: "
+                      "every rewrite so far joined, K=1, fusion 0.8/0.2 then 0.5/0.5)", _choice("default", "released")),
+    "released_encoder": Param("encoder of the released-protocol section (the release: ChatIR's BLIP, 256 tokens)",
+                              _model_id("encoder")),
+    "released_reformulator": Param("reformulator of the released-protocol section (paper: the authors' released "
+                                   "rewrites, replay:dar-released)", _model_id("reformulator")),
     "image_root": Param("folder holding the corpus images (ChatIR sets or your own data)", _str(none_ok=True)),
     "corpus_file": Param("a corpus list (JSON list of image paths): your own for *.json benchmarks, or a subset of "
                          "ChatIR's 50k list for the ChatIR sets", _str(none_ok=True)),
@@ -198,6 +204,7 @@ PROTOCOL: dict[str, Any] = {
     "k_values": [1, 2, 3, 5],
     "schedule": "paper",
     "image_reduce": "mean",
+    "protocol": "default",
     "seed_per_round": True,
     "world_seed": 0,
     "gen_seed": 0,
@@ -236,6 +243,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "weak_steps": 2,
         "weak_guidance": 1.0,
         "reformulator": "toy:rules",
+        "released_encoder": "toy:clip-chatir",
+        "released_reformulator": "toy:rules",
     },
     "paper": {
         **PROTOCOL,
@@ -254,10 +263,14 @@ PROFILES: dict[str, dict[str, Any]] = {
             "beit3": "beit3:beit3_base_patch16_384_coco_retrieval.pth+beit3.spm",
         },
         "generator": "sd3:stabilityai/stable-diffusion-3-medium-diffusers",
-        "weak_generator": "sd:stabilityai/stable-diffusion-2-1",
+        # SD 2.1 sampled as its model card shows (DPMSolverMultistepScheduler; the repository ships DDIM).
+        "weak_generator": "sd:stabilityai/stable-diffusion-2-1?scheduler=dpm-multistep",
         "weak_steps": None,
         "weak_guidance": None,
         "reformulator": "hf-llm:Qwen/Qwen2.5-1.5B-Instruct",
+        # The release's eval.py: ChatIR's fine-tuned BLIP cut at 256 tokens, the authors' own rewrites.
+        "released_encoder": "blip-original:chatir_weights.ckpt+Salesforce/blip-itm-base-coco?max_length=256",
+        "released_reformulator": "replay:dar-released",
     },
 }
 

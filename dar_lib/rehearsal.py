@@ -554,6 +554,10 @@ def parameters(root: Path, paper: Mapping[str, Any] | None = None) -> dict[str, 
         "generator": standin_id(paper["generator"], "generator", root),
         "weak_generator": standin_id(paper["weak_generator"], "generator", root),
         "reformulator": standin_id(paper["reformulator"], "reformulator", root),
+        # The released protocol's section: ChatIR's BLIP stand-in, and the authors' real rewrites (replayed
+        # from the data mirror), so the rehearsal runs both protocols.
+        "released_encoder": standin_id(paper["released_encoder"], "encoder", root),
+        "released_reformulator": paper["released_reformulator"],
         "image_root": str(root / "data" / "coco"),
         "corpus_file": str(root / "data" / "corpus.json"),
         **SIZES,

@@ -1,9 +1,12 @@
 """Time one DAR turn of the paper profile, stage by stage, on real-shaped models with random weights.
 
 The models have the paper profile's shapes, built from configs in half precision directly on the device
-(no download, no hub): Stable Diffusion 3 medium (MMDiT 2B, two CLIP text encoders, T5-XXL, 16-channel
-VAE) generating K = 3 images at 1024 px in 28 steps with guidance 7.0; BLIP-base (ViT-B/16 at 224 px,
-BERT-base, 256-d projections); a chat LLM of Qwen2.5-1.5B-Instruct's shape. A turn runs through the
+(no download, no hub), one turn per generator (``--generators``): Stable Diffusion 3 medium (``sd3``:
+MMDiT 2B, two CLIP text encoders, T5-XXL, 16-channel VAE) generating K = 3 images at 1024 px in 28 steps
+with guidance 7.0; Stable Diffusion 2.1 (``sd21``: UNet 865M, OpenCLIP-H text encoder, v-prediction)
+at 768 px, 50 steps, guidance 7.5 with its model card's ``DPMSolverMultistepScheduler``; and the
+few-step SD-Turbo (``turbo``: SD 2.1-base's UNet at 512 px, 1 step, no guidance); BLIP-base (ViT-B/16 at
+224 px, BERT-base, 256-d projections); a chat LLM of Qwen2.5-1.5B-Instruct's shape. A turn runs through the
 library's own :class:`~dar_lib.pipeline.DARPipeline` (R1, R2, generation, encoding, fusion + ranking
 against a random 50,000 x 256 corpus), which times each stage itself. One warm-up turn, then
 ``--turns`` timed turns; the last line printed is one JSON object.
@@ -15,8 +18,11 @@ real model may stop earlier or later. The tokenizers are word-level stand-ins (a
 prompt as the real BPEs; the counts are printed).
 Everything else (image size, steps, batch, sequence lengths, kernels) is what a real turn computes.
 
+Not yet run on a GPU (no device was lent to the sessions that wrote it).
+
 Examples:
-    $ python measure/gpu_turn.py                      # CUDA, fp16, the paper's shapes (minutes)
+    $ python measure/gpu_turn.py                      # CUDA, fp16, the paper's shapes, all three generators
+    $ python measure/gpu_turn.py --generators sd3     # SD3-medium only
     $ python measure/gpu_turn.py --tiny --device cpu  # the same code on tiny shapes (seconds; CI)
 """
 
@@ -63,6 +69,14 @@ FULL = {
     "llm": dict(vocab_size=151936, hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
                 num_attention_heads=12, num_key_value_heads=2, max_position_embeddings=32768, rope_theta=1e6,
                 rms_norm_eps=1e-6, tie_word_embeddings=True),
+    # SD 2.1 (768 px, v-prediction) and SD-Turbo (SD 2.1-base, 512 px): the same UNet and OpenCLIP-H text tower.
+    "unet": dict(block_out_channels=(320, 640, 1280, 1280), layers_per_block=2, cross_attention_dim=1024,
+                 attention_head_dim=(5, 10, 20, 20), use_linear_projection=True, norm_num_groups=32),
+    "openclip": dict(hidden_size=1024, intermediate_size=4096, num_attention_heads=16, num_hidden_layers=23,
+                     projection_dim=512, hidden_act="gelu"),
+    "sd_vae": dict(block_out_channels=(128, 256, 512, 512), layers_per_block=2, norm_num_groups=32),
+    "sd21": {"size": 768, "steps": 50, "guidance": 7.5},
+    "turbo": {"size": 512, "steps": 1, "guidance": 0.0},
     "size": 1024, "steps": 28, "guidance": 7.0, "k_images": 3,
 }
 TINY = {
@@ -81,8 +95,17 @@ TINY = {
     "llm": dict(vocab_size=512, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
                 num_key_value_heads=1, max_position_embeddings=4096, rope_theta=1e6, rms_norm_eps=1e-6,
                 tie_word_embeddings=True),
+    "unet": dict(block_out_channels=(8, 16), layers_per_block=1, cross_attention_dim=16, attention_head_dim=2,
+                 use_linear_projection=True, norm_num_groups=4),
+    "openclip": dict(hidden_size=16, intermediate_size=32, num_attention_heads=1, num_hidden_layers=1,
+                     projection_dim=16, hidden_act="gelu"),
+    "sd_vae": dict(block_out_channels=(8, 8), layers_per_block=1, norm_num_groups=4),
+    "sd21": {"size": 32, "steps": 2, "guidance": 7.5},
+    "turbo": {"size": 32, "steps": 1, "guidance": 0.0},
     "size": 32, "steps": 2, "guidance": 7.0, "k_images": 3,
 }
+#: The generators a run can time (``--generators``).
+GENERATORS = ("sd3", "sd21", "turbo")
 #: Corpus the turn ranks against (the ChatIR search space's size; BLIP's 256-d projections).
 N_CORPUS, CORPUS_DIM = 50_000, 256
 
@@ -156,6 +179,52 @@ def build_sd3(shape: dict, device: str, dtype: torch.dtype):
                                                    **shape["t5"])),
             tokenizer_3=t5_tok)
     return pipe
+
+
+def build_sd2(shape: dict, device: str, dtype: torch.dtype, kind: str):
+    """SD 2.1 (``kind="sd21"``: v-prediction, the model card's DPMSolverMultistepScheduler) or SD-Turbo
+    (``"turbo"``: epsilon prediction, Euler with trailing timesteps as its scheduler config), random weights."""
+    from diffusers import (AutoencoderKL, DPMSolverMultistepScheduler, EulerDiscreteScheduler, StableDiffusionPipeline,
+                           UNet2DConditionModel)
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    chars = list(bytes_to_unicode().values())
+    vocab = {c: i for i, c in enumerate(chars)}
+    vocab.update({f"{c}</w>": len(chars) + i for i, c in enumerate(chars)})
+    vocab["<|startoftext|>"], vocab["<|endoftext|>"] = len(vocab), len(vocab) + 1
+    tok = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
+    betas = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                 steps_offset=1)
+    if kind == "sd21":
+        scheduler = DPMSolverMultistepScheduler(**betas, prediction_type="v_prediction")
+    else:
+        scheduler = EulerDiscreteScheduler(**betas, prediction_type="epsilon", timestep_spacing="trailing")
+    u, v = shape["unet"], shape["sd_vae"]
+    n_up, n_vae = len(u["block_out_channels"]), len(v["block_out_channels"])
+    with built_on(device):
+        pipe = StableDiffusionPipeline(
+            unet=UNet2DConditionModel(in_channels=4, out_channels=4,
+                                      down_block_types=("CrossAttnDownBlock2D",) * (n_up - 1) + ("DownBlock2D",),
+                                      up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (n_up - 1), **u),
+            scheduler=scheduler,
+            vae=AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, scaling_factor=0.18215,
+                              down_block_types=("DownEncoderBlock2D",) * n_vae,
+                              up_block_types=("UpDecoderBlock2D",) * n_vae, **v),
+            text_encoder=CLIPTextModel(CLIPTextConfig(vocab_size=len(vocab), max_position_embeddings=77,
+                                                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                                                      pad_token_id=tok.pad_token_id, **shape["openclip"])),
+            tokenizer=tok, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    return pipe
+
+
+def build_generator(name: str, shape: dict, device: str, dtype: torch.dtype):
+    """``(pipeline, settings)`` of one of :data:`GENERATORS` (settings: size, steps, guidance)."""
+    if name == "sd3":
+        pipe = build_sd3(shape["sd3"], device, dtype)
+        keep_fp32(pipe.text_encoder_3)
+        return pipe, {"size": shape["size"], "steps": shape["steps"], "guidance": shape["guidance"]}
+    return build_sd2(shape, device, dtype, name), dict(shape[name])
 
 
 def build_blip(shape: dict, device: str, dtype: torch.dtype):
@@ -259,7 +328,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--round", type=int, default=3, help="dialogue round of the turn (default: 3)")
     ap.add_argument("--r1-tokens", type=int, default=48, help="tokens of each R1 reply (default: 48)")
     ap.add_argument("--r2-tokens", type=int, default=160, help="tokens of each R2 reply (default: 160, K=3 prompts)")
+    ap.add_argument("--generators", default=",".join(GENERATORS),
+                    help=f"comma-separated generators to time, one turn each (default: {','.join(GENERATORS)})")
     args = ap.parse_args(argv)
+    names = [g.strip() for g in args.generators.split(",") if g.strip()]
+    if not names or any(g not in GENERATORS for g in names):
+        ap.error(f"--generators {args.generators!r}: choose from {', '.join(GENERATORS)}")
     quiet()
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         ap.error("CUDA is not available here; use --device cpu (with --tiny for a quick run)")
@@ -278,14 +352,6 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     build_s = {}
     t0 = time.perf_counter()
-    pipe_sd3 = build_sd3(shape["sd3"], args.device, dtype)
-    generator = DiffusersGenerator(pipe_sd3, "sd3-medium-shaped-random", default_steps=shape["steps"],
-                                   default_guidance=shape["guidance"], default_size=shape["size"],
-                                   device=args.device, dtype=dtype, batch_size=shape["k_images"])
-    keep_fp32(pipe_sd3.text_encoder_3)
-    sync(args.device)
-    build_s["generator"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
     blip, blip_tok = build_blip(shape["blip"], args.device, dtype)
     encoder = BlipEncoder(blip, blip_tok, id="blip-base-shaped-random", device=args.device, dtype=dtype,
                           max_length=256)
@@ -295,45 +361,61 @@ def main(argv: list[str] | None = None) -> int:
     llm = llm.to(args.device, dtype)
     reformulator = fixed_length_reformulator(llm, llm_tok, args.device, args.r1_tokens, args.r2_tokens)
     build_s["reformulator"] = time.perf_counter() - t0
-
-    pipe = DARPipeline(reformulator, generator, encoder, k_images=shape["k_images"], schedule="paper")
     rng = np.random.default_rng(0)
     corpus = rng.standard_normal((N_CORPUS, CORPUS_DIM), dtype=np.float32)
-    pipe.index(corpus_emb=corpus / np.linalg.norm(corpus, axis=1, keepdims=True))
-
+    corpus /= np.linalg.norm(corpus, axis=1, keepdims=True)
     turns = DIALOGUE[: args.round + 1]
-    runs = []
-    for i in range(1 + args.turns):  # the first is the warm-up
-        if str(args.device).startswith("cuda"):
-            torch.cuda.reset_peak_memory_stats()
-        result = pipe(turns, round_idx=args.round)
+    cuda = str(args.device).startswith("cuda")
+
+    results = {}
+    for name in names:
+        t0 = time.perf_counter()
+        gen_pipe, settings = build_generator(name, shape, args.device, dtype)
+        generator = DiffusersGenerator(gen_pipe, f"{name}-shaped-random", default_steps=settings["steps"],
+                                       default_guidance=settings["guidance"], default_size=settings["size"],
+                                       device=args.device, dtype=dtype, batch_size=shape["k_images"])
         sync(args.device)
-        if i:
-            runs.append(result.timings)
-    per_stage = {s: {"median_s": round(statistics.median(r[s] for r in runs), 4),
-                     "mean_s": round(statistics.fmean(r[s] for r in runs), 4)} for s in (*STAGES, "total")}
+        build_s[name] = time.perf_counter() - t0
+        pipe = DARPipeline(reformulator, generator, encoder, k_images=shape["k_images"], schedule="paper")
+        pipe.index(corpus_emb=corpus)
+        runs = []
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
+        for i in range(1 + args.turns):  # the first is the warm-up
+            result = pipe(turns, round_idx=args.round)
+            sync(args.device)
+            if i:
+                runs.append(result.timings)
+        stages = {s: {"median_s": round(statistics.median(r[s] for r in runs), 4),
+                      "mean_s": round(statistics.fmean(r[s] for r in runs), 4)} for s in (*STAGES, "total")}
+        results[name] = {
+            "image_size": settings["size"], "steps": settings["steps"], "guidance": settings["guidance"],
+            "scheduler": type(gen_pipe.scheduler).__name__, "stages": stages,
+            "seconds_per_image": round(stages["generation"]["median_s"] / shape["k_images"], 4),
+            "peak_gpu_memory_gib": round(torch.cuda.max_memory_allocated(args.device) / 2**30, 2) if cuda else None,
+            "parameters_m": round(sum(p.numel() for c in gen_pipe.components.values()
+                                      if isinstance(c, torch.nn.Module) for p in c.parameters()) / 1e6, 1),
+        }
+        del pipe, generator, gen_pipe
+        if cuda:
+            torch.cuda.empty_cache()
     r1 = [x for x in reformulator.replies if x[0] == "R1"][-1]
     r2 = [x for x in reformulator.replies if x[0] == "R2"][-1]
-    device_name = torch.cuda.get_device_name(args.device) if str(args.device).startswith("cuda") else platform.processor() or platform.machine()
+    device_name = torch.cuda.get_device_name(args.device) if cuda else platform.processor() or platform.machine()
     out = {
-        "what": "one DAR turn, paper-profile shapes, random weights" + (" (TINY shapes: not a measurement of the paper's models)" if args.tiny else ""),
+        "what": "one DAR turn per generator, paper-profile shapes, random weights" + (" (TINY shapes: not a measurement of the paper's models)" if args.tiny else ""),
         "device": str(args.device), "device_name": device_name, "dtype": str(dtype).replace("torch.", ""),
-        "tiny": bool(args.tiny), "round_idx": args.round, "k_images": shape["k_images"], "image_size": shape["size"],
-        "steps": shape["steps"], "guidance": shape["guidance"], "n_corpus": N_CORPUS, "corpus_dim": CORPUS_DIM,
-        "timed_turns": len(runs), "stages": per_stage,
-        "seconds_per_image": round(per_stage["generation"]["median_s"] / shape["k_images"], 4),
+        "tiny": bool(args.tiny), "round_idx": args.round, "k_images": shape["k_images"],
+        "n_corpus": N_CORPUS, "corpus_dim": CORPUS_DIM, "timed_turns": args.turns, "generators": results,
         "llm_tokens": {"r1_prompt": r1[2], "r1_reply": r1[1], "r2_prompt": r2[2], "r2_reply": r2[1]},
         "build_s": {k: round(v, 2) for k, v in build_s.items()},
-        "peak_gpu_memory_gib": (round(torch.cuda.max_memory_allocated(args.device) / 2**30, 2)
-                                if str(args.device).startswith("cuda") else None),
-        "parameters_m": {"generator": round(sum(p.numel() for c in pipe_sd3.components.values()
-                                                if isinstance(c, torch.nn.Module) for p in c.parameters()) / 1e6, 1),
-                         "encoder": round(sum(p.numel() for p in blip.parameters()) / 1e6, 1),
+        "parameters_m": {"encoder": round(sum(p.numel() for p in blip.parameters()) / 1e6, 1),
                          "llm": round(sum(p.numel() for p in llm.parameters()) / 1e6, 1)},
         "torch": torch.__version__, "python": platform.python_version(),
     }
-    for s in (*STAGES, "total"):
-        print(f"{s:>18}: median {per_stage[s]['median_s']:.3f} s")
+    for name, r in results.items():
+        for s in (*STAGES, "total"):
+            print(f"{name:>6} {s:>18}: median {r['stages'][s]['median_s']:.3f} s")
     print(json.dumps(out))
     return 0
 

@@ -144,3 +144,21 @@ def test_a_shard_of_methods_that_need_no_images_is_refused_up_front(capsys, monk
     assert "--shard 0/2 with methods baseline: a shard run only generates its share of the images" in err
     with pytest.raises(ValueError, match="would compute nothing useful"):
         E.evaluate(E.EvalConfig(benchmark="toy-flan", encoder="toy:clip-zs", methods=("reformulated",)), shard=(1, 2))
+
+
+def test_protocol_released_fixes_its_settings_and_reports_truncation(tmp_path, capsys):
+    out = tmp_path / "ranks.csv"
+    argv = ["eval", "--benchmark", "toy-visdial", "--encoder", "toy:clip-zs?max_length=40", "--toy-size", "smoke",
+            "--n-dialogues", "2", "--quiet", "--methods", "reformulated", "--protocol", "released",
+            "--store", str(tmp_path / "store"), "--out", str(out)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "text cut by the encoder's limit, % of queries per round (cut / newest text lost entirely)" in printed
+    import pandas as pd
+
+    table = pd.read_csv(out)
+    assert set(table["protocol"]) == {"released"} and set(table["k_images"]) == {1}
+    assert set(table["schedule"]) == {"released"} and table["text_cut"].any()
+    rc = main(argv[:-2] + ["--schedule", "paper"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "dar: error: schedule = 'paper': the released protocol fixes schedule = 'released'" in err

@@ -322,12 +322,12 @@ def test_parse_options():
     assert parse_spec("beit3:/w/b.pth+/w/beit3.spm?max_length=64&image_size=384", enc, "encoder").options == {
         "max_length": "64", "image_size": "384"}
     assert parse_spec("blip:Salesforce/blip-itm-base-coco", enc, "encoder").options == {}
-    for backend in enc:
-        assert "max_length" in MODEL_OPTIONS["encoder"][backend]
-    with pytest.raises(ValueError, match=r"unknown option max_len; backend 'blip' accepts: max_length$"):
+    for backend in enc:  # every encoder has a text limit and a truncation policy
+        assert {"max_length", "truncation"} <= set(MODEL_OPTIONS["encoder"][backend])
+    with pytest.raises(ValueError, match=r"unknown option max_len; backend 'blip' accepts: max_length, truncation$"):
         parse_spec("blip:Salesforce/blip-itm-base-coco?max_len=200", enc, "encoder")
     with pytest.raises(ValueError, match=r"unknown options dtype, size; backend 'blip-original' accepts: "
-                                         r"max_length, image_size"):
+                                         r"max_length, image_size, truncation"):
         parse_spec("blip-original:x.ckpt?size=3&dtype=fp16", enc, "encoder")
     with pytest.raises(ValueError, match=r"option 'max_length' is not 'name=value'"):
         parse_spec("clip:openai/clip-vit-base-patch16?max_length", enc, "encoder")

@@ -184,3 +184,33 @@ def test_factory_loads_local_pipeline_folders(tmp_path):
         assert np.abs(arr(img) - arr(ref.generate([PROMPTS[0]], [3])[0])).max() <= 1
     gen = load_generator(f"sd:{tmp_path / 'sd21'}", device="cpu")
     assert (gen.default_steps, gen.default_guidance, gen.default_size) == (50, 7.5, 768)
+
+
+def test_sd21_scheduler_option_is_the_model_cards_and_in_the_cache_key(tmp_path):
+    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
+
+    from dar_lib.models import load_generator
+
+    pipe = tiny_sd21()
+    pipe.save_pretrained(tmp_path / "sd21")
+    default = load_generator(f"sd:{tmp_path / 'sd21'}", device="cpu")
+    dpm = load_generator(f"sd:{tmp_path / 'sd21'}?scheduler=dpm-multistep", device="cpu")
+    assert isinstance(default.pipe.scheduler, DDIMScheduler) and default.scheduler == "default"
+    assert isinstance(dpm.pipe.scheduler, DPMSolverMultistepScheduler)
+    # The model card's line: DPMSolverMultistepScheduler.from_config(pipe.scheduler.config), so the
+    # repository's betas and v-prediction carry over.
+    card = DPMSolverMultistepScheduler.from_config(default.pipe.scheduler.config)
+    public = lambda config: {k: v for k, v in config.items() if not k.startswith("_")}  # noqa: E731
+    assert public(dpm.pipe.scheduler.config) == public(card.config)
+    assert dpm.pipe.scheduler.config.prediction_type == "v_prediction"
+    assert dpm.fingerprint() == default.fingerprint() + "|scheduler=dpm-multistep"
+    store = ArtefactStore(tmp_path / "store")
+    assert CachedGenerator(dpm, store).key(PROMPTS[0], 0, 2, 3.0, 16) != \
+        CachedGenerator(default, store).key(PROMPTS[0], 0, 2, 3.0, 16)
+    a = default.generate([PROMPTS[0]], [0], steps=3, guidance=3.0, size=16)[0]
+    b = dpm.generate([PROMPTS[0]], [0], steps=3, guidance=3.0, size=16)[0]
+    assert not np.array_equal(arr(a), arr(b))
+    with pytest.raises(ValueError, match=r"option scheduler='euler': choose one of default, dpm-multistep"):
+        load_generator(f"sd:{tmp_path / 'sd21'}?scheduler=euler", device="cpu")
+    with pytest.raises(ValueError, match=r"unknown option scheduler; backend 'sd3' accepts: no options"):
+        load_generator("sd3:stabilityai/stable-diffusion-3-medium-diffusers?scheduler=dpm-multistep")

@@ -32,11 +32,16 @@ def test_the_cli_and_the_pipeline_take_their_defaults_from_the_table():
     assert (cfg.k_images, cfg.schedule, cfg.image_reduce, cfg.generator, cfg.reformulator, cfg.seed_per_round) == (
         toy["k_images"], toy["schedule"], toy["image_reduce"], toy["generator"], toy["reformulator"], toy["seed_per_round"])
     assert (DEFAULT_SCHEDULE, DEFAULT_IMAGE_REDUCE) == (toy["schedule"], toy["image_reduce"])
-    from dar_lib.cli import build_parser
+    from dar_lib.cli import build_parser, fusion_settings
+    from dar_lib.protocols import RELEASED_SETTINGS
 
     args = build_parser().parse_args(["eval", "--benchmark", "toy-flan", "--encoder", "toy:clip-zs"])
-    assert (args.k_images, args.schedule, args.image_reduce, args.generator) == (
+    assert (*fusion_settings(args), args.generator) == (
         toy["k_images"], toy["schedule"], toy["image_reduce"], toy["generator"])
+    args = build_parser().parse_args(["eval", "--benchmark", "toy-flan", "--encoder", "toy:clip-zs",
+                                      "--protocol", "released"])
+    assert fusion_settings(args) == (RELEASED_SETTINGS["k_images"], RELEASED_SETTINGS["schedule"],
+                                     RELEASED_SETTINGS["image_reduce"])
 
 
 @pytest.mark.parametrize("name, value, fragment", [
@@ -70,3 +75,22 @@ def test_chapter_parameters_fill_none_from_the_profile():
     assert p["encoders"]["zero-shot"] == "toy:clip-zs" and "other" not in p
     with pytest.raises(ParameterError, match="'k_images' = 0"):
         profiles.chapter_parameters({**ns, "k_images": 0})
+
+
+def test_the_released_protocol_parameter_reaches_every_chapter_config():
+    from dar_lib import chapters
+    from dar_lib.evaluate import EvalConfig
+
+    params = profiles.parameters("toy", smoke=True, protocol="released")
+    kw = chapters.eval_kwargs(params)
+    assert (kw["protocol"], kw["k_images"], kw["schedule"], kw["image_reduce"]) == ("released", 1, "released", "mean")
+    EvalConfig(benchmark="toy-visdial", encoder="toy:clip-zs", **kw)  # a valid config
+    # A sweep of a setting the release fixes (Section 5.3's K) runs under the default protocol, and says so.
+    sweep = chapters.eval_kwargs(params, k_images=3)
+    assert (sweep["protocol"], sweep["k_images"], sweep["schedule"]) == ("default", 3, params["schedule"])
+    EvalConfig(benchmark="toy-visdial", encoder="toy:clip-zs", **sweep)
+    # The released-protocol section names its protocol: the release's settings, whatever the book's.
+    section = chapters.eval_kwargs(profiles.parameters("toy", smoke=True), protocol="released")
+    assert (section["k_images"], section["schedule"]) == (1, "released")
+    with pytest.raises(profiles.ParameterError, match="parameter 'protocol'"):
+        profiles.parameters("toy", protocol="eval.py")

@@ -245,8 +245,12 @@ def test_standin_ids_follow_the_paper_profile(tmp_path):
     assert params["encoders"]["beit3"] == (f"beit3:{models}/beit3_base_patch16_384_coco_retrieval.pth+"
                                            f"{models}/beit3.spm")
     assert params["generator"] == f"sd3:{models}/stabilityai/stable-diffusion-3-medium-diffusers"
-    assert params["weak_generator"] == f"sd:{models}/stabilityai/stable-diffusion-2-1"
+    assert params["weak_generator"] == f"sd:{models}/stabilityai/stable-diffusion-2-1?scheduler=dpm-multistep"
     assert params["reformulator"] == f"hf-llm:{models}/Qwen/Qwen2.5-1.5B-Instruct?fallback=true"
+    # The released protocol's section: ChatIR's BLIP stand-in at the release's 256 tokens, the real rewrites.
+    assert params["released_encoder"] == (f"blip-original:{models}/chatir_weights.ckpt+"
+                                          f"{models}/Salesforce/blip-itm-base-coco?max_length=256")
+    assert params["released_reformulator"] == "replay:dar-released"
     # Same backends and roles as the paper profile, and a valid parameter table.
     assert {r: s.partition(":")[0] for r, s in params["encoders"].items()} == \
         {r: s.partition(":")[0] for r, s in paper["encoders"].items()}
@@ -305,6 +309,7 @@ def test_every_standin_loads_through_the_factory(standins):
         img, txt = enc.encode_images([image]), enc.encode_text(["a man riding a horse, is it sunny? yes"])
         assert img.shape == txt.shape and np.isfinite(img.numpy()).all(), role
     assert load_encoder(params["encoders"]["dialogue-ft"], device="cpu").max_length == 200
+    assert load_encoder(params["released_encoder"], device="cpu").max_length == 256
     for spec in (params["generator"], params["weak_generator"]):
         gen = load_generator(spec, device="cpu")
         out = gen.generate(["a red bus. Style: photorealistic.", "a dog"], [0, 1], steps=2, size=32)
@@ -352,6 +357,9 @@ def test_paper_profile_rehearsal_builds_the_whole_book(tmp_path, monkeypatch, ca
     assert "REHEARSAL, NOT RESULTS" in status and "fallback" in status
     results = (out / "site" / "_build" / "html" / "notebooks" / "05_results_zero_shot.html").read_text()
     assert "REHEARSAL" in results
+    # Both protocols ran: chapter 08's released-protocol section, right truncation and keep-newest.
+    compat = (out / "site" / "_build" / "html" / "notebooks" / "08_results_compat.html").read_text()
+    assert "released (right)" in compat and "keep newest (left)" in compat and "pct_newest_lost" in compat
 
 
 # -- measure/gpu_turn.py's CPU mode ------------------------------------------------------------------------
@@ -361,8 +369,13 @@ def test_gpu_turn_script_tiny_cpu_mode_prints_json():
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["tiny"] is True and result["device"] == "cpu" and result["timed_turns"] == 1
-    stages = result["stages"]
-    assert set(stages) == {"R1 reformulation", "R2 prompts", "generation", "encoding", "fusion + ranking", "total"}
-    assert all(v["median_s"] >= 0 for v in stages.values())
+    gens = result["generators"]
+    assert list(gens) == ["sd3", "sd21", "turbo"]  # SD3-medium, SD 2.1 and the few-step generator
+    assert gens["sd21"]["scheduler"] == "DPMSolverMultistepScheduler" and gens["turbo"]["steps"] == 1
+    assert gens["turbo"]["guidance"] == 0.0 and gens["sd3"]["scheduler"] == "FlowMatchEulerDiscreteScheduler"
+    for g in gens.values():
+        stages = g["stages"]
+        assert set(stages) == {"R1 reformulation", "R2 prompts", "generation", "encoding", "fusion + ranking", "total"}
+        assert all(v["median_s"] >= 0 for v in stages.values())
     assert result["n_corpus"] == 50_000 and result["corpus_dim"] == 256 and result["k_images"] == 3
     assert result["llm_tokens"]["r1_reply"] == 48 and result["llm_tokens"]["r2_reply"] == 160

@@ -22,6 +22,7 @@ RAW_BASE = "https://raw.githubusercontent.com"
 
 _CHATIR = ("levymsn", "ChatIR", "c62600c90a2260c8cca44c5fb6b37bc3df53c43f")
 _PLUGIR = ("Saehyung-Lee", "PlugIR", "ce79c9ff834aabc9de698efb706c6cb9427ecf35")
+_DAR = ("longkukuhi", "Diffusion-Agumented-Retrieval", "48498d43d480cd78fef9e5b4e51152560153c308")
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,10 @@ REGISTRY: dict[str, RemoteFile] = {
         "dialogues/ours_final_q_n_5_recall_hitting_10_thres_low_500_recon_true_referring_true"
         "_filtering_true_select_true_reconed.json",
         "4352bf4ebe14d568e2cb23cceb4d7d5464640bb5ea717de0be355d649ef2b81a"),
+    # The official DAR release: round 0 VisDial's caption, rounds 1-10 the authors' R1 rewrites.
+    "dar/VisDial_v1_0_queries_val.json": _pin(
+        _DAR, "dialogues/VisDial_v1_0_queries_val.json",
+        "831a1dbe007623b0cac550bc7a129ef01a5ff49dde0a64835bb37ae4d4899b13"),
 }
 
 #: Dialogue set name -> registry key. Same 2,064 targets in the same order in all four.

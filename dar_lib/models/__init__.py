@@ -31,13 +31,14 @@ REFORMULATOR_BACKENDS = ("hf-llm", "openai", "replay", "identity", "gguf", "toy"
 #: base URL may carry a query (``...?api-version=...``).
 MODEL_OPTIONS: dict[str, dict[str, tuple[str, ...]]] = {
     "encoder": {
-        "blip": ("max_length",),
-        "clip": ("max_length",),
-        "blip-original": ("max_length", "image_size"),
-        "beit3": ("max_length", "image_size"),
-        "toy": ("max_length",),
+        "blip": ("max_length", "truncation"),
+        "clip": ("max_length", "truncation"),
+        "blip-original": ("max_length", "image_size", "truncation"),
+        "beit3": ("max_length", "image_size", "truncation"),
+        "toy": ("max_length", "truncation"),
     },
-    "generator": {b: () for b in GENERATOR_BACKENDS},
+    # scheduler=dpm-multistep: SD 2.1's model-card scheduler (dar_lib.models.generators.SCHEDULERS)
+    "generator": {**{b: () for b in GENERATOR_BACKENDS}, "sd": ("scheduler",), "diffusers": ("scheduler",)},
     # fallback=true: an unusable LLM reply after one retry gives a recorded fallback instead of an error
     "reformulator": {**{b: () for b in REFORMULATOR_BACKENDS if b != "openai"}, "hf-llm": ("fallback",),
                      "gguf": ("fallback",)},
@@ -58,7 +59,7 @@ EXAMPLE_IDS: dict[str, dict[str, str]] = {
     },
     "generator": {
         "sd3:stabilityai/stable-diffusion-3-medium-diffusers": "Stable Diffusion 3 medium (the paper's generator)",
-        "sd:stabilityai/stable-diffusion-2-1": "Stable Diffusion 2.1 (Section 5.2)",
+        "sd:stabilityai/stable-diffusion-2-1?scheduler=dpm-multistep": "Stable Diffusion 2.1 (Section 5.2), its model card's scheduler",
         "turbo:stabilityai/sd-turbo": "SD-Turbo, 1-4 steps, no guidance (fast option)",
         "diffusers:<any text-to-image pipeline id>": "any diffusers pipeline",
         "toy:<name>": "the toy world's pixel-space diffusion model",
@@ -67,6 +68,7 @@ EXAMPLE_IDS: dict[str, dict[str, str]] = {
         "hf-llm:Qwen/Qwen2.5-1.5B-Instruct": "any transformers chat model",
         "openai:gpt-4o-mini@https://api.openai.com/v1": "any OpenAI-compatible endpoint",
         "replay:plugir": "PlugIR's recorded per-round LLM queries",
+        "replay:dar-released": "the DAR authors' released R1 rewrites of ChatIR's VisDial (rounds 1-10)",
         "replay:<path to ChatIR-format json>": "your own recorded per-round queries",
         "identity": "no rewriting: the raw dialogue text",
         "gguf:<path to .gguf>": "llama.cpp model (needs llama-cpp-python)",
@@ -291,6 +293,22 @@ def _int_setting(spec: str, name: str, given: int | None, options: dict[str, str
     return from_id if from_id is not None else given
 
 
+def _truncation_setting(spec: str, options: dict[str, str]) -> str:
+    """The id's ``?truncation=`` (default ``right``), checked before any weights load."""
+    from .encoders import TRUNCATION_SIDES
+
+    side = options.get("truncation", "right")
+    if side not in TRUNCATION_SIDES:
+        raise ValueError(f"encoder id {spec!r}: option truncation={side!r}: choose one of {', '.join(TRUNCATION_SIDES)}")
+    return side
+
+
+def _with_truncation(encoder, spec: str, options: dict[str, str]):
+    if "truncation" in options:  # encoders cut from the right unless the id says otherwise
+        encoder.truncation = _truncation_setting(spec, options)
+    return encoder
+
+
 @_hub_errors("encoder")
 def load_encoder(spec: str, *, revision: str | None = None, device: str | None = None, dtype=None,
                  batch_size: int | None = None, max_length: int | None = None, trust_remote_code: bool = False,
@@ -302,7 +320,9 @@ def load_encoder(spec: str, *, revision: str | None = None, device: str | None =
             ``blip-original:<.pth/.ckpt/.safetensors>[+<hf base id or folder>]``,
             ``beit3:<checkpoint .pth>+<sentencepiece .spm>`` or ``toy:<name>``, each with an
             optional ``@revision`` and options after ``?`` (:data:`MODEL_OPTIONS`), e.g.
-            ``blip-original:chatir_weights.ckpt+Salesforce/blip-itm-base-coco?max_length=200``.
+            ``blip-original:chatir_weights.ckpt+Salesforce/blip-itm-base-coco?max_length=200``;
+            ``?truncation=left`` keeps the newest text of a too-long query (default ``right``, the
+            released evaluations' cut, which keeps the start); it is part of the fingerprint.
         revision: model revision (overrides the one in ``spec``).
         device: torch device (default ``settings.default_device()``).
         dtype: torch dtype (default float32).
@@ -328,28 +348,30 @@ def load_encoder(spec: str, *, revision: str | None = None, device: str | None =
     revision = revision or s.revision
     device = settings.check_device(device) if device else settings.default_device()
     max_length = _int_setting(spec, "max_length", max_length, s.options)
+    _truncation_setting(spec, s.options)
     if s.backend == "toy":
-        return _toy().load_encoder(s.model, device=device, **_given(dtype=dtype, batch_size=batch_size,
+        enc = _toy().load_encoder(s.model, device=device, **_given(dtype=dtype, batch_size=batch_size,
                                                                    max_length=max_length), **kwargs)
+        return _with_truncation(enc, spec, s.options)
     from .encoders import BlipEncoder, ClipEncoder
 
     common = dict(device=device, dtype=dtype, batch_size=batch_size or (64 if s.backend == "clip" else 32),
                   max_length=max_length)
     if s.backend == "blip":
-        return BlipEncoder.from_pretrained(s.model, revision, trust_remote_code=trust_remote_code, **common)
+        return _with_truncation(BlipEncoder.from_pretrained(s.model, revision, trust_remote_code=trust_remote_code, **common), spec, s.options)
     if s.backend == "clip":
-        return ClipEncoder.from_pretrained(s.model, revision, trust_remote_code=trust_remote_code, **common)
+        return _with_truncation(ClipEncoder.from_pretrained(s.model, revision, trust_remote_code=trust_remote_code, **common), spec, s.options)
     image_size = _int_setting(spec, "image_size", kwargs.pop("image_size", None), s.options)
     head = {"head_size": kwargs.pop("head_size")} if "head_size" in kwargs else {}
     if s.backend == "beit3":
         from .beit3 import Beit3Encoder
 
         ckpt, _, spm = s.model.partition("+")
-        return Beit3Encoder.from_checkpoint(ckpt, spm, image_size=image_size, **head, **common)
+        return _with_truncation(Beit3Encoder.from_checkpoint(ckpt, spm, image_size=image_size, **head, **common), spec, s.options)
     # blip-original: checkpoint path, optionally "+<base>" for config and tokenizer.
     ckpt, _, base = s.model.partition("+")
     base = base or "Salesforce/blip-itm-base-coco"
-    return BlipEncoder.from_original(ckpt, base, revision=revision, image_size=image_size, **head, **common)
+    return _with_truncation(BlipEncoder.from_original(ckpt, base, revision=revision, image_size=image_size, **head, **common), spec, s.options)
 
 
 @_hub_errors("generator")
@@ -359,7 +381,8 @@ def load_generator(spec: str, *, revision: str | None = None, device: str | None
 
     Args:
         spec: ``sd3:<id>``, ``sd:<id>``, ``turbo:<id>``, ``diffusers:<id>`` (hub id or folder,
-            optional ``@revision``) or ``toy:<name>``.
+            optional ``@revision``) or ``toy:<name>``; ``sd:`` and ``diffusers:`` take
+            ``?scheduler=dpm-multistep`` (SD 2.1's model-card scheduler; part of the fingerprint).
         revision: model revision (overrides the one in ``spec``).
         device: torch device (default ``settings.default_device()``).
         dtype: torch dtype (default fp16 on CUDA, fp32 on CPU).
@@ -377,11 +400,12 @@ def load_generator(spec: str, *, revision: str | None = None, device: str | None
     device = settings.check_device(device) if device else settings.default_device()
     if s.backend == "toy":
         return _toy().load_generator(s.model, device=device, **_given(dtype=dtype, batch_size=batch_size), **kwargs)
-    from .generators import DiffusersGenerator
+    from .generators import DiffusersGenerator, check_scheduler
 
+    scheduler = check_scheduler(s.options.get("scheduler", "default"), f"generator id {spec!r}")
     return DiffusersGenerator.from_pretrained(s.backend, s.model, revision or s.revision, device=device,
                                               dtype=dtype, batch_size=batch_size or 4,
-                                              trust_remote_code=trust_remote_code)
+                                              trust_remote_code=trust_remote_code, scheduler=scheduler)
 
 
 @_hub_errors("reformulator")
@@ -391,7 +415,7 @@ def load_reformulator(spec: str, *, revision: str | None = None, device: str | N
 
     Args:
         spec: ``hf-llm:<chat model id|folder>``, ``openai:<model>@<base url>``,
-            ``replay:plugir``, ``replay:<ChatIR-format json>``, ``identity``, ``gguf:<path>`` or
+            ``replay:plugir``, ``replay:dar-released``, ``replay:<ChatIR-format json>``, ``identity``, ``gguf:<path>`` or
             ``toy:<name>``.
         revision: model revision for ``hf-llm`` (overrides the one in ``spec``).
         device: torch device for ``hf-llm`` (default ``settings.default_device()``).
@@ -428,6 +452,10 @@ def load_reformulator(spec: str, *, revision: str | None = None, device: str | N
         from ..benchmarks.chatir import replay_table
 
         return R.ReplayReformulator(replay_table(), id="replay:plugir", **kwargs)
+    if s.model == "dar-released":
+        from ..benchmarks.released import released_table
+
+        return R.ReplayReformulator(released_table(), id="replay:dar-released", **kwargs)
     return R.ReplayReformulator.from_json(s.model, **kwargs)
 
 

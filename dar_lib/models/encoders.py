@@ -162,6 +162,11 @@ def _resolve_dtype(dtype: torch.dtype | str | None, device: str) -> torch.dtype:
     return dtype
 
 
+#: Truncation policies of an encoder with a text limit: ``right`` keeps the start of a too-long text
+#: (every released evaluation), ``left`` keeps its end (the newest turns or rewrites).
+TRUNCATION_SIDES = ("right", "left")
+
+
 class _HFDualEncoder:
     """Shared batching, truncation accounting and normalisation of the encoders (transformers BLIP/CLIP, BEiT-3)."""
 
@@ -184,6 +189,8 @@ class _HFDualEncoder:
         self.max_length = int(max_length)
         #: Texts longer than ``max_length`` tokens seen so far (cut, and reported with a warning).
         self.truncated_texts = 0
+        #: Which end of a too-long text is cut (:data:`TRUNCATION_SIDES`; the id option ``?truncation=``).
+        self.truncation = "right"
 
     # -- subclass hooks -------------------------------------------------------------------------
     def _text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -199,7 +206,8 @@ class _HFDualEncoder:
     # -- public API -----------------------------------------------------------------------------
     def fingerprint(self) -> str:
         return (f"{self.kind}:{self.id}@{self.revision or 'unpinned'}|img={self.preprocess.describe()}"
-                f"|max_length={self.max_length}|dtype={str(self.dtype).replace('torch.', '')}")
+                f"|max_length={self.max_length}|dtype={str(self.dtype).replace('torch.', '')}"
+                + ("" if self.truncation == "right" else f"|truncation={self.truncation}"))
 
     def image_fingerprint(self) -> str:
         """Names the image embeddings alone: the image tower's weights (sha256 of every tensor, as
@@ -233,14 +241,15 @@ class _HFDualEncoder:
     def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
         """Embed ``texts``; returns unit-norm float32 CPU tensor (n, dim).
 
-        Texts longer than ``max_length`` tokens are cut; each one is counted in
+        Texts longer than ``max_length`` tokens are cut at the end ``truncation`` names (``right``:
+        the tokenizer's own truncation, which keeps the start; ``left``: keep the newest text, i.e.
+        the first special token and the last ``max_length - 1`` tokens); each one is counted in
         ``truncated_texts`` and reported with a logged warning.
         """
         texts = [str(t) for t in texts]
         out = []
         for chunk in self._batches(texts, f"encode text ({self.id})"):
-            enc = self.tokenizer(list(chunk), padding=True, truncation=True, max_length=self.max_length,
-                                 return_tensors="pt", return_overflowing_tokens=False, return_length=False)
+            enc = self._tokenize(chunk)
             n_cut = self._count_truncated(chunk)
             if n_cut:
                 self.truncated_texts += n_cut
@@ -249,6 +258,23 @@ class _HFDualEncoder:
             feats = self._text_features(enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device))
             out.append(F.normalize(feats.float(), dim=-1).cpu())
         return torch.cat(out) if out else torch.zeros(0, self.dim)
+
+    def _tokenize(self, chunk: Sequence[str]) -> dict[str, torch.Tensor]:
+        if self.truncation == "right":
+            return self.tokenizer(list(chunk), padding=True, truncation=True, max_length=self.max_length,
+                                  return_tensors="pt", return_overflowing_tokens=False, return_length=False)
+        if self.truncation != "left":
+            raise ValueError(f"{self.id}: truncation = {self.truncation!r}; choose one of {', '.join(TRUNCATION_SIDES)}")
+        # Every tokenizer here wraps a text in one leading and one trailing special token
+        # ([CLS]/[SEP], BOS/EOS, <s>/</s>): keep both and the newest max_length - 2 tokens between.
+        n = self.max_length
+        ids = [x if len(x) <= n else x[:1] + x[len(x) - (n - 1):]
+               for x in self.tokenizer(list(chunk), truncation=False, add_special_tokens=True)["input_ids"]]
+        longest = max(len(x) for x in ids)
+        pad = self.tokenizer.pad_token_id
+        return {"input_ids": torch.tensor([x + [pad] * (longest - len(x)) for x in ids], dtype=torch.long),
+                "attention_mask": torch.tensor([[1] * len(x) + [0] * (longest - len(x)) for x in ids],
+                                               dtype=torch.long)}
 
     def _count_truncated(self, chunk: Sequence[str]) -> int:
         lengths = self.tokenizer(list(chunk), truncation=False, add_special_tokens=True)["input_ids"]
