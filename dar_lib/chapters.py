@@ -204,31 +204,64 @@ def evidence_note(params: Mapping[str, Any]) -> str:
     return "verdicts on the real ChatIR benchmarks with the models named in the parameters"
 
 
-def judge(df: pd.DataFrame, claims: Sequence[Mapping], params: Mapping[str, Any], prefix: str) -> pd.DataFrame:
-    """Judge a chapter's claims (:func:`dar_lib.stats.claims_table`), show them and glue what the prose quotes.
+def judge(df: pd.DataFrame, params: Mapping[str, Any], prefix: str) -> pd.DataFrame:
+    """Judge a chapter's claims of the book's one family (:mod:`dar_lib.claims`), show them, glue what the prose quotes.
 
-    Glues ``{prefix}_ours_{i}``, ``{prefix}_verdict_{i}``, ``{prefix}_n_supported`` (with the number of
-    comparisons and the correction) and ``{prefix}_evidence``.
+    Every verdict is read on an interval Bonferroni-corrected over the whole book's family
+    (:func:`dar_lib.claims.family_size`), not the chapter's claims alone, and each claim is set against
+    the paper's number (:func:`dar_lib.stats.size_label`).
+
+    Glues ``{prefix}_ours_{i}`` (95% interval), ``{prefix}_verdict_{i}`` (the corrected verdict with its
+    direction and size label, e.g. ``"supported; direction reversed"``), ``{prefix}_extreme_{i}`` (an
+    extreme claim's group by point estimate), ``{prefix}_n_supported``, ``{prefix}_power`` (the smallest
+    effect the chapter's claims could detect at its number of dialogues) and ``{prefix}_evidence``.
     """
     from IPython.display import display
     from myst_nb import glue
 
-    from dar_lib import stats
+    from dar_lib import claims, stats
 
-    table = stats.claims_table(df, claims, n_boot=params["n_boot"], seed=params["boot_seed"])
+    m = claims.family_size(params)
+    table = stats.claims_table(df, claims.chapter_claims(params, prefix), n_boot=params["n_boot"],
+                               seed=params["boot_seed"], family_size=m)
     with pd.option_context("display.max_colwidth", 200):
-        display(table[["claim", "paper", "test", "ours", "verdict", "verdict_uncorrected"]].rename(columns={
-            "ours": "ours [95% CI]", "verdict": "verdict (Bonferroni)", "verdict_uncorrected": "verdict (95% alone)"}))
+        display(table[["claim", "paper", "test", "ours", "corrected", "verdict", "contains_paper", "size",
+                       "detectable"]].round(1).rename(columns={
+                           "ours": "ours [95% CI]", "corrected": f"ours [family-wise 95% CI, m = {m}]",
+                           "verdict": "verdict (sign, corrected)", "contains_paper": "interval contains the paper's",
+                           "size": "direction and size", "detectable": "detectable effect (pp)"}))
     for i, row in table.iterrows():
         glue(f"{prefix}_ours_{i}", row["ours"], display=False)
-        glue(f"{prefix}_verdict_{i}", row["verdict"], display=False)
+        glue(f"{prefix}_verdict_{i}", row["verdict"] + (f"; {row['size']}" if row["size"] else ""), display=False)
+        if row["point_extreme"] is not None:
+            glue(f"{prefix}_extreme_{i}", row["point_extreme"], display=False)
     n, supported = len(table), int((table.verdict == "supported").sum())
     glue(f"{prefix}_n_supported",
-         f"{supported} of {n} (each judged on a Bonferroni-corrected interval, family-wise 95% over the {n} "
-         f"comparisons of this chapter; judged at 95% one by one, about {table.attrs['expected_false']:.2g} false "
-         "verdicts would be expected by chance)", display=False)
+         f"{supported} of {n} (each judged on an interval Bonferroni-corrected over the book's {m} claims, "
+         f"family-wise 95%, listed on the status page; judged at 95% one by one, about "
+         f"{table.attrs['expected_false']:.2g} of the book's verdicts would be false by chance)", display=False)
+    glue(f"{prefix}_power", power_note(table, df, m), display=False)
     glue(f"{prefix}_evidence", evidence_note(params), display=False)
     return table
+
+
+#: The paper's headline effect (Hits@10 points, FLAN_BLIP2, round 10; abstract and Section 4.2).
+HEADLINE_EFFECT = 7.61
+
+
+def power_note(table: pd.DataFrame, df: pd.DataFrame, family_size: int) -> str:
+    """One sentence: the smallest paired effect the chapter's claims could detect (``detectable`` of
+    :func:`dar_lib.stats.claims_table`), at how many dialogues, next to the paper's headline effect."""
+    det = table["detectable"].dropna()
+    n = int(df.groupby(["benchmark", "encoder", "method"]).dialog_idx.nunique().min())
+    if det.empty:
+        return f"not computed (no paired claim; {n} dialogues per benchmark)"
+    span = f"{det.min():.1f} pp" if det.min() == det.max() else f"{det.min():.1f}-{det.max():.1f} pp"
+    verdict = "could" if det.max() <= HEADLINE_EFFECT else "could not always"
+    return (f"{span} (the smallest mean paired difference each claim detects with 80% power at family-wise 5% "
+            f"over the book's {family_size} claims, from its per-dialogue differences at {n} dialogues per "
+            f"benchmark); so this chapter {verdict} detect an effect of the paper's headline size, "
+            f"{HEADLINE_EFFECT} pp")
 
 
 def protocol_note(params: Mapping[str, Any]) -> str:
