@@ -147,7 +147,7 @@ def _key_outputs(stem: str, nb, values: dict) -> None:
     verdicts = {k: v for k, v in values.items() if k.split("_")[1:2] == ["verdict"]}
     assert len(verdicts) == VERDICT_COUNT.get(stem, 0), (stem, sorted(verdicts))
     # a verdict on the sign, then its direction and size against the paper (dar_lib.stats.size_label)
-    assert all(v.strip("'").split("; ")[0] in {x.strip("'") for x in VERDICTS} for v in verdicts.values()), verdicts
+    assert all(v.strip("'\"").split("; ")[0] in {x.strip("'") for x in VERDICTS} for v in verdicts.values()), verdicts
     html = "".join(o.get("data", {}).get("text/html", "") for c in nb.cells for o in c.get("outputs", []))
     if stem in VERDICT_COUNT:
         m = claims.family_size(profiles.parameters("toy", smoke=True))
