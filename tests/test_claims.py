@@ -85,4 +85,16 @@ def test_vs_paper_note_counts_the_size_labels():
                       "size": ["direction reversed", "consistent with the paper's size", "direction as claimed"]})
     note = chapters.vs_paper_note(t)
     assert note.startswith("of the 2 claims with a number in the paper: 1 direction reversed, 1 consistent")
-    assert "1 of all 3 point estimates go against" in note
+    assert "1 of all 3 point estimates point against" in note
+
+
+def test_power_note_states_the_detectable_effect_at_the_chapters_size():
+    from dar_lib import chapters
+
+    t = pd.DataFrame({"detectable": [5.0, 6.0, 9.0, np.nan]})
+    df = pd.DataFrame({"benchmark": "b", "encoder": "e", "method": "dar", "dialog_idx": range(150), "round_idx": 0,
+                       "rank": 0.0})
+    note = chapters.power_note(t, df, 42)
+    assert note.startswith("6.0 pp (median; 5.0-9.0 pp) over its 3 paired claims")
+    assert "at 150 dialogues" in note and "book's 42 claims" in note and "could not always detect" in note
+    assert "this chapter could detect" in chapters.power_note(t.iloc[:2], df, 42)
