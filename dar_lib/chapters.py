@@ -292,7 +292,8 @@ def judge(df: pd.DataFrame, params: Mapping[str, Any], prefix: str) -> pd.DataFr
     Glues ``{prefix}_ours_{i}`` (95% interval), ``{prefix}_verdict_{i}`` (the corrected verdict with its
     direction and size label, e.g. ``"supported; direction reversed"``), ``{prefix}_extreme_{i}`` (an
     extreme claim's group by point estimate), ``{prefix}_n_supported``, ``{prefix}_power`` (the smallest
-    effect the chapter's claims could detect at its number of dialogues) and ``{prefix}_evidence``.
+    effect the chapter's claims could detect at its number of dialogues), ``{prefix}_vs_paper`` (how its
+    sizes compare with the paper's numbers) and ``{prefix}_evidence``.
     """
     from IPython.display import display
     from myst_nb import glue
