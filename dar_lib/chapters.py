@@ -348,7 +348,8 @@ def power_note(table: pd.DataFrame, df: pd.DataFrame, family_size: int) -> str:
     det = table["detectable"].dropna()
     n = int(df.groupby(["benchmark", "encoder", "method"]).dialog_idx.nunique().min())
     if det.empty:
-        return f"not computed (no paired claim; {n} dialogues per benchmark)"
+        return (f"not computed ({n} dialogues per benchmark: no paired claim whose per-dialogue differences "
+                f"vary), to set beside the paper's headline effect, {HEADLINE_EFFECT} pp")
     med = float(det.median())
     span = f"{med:.1f} pp" if det.min() == det.max() else f"{med:.1f} pp (median; {det.min():.1f}-{det.max():.1f} pp)"
     verdict = ("could" if det.max() <= HEADLINE_EFFECT else "could not" if det.min() > HEADLINE_EFFECT

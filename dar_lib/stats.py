@@ -356,12 +356,14 @@ def minimum_detectable_effect(differences: np.ndarray, alpha: float = 0.05, n_co
         power: the probability of detecting an effect of that size.
 
     Returns:
-        The effect in the units of ``differences`` (``nan`` with fewer than two dialogues).
+        The effect in the units of ``differences``; ``nan`` with fewer than two dialogues or when every
+        difference is the same (a sample without spread says nothing about the variance, and 0 would read
+        as "any effect is detectable").
     """
     from statistics import NormalDist
 
     d = np.asarray(differences, dtype=float)
-    if len(d) < 2:
+    if len(d) < 2 or not d.std() > 0:
         return float("nan")
     z = NormalDist().inv_cdf(1 - alpha / (2 * max(1, n_comparisons))) + NormalDist().inv_cdf(power)
     return float(z * d.std(ddof=1) / np.sqrt(len(d)))

@@ -98,3 +98,4 @@ def test_power_note_states_the_detectable_effect_at_the_chapters_size():
     assert note.startswith("6.0 pp (median; 5.0-9.0 pp) over its 3 paired claims")
     assert "at 150 dialogues" in note and "book's 42 claims" in note and "could not always detect" in note
     assert "this chapter could detect" in chapters.power_note(t.iloc[:2], df, 42)
+    assert chapters.power_note(pd.DataFrame({"detectable": [np.nan]}), df, 42).startswith("not computed (150 dialogues")

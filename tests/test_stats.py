@@ -160,6 +160,7 @@ def test_minimum_detectable_effect_matches_the_closed_form_for_bernoulli_pairs()
     z1 = NormalDist().inv_cdf(0.975) + NormalDist().inv_cdf(0.8)
     assert stats.minimum_detectable_effect(exact) == pytest.approx(z1 * 100 * np.sqrt(100 / 99) / 10)
     assert np.isnan(stats.minimum_detectable_effect(np.array([1.0])))
+    assert np.isnan(stats.minimum_detectable_effect(np.zeros(30)))  # no spread: not 'anything is detectable'
 
 
 def test_vectorised_bootstrap_equals_the_resample_loop():
