@@ -80,8 +80,11 @@ def _register_eval(subparsers) -> None:
     p.add_argument("--protocol", default="default", choices=PROTOCOLS,
                    help="default: R1's query per round; released: the DAR authors' eval.py as written (the "
                         "caption and every rewrite so far joined with ', ', K=1, fusion 0.8/0.2 then 0.5/0.5)")
-    p.add_argument("--same-seed-every-round", action="store_true",
-                   help="an unchanged prompt gives the same image in every round (default: fresh seeds each round)")
+    p.add_argument("--same-seed-every-round", dest="seed_per_round", action="store_false",
+                   default=toy["seed_per_round"],
+                   help="an unchanged prompt gives the same image in every round (the default)")
+    p.add_argument("--fresh-seed-every-round", dest="seed_per_round", action="store_true",
+                   help="put the round into every image seed: a fresh draw each round, even for an unchanged prompt")
     p.add_argument("--n-dialogues", type=int_in(1), default=None, help="evaluate the first N dialogues (default: all)")
     p.add_argument("--toy-size", default="default", choices=("default", "smoke"), help="toy world size")
     p.add_argument("--world-seed", type=int_in(0), default=0, help="seed of the toy world and its targets")
@@ -147,7 +150,7 @@ def _eval(args: argparse.Namespace) -> int:
     # Every config is built (and so checked) before any work starts.
     cfgs = [EvalConfig(benchmark=bench, encoder=enc, generator=args.generator, reformulator=args.reformulator,
                        methods=methods, k_images=k_images, schedule=schedule, protocol=args.protocol,
-                       image_reduce=image_reduce, seed_per_round=not args.same_seed_every_round,
+                       image_reduce=image_reduce, seed_per_round=args.seed_per_round,
                        n_dialogues=args.n_dialogues, world_seed=args.world_seed, gen_seed=args.gen_seed,
                        steps=args.steps, guidance=args.guidance, size=args.size, toy_size=args.toy_size,
                        image_root=args.image_root, corpus_file=args.corpus_file, device=args.device,

@@ -76,7 +76,8 @@ class EvalConfig:
         n_dialogues: evaluate the first N dialogues (default: all).
         world_seed: seed of the toy world and its targets.
         gen_seed: base seed of every generated image.
-        seed_per_round: put the round into the image seeds (a fresh draw every round).
+        seed_per_round: put the round into the image seeds (a fresh draw every round; default: the seed
+            comes from the prompt and ``gen_seed``, so the same prompt gives the same image).
         steps, guidance, size: generator settings (default: the generator's).
         toy_size: ``default`` or ``smoke`` (toy benchmarks).
         image_root: the corpus image folder (ChatIR benchmarks, your own data).

@@ -145,7 +145,8 @@ class DARPipeline:
             of the K image embeddings.
         seed: base seed of every generated image.
         seed_per_round: put the round into every image seed (a fresh draw every round); ``False``
-            gives an unchanged prompt the same image in every round.
+            (the default) gives an unchanged prompt the same image in every round, the seed coming
+            from the prompt and ``seed`` alone (:func:`image_seed`).
         steps, guidance, size: generator settings (``None``: the generator's defaults).
         store: artefact store caching generated images and LLM outputs (``None``: no cache).
         questioner: asks the next question in interactive use.
@@ -164,7 +165,7 @@ class DARPipeline:
         schedule: str = DEFAULT_SCHEDULE,
         image_reduce: str = DEFAULT_IMAGE_REDUCE,
         seed: int = 0,
-        seed_per_round: bool = True,
+        seed_per_round: bool = False,
         steps: int | None = None,
         guidance: float | None = None,
         size: int | None = None,

@@ -58,6 +58,10 @@ BENCHMARK_TITLES: dict[str, str] = {
     "toy-human": "HUMAN_BLIP2 (toy)", "toy-flan": "FLAN_BLIP2 (toy)",
 }
 _FALLBACK_COLOURS = ("#56B4E9", "#F0E442", "#000000", "#999999")
+#: Figure 3's reference curves (``dar_lib.benchmarks.toyworld.information.reference_curves``): thick grey,
+#: solid = fact-matching oracle, dotted = upper bound; no encoder uses this grey or width.
+REFERENCE_STYLES: dict[str, str] = {"fact-matching oracle": "-", "upper bound (fresh candidates)": ":"}
+REFERENCE_COLOUR = "#8C8C8C"
 
 
 def set_style() -> None:
@@ -88,7 +92,7 @@ def encoder_colour(encoder: str) -> str:
 
 
 def _panels(df: pd.DataFrame, methods: Sequence[str], benchmarks: Sequence[str] | None, k: int,
-            n_boot: int, level: float, seed: int, title: str, ncols: int):
+            n_boot: int, level: float, seed: int, title: str, ncols: int, references: pd.DataFrame | None = None):
     import matplotlib.pyplot as plt
 
     set_style()
@@ -99,6 +103,10 @@ def _panels(df: pd.DataFrame, methods: Sequence[str], benchmarks: Sequence[str] 
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.3 * ncols, 2.8 * nrows), sharey=True, squeeze=False)
     for ax, bench in zip(axes.flat, benchmarks):
         sub = curves[curves["benchmark"] == bench]
+        if references is not None and len(references):
+            for curve, c in references[references["benchmark"] == bench].groupby("curve", sort=False):
+                ax.plot(c["round_idx"], c["hits"], REFERENCE_STYLES.get(curve, "--"), color=REFERENCE_COLOUR,
+                        linewidth=2.6, alpha=0.9, label=curve, zorder=1)
         for (method, enc), c in sub.groupby(["method", "encoder"], sort=False):
             colour = encoder_colour(enc)
             ax.plot(c["round_idx"], c["hits"], METHOD_STYLES.get(method, "-"), color=colour,
@@ -126,6 +134,7 @@ def figure3(
     level: float = 0.95,
     seed: int = 0,
     title: str = "Figure 3: Hits@10 per round, baseline (dashed) vs DAR (solid)",
+    references: pd.DataFrame | None = None,
 ):
     """Figure 3: one panel per benchmark, Hits@k over rounds, colour = encoder, dashed = baseline, solid = DAR.
 
@@ -138,12 +147,14 @@ def figure3(
         level: band coverage.
         seed: bootstrap seed.
         title: figure title.
+        references: reference curves drawn behind, thick grey (:data:`REFERENCE_STYLES`): columns
+            ``benchmark, curve, round_idx, hits`` (:func:`dar_lib.chapters.reference_curves`).
 
     Returns:
         The matplotlib Figure.
     """
     stats.check_table(df)
-    return _panels(df, ("baseline", "dar"), benchmarks, k, n_boot, level, seed, title, ncols=4)
+    return _panels(df, ("baseline", "dar"), benchmarks, k, n_boot, level, seed, title, ncols=4, references=references)
 
 
 def controls_figure(
@@ -186,7 +197,8 @@ def figure4(records, max_images: int = 1, title: str = "Figure 4: what DAR imagi
         raise ValueError("figure4 needs at least one dialogue record")
     n_rounds = len(records[0].rounds)
     cols = n_rounds * max_images + 1
-    fig, axes = plt.subplots(len(records), cols, figsize=(1.3 * cols, 1.5 * len(records)), squeeze=False)
+    # each row: a square image 1.3 in wide plus a two-line title (round, target rank) above it
+    fig, axes = plt.subplots(len(records), cols, figsize=(1.3 * cols, 1.85 * len(records) + 0.4), squeeze=False)
     for row, rec in zip(axes, records):
         for j, rnd in enumerate(rec.rounds):
             for i in range(max_images):
@@ -201,7 +213,7 @@ def figure4(records, max_images: int = 1, title: str = "Figure 4: what DAR imagi
             ax.set_xticks([]), ax.set_yticks([])
             ax.grid(False)
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(h_pad=1.2)
     return fig
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from dar_lib import book, profiles, status
+from dar_lib import book, claims, profiles, status
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
@@ -121,6 +121,7 @@ def test_notebook_runs_with_smoke_parameters(path, tmp_path):
         assert "dar-explorer" in html
     if path.stem == "99_status":
         assert values["n_chapters"] == "2" and values["n_ok"] == "1" and values["n_failed"] == "1"
+        assert values["family_size"] == str(claims.family_size(profiles.parameters("toy", smoke=True)))
 
 
 
@@ -130,8 +131,9 @@ FIGURES = {"01_data": 2, "02_reformulation": 0, "03_generation": 1, "04_fusion_r
            "05_results_zero_shot": 2, "06_results_robustness": 1, "07_results_vs_finetuned": 0,
            "08_results_compat": 0, "09_results_single_turn": 1, "10_premise": 1, "11_analysis_models": 0,
            "12_analysis_k": 1, "13_analysis_overhead": 0, "14_explorer": 0, "99_status": 0}
-VERDICT_COUNT = {"05_results_zero_shot": 7, "07_results_vs_finetuned": 4, "08_results_compat": 8,
-                 "09_results_single_turn": 5, "10_premise": 8, "11_analysis_models": 4}
+#: (each chapter's share of the book's one family, dar_lib.claims, at the toy profile's four encoder roles)
+VERDICT_COUNT = {"05_results_zero_shot": 8, "06_results_robustness": 4, "07_results_vs_finetuned": 4,
+                 "08_results_compat": 8, "09_results_single_turn": 5, "10_premise": 8, "11_analysis_models": 5}
 
 
 def test_every_chapter_has_its_expected_outputs_listed():
@@ -144,11 +146,14 @@ def _key_outputs(stem: str, nb, values: dict) -> None:
     assert pngs == FIGURES[stem], f"{stem}: {pngs} figures, expected {FIGURES[stem]}"
     verdicts = {k: v for k, v in values.items() if k.split("_")[1:2] == ["verdict"]}
     assert len(verdicts) == VERDICT_COUNT.get(stem, 0), (stem, sorted(verdicts))
-    assert all(v in VERDICTS for v in verdicts.values()), verdicts
+    # a verdict on the sign, then its direction and size against the paper (dar_lib.stats.size_label)
+    assert all(v.strip("'\"").split("; ")[0] in {x.strip("'") for x in VERDICTS} for v in verdicts.values()), verdicts
     html = "".join(o.get("data", {}).get("text/html", "") for c in nb.cells for o in c.get("outputs", []))
     if stem in VERDICT_COUNT:
-        assert "pp [" in html and "Bonferroni" in html  # claims with paired intervals and the correction
+        m = claims.family_size(profiles.parameters("toy", smoke=True))
+        assert "pp [" in html and f"family-wise 95% CI, m = {m}" in html  # the book-wide correction
         prefix = next(iter(verdicts)).split("_")[0]
-        assert "comparisons" in values[f"{prefix}_n_supported"] and "mechanism" in values[f"{prefix}_evidence"]
+        assert f"the book's {m} claims" in values[f"{prefix}_n_supported"] and "mechanism" in values[f"{prefix}_evidence"]
+        assert " pp" in values[f"{prefix}_power"] and "headline" in values[f"{prefix}_power"]
     if stem == "14_explorer":
         assert "dar-explorer" in html and "data:image/png;base64," in html

@@ -75,13 +75,28 @@ def _sha_seed(text: str) -> int:
 
 
 def test_seed_policy_per_round(parts):
-    fresh = DARPipeline(*parts, k_images=2)
-    fixed = DARPipeline(*parts, k_images=2, seed_per_round=False)
+    fresh = DARPipeline(*parts, k_images=2, seed_per_round=True)
+    fixed = DARPipeline(*parts, k_images=2)  # the default: the seed comes from the prompt
     turns = ["a red circle", "is the picture in color? yes"]  # round 1 adds no fact: the same prompts
     p0, p1 = fresh.reformulate(turns[:1]), fresh.reformulate(turns)
     assert p0.prompts == p1.prompts and p0.seeds != p1.seeds
     q0, q1 = fixed.reformulate(turns[:1]), fixed.reformulate(turns)
     assert q0.seeds == q1.seeds
+
+
+def test_by_default_the_same_prompt_gives_the_same_image_and_another_prompt_another_seed(parts):
+    """A deterministic system given the same prompt returns the same image: new images need new information."""
+    pipe = DARPipeline(*parts, k_images=2)
+    assert pipe.seed_per_round is False
+    same = ["a red circle", "is the picture in color? yes"]  # round 1 adds no fact
+    r0, r1 = pipe(same[:1], top_k=0), pipe(same, top_k=0)
+    assert r0.prompts == r1.prompts and r0.seeds == r1.seeds
+    for a, b in zip(r0.images, r1.images):
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+    other = pipe.reformulate(["a blue square"])
+    assert other.prompts != r0.prompts and set(other.seeds).isdisjoint(r0.seeds)
+    assert pipe.seeds_for(r0.prompts, 7) == r0.seeds  # the round never enters the seed
+    assert DARPipeline(*parts, k_images=2, seed=1).seeds_for(r0.prompts, 0) != r0.seeds  # gen_seed does
 
 
 def test_index_checks_what_it_is_given(parts, bench):

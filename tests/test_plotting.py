@@ -43,6 +43,24 @@ def test_figure3_follows_the_conventions():
     matplotlib.pyplot.close(fig)
 
 
+def test_figure3_draws_the_reference_curves_distinctly():
+    df = _ranks()
+    ref = pd.DataFrame([{"benchmark": b, "curve": c, "round_idx": r, "hits": 40.0 + 5 * r}
+                        for b in ("visdial", "flan") for c in plotting.REFERENCE_STYLES for r in range(11)])
+    fig = plotting.figure3(df, n_boot=30, references=ref)
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    for ax, n_ref in zip(axes, (2, 0, 0, 2)):
+        refs = [ln for ln in ax.get_lines() if ln.get_label() in plotting.REFERENCE_STYLES]
+        assert len(refs) == n_ref and len(ax.get_lines()) == 6 + n_ref
+        for ln in refs:
+            assert matplotlib.colors.to_hex(ln.get_color()) == plotting.REFERENCE_COLOUR.lower()
+            assert ln.get_linestyle() == plotting.REFERENCE_STYLES[ln.get_label()]
+            assert ln.get_color() not in plotting.ENCODER_COLOURS.values() and ln.get_linewidth() > 2
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert set(plotting.REFERENCE_STYLES) <= set(labels)
+    matplotlib.pyplot.close(fig)
+
+
 def test_controls_figure_has_all_four_methods():
     fig = plotting.controls_figure(_ranks(n=10), benchmarks=["visdial", "flan"], n_boot=20)
     axes = [ax for ax in fig.axes if ax.get_visible()]

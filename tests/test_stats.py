@@ -117,3 +117,80 @@ def test_seed_spread_reports_the_variance_generation_adds():
     spread = stats.seed_spread([base, other], {"method": "dar"}, round_idx=1)
     assert (spread["mean"], spread["min"], spread["max"], spread["n_seeds"]) == (75.0, 50.0, 100.0, 2)
     assert stats.seed_spread([base, other], {"method": "baseline"}, round_idx=1)["sd"] == 0.0
+
+
+@pytest.mark.parametrize("diff, low, high, paper, expected, label", [
+    # the case: non-inferiority "trails by only 3.01" measured as a +10.0 lead
+    (10.0, 1.3, 18.0, -3.01, "non-inferior", "direction reversed"),
+    (14.0, 6.0, 22.0, 2.42, "positive", "larger than the paper"),
+    (1.0, 0.2, 1.8, 7.61, "positive", "smaller than the paper"),
+    (6.0, 2.0, 10.0, 7.61, "positive", "consistent with the paper's size"),
+    # a negative paper number compares magnitudes on its own side
+    (-9.0, -12.0, -6.0, -3.01, "non-inferior", "larger than the paper"),
+    (-1.0, -2.0, -0.5, -3.01, "non-inferior", "smaller than the paper"),
+    (-2.0, -4.0, 0.5, -3.01, "non-inferior", "consistent with the paper's size"),
+    # no number: the claimed direction decides; a non-inferiority claim without one has no direction
+    (-2.0, -5.0, 1.0, None, "positive", "direction reversed"),
+    (2.0, -1.0, 5.0, None, "positive", "direction as claimed"),
+    (2.0, -1.0, 5.0, None, "negative", "direction reversed"),
+    (2.0, -1.0, 5.0, None, "non-inferior", ""),
+])
+def test_size_label_reads_direction_and_size_against_the_paper(diff, low, high, paper, expected, label):
+    assert stats.size_label({"diff": diff, "low": low, "high": high}, paper, expected) == label
+    assert label == "" or label in stats.SIZE_LABELS
+
+
+def test_contains_paper_on_hand_made_intervals():
+    assert stats.contains_paper({"low": 1.0, "high": 9.0}, 7.61) == "yes"
+    assert stats.contains_paper({"low": 1.3, "high": 18.0}, -3.01) == "no"
+    assert stats.contains_paper({"low": 1.0, "high": 9.0}, None) == "-"
+
+
+def test_minimum_detectable_effect_matches_the_closed_form_for_bernoulli_pairs():
+    from statistics import NormalDist
+
+    rng = np.random.default_rng(5)
+    n, pa, pb, m = 40_000, 0.6, 0.3, 40
+    d = 100.0 * (rng.random(n) < pa) - 100.0 * (rng.random(n) < pb)  # independent Bernoulli hits, in pp
+    z = NormalDist().inv_cdf(1 - 0.05 / (2 * m)) + NormalDist().inv_cdf(0.8)
+    closed = z * 100.0 * np.sqrt(pa * (1 - pa) + pb * (1 - pb)) / np.sqrt(n)
+    assert stats.minimum_detectable_effect(d, 0.05, m, 0.8) == pytest.approx(closed, rel=0.01)
+    # exact on a hand-made case: sd (ddof 1) of [+100, -100] x 50 is 100 * sqrt(100 / 99)
+    exact = np.array([100.0, -100.0] * 50)
+    z1 = NormalDist().inv_cdf(0.975) + NormalDist().inv_cdf(0.8)
+    assert stats.minimum_detectable_effect(exact) == pytest.approx(z1 * 100 * np.sqrt(100 / 99) / 10)
+    assert np.isnan(stats.minimum_detectable_effect(np.array([1.0])))
+    assert np.isnan(stats.minimum_detectable_effect(np.zeros(30)))  # no spread: not 'anything is detectable'
+
+
+def test_vectorised_bootstrap_equals_the_resample_loop():
+    rng = np.random.default_rng(8)
+    a, b = rng.random(70) * 100, rng.random(70) * 100
+    d = stats.bootstrap_statistic({"a": a, "b": b}, lambda m: m["a"] - m["b"], n_boot=500, level=0.9, seed=4)
+    idx = np.random.default_rng(4).integers(0, 70, size=(500, 70))
+    naive = np.array([a[i].mean() - b[i].mean() for i in idx])
+    assert d["low"] == pytest.approx(np.quantile(naive, 0.05)) and d["high"] == pytest.approx(np.quantile(naive, 0.95))
+    assert d["diff"] == pytest.approx(a.mean() - b.mean())
+
+
+def test_claims_table_corrects_over_the_stated_family_and_labels_each_claim():
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 14, size=(120, 11))
+    b = rng.integers(5, 30, size=(120, 11))
+    df = table(a, b)
+    claim = [{"claim": "dar > baseline", "a": {"method": "dar"}, "b": {"method": "baseline"}, "paper_value": 1.0}]
+    alone = stats.claims_table(df, claim, n_boot=2000)
+    book = stats.claims_table(df, claim, n_boot=2000, family_size=40)
+    assert book.attrs["family_size"] == 40 and book.attrs["family_level"] == pytest.approx(1 - 0.05 / 40)
+    assert book.loc[0, "low_corrected"] < alone.loc[0, "low_corrected"]  # a wider family, a wider interval
+    assert book.loc[0, "low"] == alone.loc[0, "low"]  # the shown 95% interval does not change
+    assert book.loc[0, "size"] == "larger than the paper" and book.loc[0, "contains_paper"] == "no"
+    assert book.loc[0, "detectable"] > 0
+    with pytest.raises(ValueError, match="family_size 0 is smaller than the 1 claims"):
+        stats.claims_table(df, claim, family_size=0)
+    late = stats.claims_table(df, [{"claim": "late", "kind": "late-gain", "a": {"method": "dar"},
+                                    "b": {"method": "baseline"}, "start": 5}], n_boot=200)
+    ha, hb = 100.0 * metrics.hits_matrix(a), 100.0 * metrics.hits_matrix(b)
+    assert late.loc[0, "diff"] == pytest.approx((ha[:, 10] - ha[:, 5]).mean() - (hb[:, 10] - hb[:, 5]).mean())
+    with pytest.raises(ValueError, match="claim kind must be"):
+        stats.claims_table(df, [{"claim": "x", "kind": "nope"}])
