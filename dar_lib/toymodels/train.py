@@ -2,7 +2,8 @@
 
 Stages run in order (:data:`STAGES`); each writes its model under ``<out>/<stage>`` with a
 ``training.json`` (steps, losses, wall time) when it finishes. A long stage saves its whole state
-every few minutes to ``<out>/.checkpoints/<stage>.pt``; ``dar train-toy --resume`` skips finished
+every few minutes to ``<out>/.checkpoints/<stage>.safetensors`` (tensors and plain JSON, never a
+pickle: :class:`~dar_lib.toymodels.loop.Checkpointer`); ``dar train-toy --resume`` skips finished
 stages and continues a stopped one from its checkpoint, taking the same batches it would have.
 
 The recipe (world v2): every text tower learns from partial descriptions as well as complete ones
@@ -190,7 +191,11 @@ def train_all(
         if resume and _done(out / name, run):
             log.info("%s: finished earlier with the same recipe and base; skipped", name)
             continue
-        ckpt = Checkpointer(out / ".checkpoints" / f"{name}.pt", checkpoint_every_s, run=run)
+        legacy = out / ".checkpoints" / f"{name}.pt"
+        if resume and legacy.exists():
+            log.warning("%s: a pickled checkpoint of an older version; never unpickled, so %s starts afresh",
+                        legacy, name)
+        ckpt = Checkpointer(out / ".checkpoints" / f"{name}.safetensors", checkpoint_every_s, run=run)
         previous = (ckpt.load() or {}).get("elapsed_s", 0.0) if resume else 0.0
         started = time.time()
         ckpt.extra = lambda: {"elapsed_s": previous + time.time() - started}
