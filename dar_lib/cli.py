@@ -29,10 +29,11 @@ COMMAND_MODULES = (
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that describe the user's input, not a bug: reported in one line."""
-    from dar_lib.errors import DataError, EmbeddingError, MissingDependencyError, ModelNotAvailableError
+    from dar_lib.errors import DataError, EmbeddingError, EndpointError, MissingDependencyError, ModelNotAvailableError
 
     # OSError: a path the user gave that is a folder, a file, unwritable or missing
-    return (ValueError, DataError, EmbeddingError, ModelNotAvailableError, MissingDependencyError, OSError, KeyError)
+    return (ValueError, DataError, EmbeddingError, ModelNotAvailableError, MissingDependencyError, OSError, KeyError,
+            EndpointError)  # an LLM endpoint that refused or failed: its URL, redacted, in one line
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -182,7 +183,11 @@ def main(argv: list[str] | None = None) -> int:
     """Run ``dar`` with ``argv``; returns the exit status (2 for a user's mistake, with a one-line message)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    from dar_lib.redact import RedactingFormatter, redact
+
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(RedactingFormatter(handler.formatter))
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -195,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.verbose:
             raise
         msg = (str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)).strip()
-        print(f"dar: error: {msg or type(exc).__name__}", file=sys.stderr)
+        print(f"dar: error: {redact(msg) or type(exc).__name__}", file=sys.stderr)
         return 2
 
 

@@ -344,5 +344,7 @@ def parameters_table(params: Mapping[str, Any]):
     """The parameters a chapter ran with, as a two-column DataFrame (name, value) for display."""
     import pandas as pd
 
-    return pd.DataFrame([{"parameter": k, "value": repr(v), "meaning": SCHEMA[k].doc}
+    from dar_lib.redact import redact
+
+    return pd.DataFrame([{"parameter": k, "value": redact(repr(v)), "meaning": SCHEMA[k].doc}
                          for k, v in params.items() if k in SCHEMA]).set_index("parameter")
