@@ -399,3 +399,29 @@ def test_checkpoint_state_round_trips_exactly(tmp_path):
         torch.testing.assert_close(got["model"][k], v)
     with pytest.raises(TypeError, match="object"):
         pack_state({"x": object()})
+
+
+# -- dar train-toy never replaces the shipped models by default ------------------------------------
+def test_train_toy_refuses_the_shipped_folder_and_names_where_it_writes(tmp_path, monkeypatch, capsys):
+    from dar_lib.cli import main
+    from dar_lib.toymodels import ASSETS, train
+
+    shipped = {p: p.stat().st_mtime_ns for p in ASSETS.rglob("*") if p.is_file()}
+    quick = ["--steps-scale", "0.001", "--n-train", "16", "--batch-size", "8", "--only", "probe"]
+    for out in ([], ["--out", str(ASSETS)], ["--out", str(ASSETS / "probe")]):
+        monkeypatch.chdir(tmp_path)
+        capsys.readouterr()
+        rc = main(["train-toy", *out, *quick])
+        err = capsys.readouterr().err
+        if out:  # the shipped folder, or a stage inside it: refused before any work, in one line
+            assert rc == 2 and "shipped toy models' folder" in err and "--overwrite-shipped" in err
+            assert len(err.strip().splitlines()) == 1
+        else:  # no --out: a new folder in the working directory, named on stderr
+            assert rc == 0
+            (made,) = tmp_path.glob("toy-models-*")
+            assert (made / "probe" / "config.json").is_file() and f"writing the toy models to {made.resolve()}" in err
+    assert {p: p.stat().st_mtime_ns for p in ASSETS.rglob("*") if p.is_file()} == shipped
+    with pytest.raises(ValueError, match="shipped"):
+        train.train_all(ASSETS, steps_scale=0.001, n_train=16, batch_size=8, progress=False, only=("probe",))
+    assert main(["train-toy", "--resume", *quick]) == 2
+    assert "give its folder with --out" in capsys.readouterr().err
