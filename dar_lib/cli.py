@@ -97,6 +97,8 @@ def _register_eval(subparsers) -> None:
                    help="where generation and corpus encoding run: this process (default) or a Ray cluster "
                         "(needs the extra: pip install -e '.[ray]')")
     p.add_argument("--ray-address", default=None, help="Ray cluster address, e.g. auto (default: start a local Ray)")
+    p.add_argument("--ray-timeout", type=float_in(1, 3600), default=60.0,
+                   help="seconds a --ray-address may take to answer before dar eval gives up (default: %(default)s)")
     p.add_argument("--out", default=None, help="write the table of ranks to this CSV file")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_eval)
@@ -137,7 +139,7 @@ def _eval(args: argparse.Namespace) -> int:
     if args.backend == "ray":
         from dar_lib.distributed import RayBackend
 
-        backend = RayBackend(args.ray_address)
+        backend = RayBackend(args.ray_address, connect_timeout_s=args.ray_timeout)
     store = ArtefactStore(args.store) if args.store else None
     tables = []
     for cfg in cfgs:

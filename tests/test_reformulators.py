@@ -275,7 +275,9 @@ def test_gguf_backend_needs_llama_cpp(tmp_path):
     try:
         import llama_cpp  # noqa: F401
     except ImportError:
-        with pytest.raises(ImportError, match="llama-cpp-python"):
+        from dar_lib.errors import MissingDependencyError
+
+        with pytest.raises(MissingDependencyError, match="llama-cpp-python"):
             R.LlamaCppReformulator(tmp_path / "m.gguf")
         pytest.skip("llama_cpp is not installed: only the missing-dependency error is checked")
     with pytest.raises(FileNotFoundError, match="m.gguf"):

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 import dar_lib.models.prompts as P
-from dar_lib.errors import EndpointError
+from dar_lib.errors import EndpointError, MissingDependencyError
 
 log = logging.getLogger(__name__)
 
@@ -701,8 +701,8 @@ class LlamaCppReformulator(_ChatReformulator):
                  fallback: bool = False):
         try:
             from llama_cpp import Llama
-        except ImportError as exc:
-            raise ImportError("the gguf: backend needs llama-cpp-python (pip install llama-cpp-python)") from exc
+        except ImportError as exc:  # a MissingDependencyError: one line from the CLI, exit 2
+            raise MissingDependencyError("the gguf: backend needs llama-cpp-python (pip install llama-cpp-python)") from exc
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"GGUF model not found: {self.path}")
