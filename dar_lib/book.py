@@ -553,8 +553,10 @@ def report(result: BuildResult, log: Callable[[str], None] = print) -> int:
     """Print the build summary; return the process exit code (1 if anything failed)."""
     log(f"executed {len(result.executed)}, skipped {len(result.skipped)}, failed {len(result.failed)} "
         f"chapters in {result.seconds:.1f} s")
+    from dar_lib.redact import redact
+
     for name, reason in result.failed.items():
-        log(f"  FAILED {name}: {reason}")
+        log(f"  FAILED {name}: {redact(reason)}")
     if result.book_ok is False:
         log(f"  the book build failed (log: see jupyter-book.log in the build folder):\n{result.book_error}")
     elif result.html_dir is not None:
@@ -647,7 +649,9 @@ def handler(args: argparse.Namespace) -> int:
         result = build_book(out or REPO / "_build", profile, smoke, args.only, args.force, parameters=overrides,
                             compile_book=not args.no_book, log=log)
     except ValueError as exc:
-        print(f"dar: error: {exc}", file=sys.stderr)
+        from dar_lib.redact import redact
+
+        print(f"dar: error: {redact(str(exc))}", file=sys.stderr)
         return 2
     return report(result)
 

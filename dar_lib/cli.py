@@ -141,6 +141,8 @@ def _eval(args: argparse.Namespace) -> int:
 
         backend = RayBackend(args.ray_address, connect_timeout_s=args.ray_timeout)
     store = ArtefactStore(args.store) if args.store else None
+    if store is not None:
+        print(f"dar eval: artefact store {Path(args.store).resolve()}", file=sys.stderr)
     tables = []
     for cfg in cfgs:
         table = evaluate(cfg, store, shard=shard, progress=not args.quiet, backend=backend)
@@ -177,7 +179,7 @@ def _merge(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"{src} holds no store entries: give the --store folder of a `dar eval` run")
     into = ArtefactStore(args.into)
     for src in args.sources:
-        print(f"{src}: copied {into.merge_from(src)} entries")
+        print(f"{src}: copied {into.merge_from(src)} entries into {Path(args.into).resolve()}")
     return 0
 
 

@@ -538,3 +538,28 @@ def test_openai_whole_call_ends_by_its_deadline_retries_included():
 def test_openai_bad_base_url_is_named_redacted():
     with pytest.raises(ValueError, match=r"'ftp://u:\*\*\*@host/v1': expected http\(s\)://host"):
         R.OpenAIReformulator("m", f"ftp://u:{SECRET}@host/v1")
+
+
+def test_dar_eval_with_a_keyed_endpoint_writes_no_key_and_fails_in_one_line(tmp_path, capsys):
+    """The key in the id reaches neither the CSV (reformulator, reformulator_fingerprint) nor stderr; a 401 is exit 2."""
+    from dar_lib.cli import main
+
+    argv = ["eval", "--benchmark", "toy-flan", "--encoder", "toy:clip-zs", "--toy-size", "smoke", "--n-dialogues", "1",
+            "--methods", "reformulated", "-k", "2", "--store", str(tmp_path / "store"), "--quiet"]
+    with FakeOpenAI(["ok"]) as srv:
+        host = srv.url.split("//", 1)[1]
+        ref = f"openai:tiny-gpt@http://me:{SECRET}@{host}?api-version=1&api-key={SECRET}"
+        capsys.readouterr()
+        assert main([*argv, "--reformulator", ref, "--out", str(tmp_path / "ranks.csv")]) == 0
+        assert srv.requests and srv.requests[0][0] == f"/v1/chat/completions?api-version=1&api-key={SECRET}"
+    out, err = capsys.readouterr()
+    csv = (tmp_path / "ranks.csv").read_text()
+    assert SECRET not in csv + out + err and "api-key=***" in csv and "me:***@" in csv
+    assert f"artefact store {(tmp_path / 'store').resolve()}" in err
+    with FakeOpenAI(["401"]) as srv:
+        host = srv.url.split("//", 1)[1]
+        rc = main([*argv, "--reformulator", f"openai:tiny-gpt@http://me:{SECRET}@{host}"])
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert rc == 2 and "Traceback" not in err and SECRET not in err and err.count("dar: error") == 1
+    assert last.startswith("dar: error: LLM endpoint http://me:***@127.0.0.1:") and "HTTP 401" in last
