@@ -346,12 +346,28 @@ HIDDEN_TAGS = ("parameters", "injected-parameters")
 
 
 def hide_parameter_cells(notebook: bytes) -> bytes:
-    """Tag a notebook's ``parameters`` and ``injected-parameters`` cells ``remove-cell`` (jupyter-book drops them)."""
+    """Tag a notebook's ``parameters`` and ``injected-parameters`` cells ``remove-cell`` (jupyter-book drops them).
+
+    Every cell's source and text outputs (streams such as log lines on stderr, errors, plain text)
+    pass through :func:`dar_lib.redact.redact` too: a hidden cell is still in the page's
+    downloadable notebook, and an id may carry a credential.
+    """
+    from dar_lib.redact import redact_all
+
     nb = json.loads(notebook)
     for cell in nb.get("cells", []):
         tags = cell.setdefault("metadata", {}).setdefault("tags", [])
         if any(t in tags for t in HIDDEN_TAGS) and "remove-cell" not in tags:
             tags.append("remove-cell")
+        cell["source"] = redact_all(cell.get("source", ""))
+        for output in cell.get("outputs", []):
+            for key in ("text", "traceback", "evalue"):
+                if key in output:
+                    output[key] = redact_all(output[key])
+            data = output.get("data", {})
+            for mime in ("text/plain", "text/html", "text/markdown"):
+                if mime in data:
+                    data[mime] = redact_all(data[mime])
     return json.dumps(nb, indent=1, ensure_ascii=False).encode("utf-8")
 
 
