@@ -146,6 +146,47 @@ def wait_for_address(address: str | None, timeout_s: float = CONNECT_TIMEOUT_S) 
         time.sleep(0.5)
 
 
+_PROBE = """
+import sys
+import ray
+print("imported", flush=True)
+ray.init(address=sys.argv[1], logging_level=40, log_to_driver=False, include_dashboard=False)
+ray.shutdown()
+"""
+
+
+def probe_cluster(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """Connect to ``address`` once in a child process, killed after ``timeout_s`` seconds: a bound on ``ray.init``.
+
+    A port that accepts connections is not yet a Ray cluster (a proxy or another service may
+    answer), and ``ray.init`` itself retries for minutes; a child process is the one wait that can
+    be cut short. The clock starts once the child has imported Ray.
+
+    Raises:
+        ConnectionError: no connection within ``timeout_s``, or the child failed (its last line, redacted).
+    """
+    import subprocess
+    import sys
+
+    from dar_lib.redact import redact
+
+    child = subprocess.Popen([sys.executable, "-c", _PROBE, address], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        child.stdout.readline()  # "imported": importing Ray is not the cluster's time
+        child.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
+        raise ConnectionError(f"Ray address {redact(address)!r}: no Ray cluster connected within {timeout_s:.3g} s; "
+                              f"start the cluster (ray start --head) or fix --ray-address "
+                              f"(--ray-timeout sets the wait)") from None
+    if child.returncode != 0:
+        lines = [ln for ln in child.stderr.read().splitlines() if ln.strip()]
+        raise ConnectionError(f"Ray address {redact(address)!r}: cannot connect "
+                              f"({redact(lines[-1].strip()) if lines else f'exit status {child.returncode}'})")
+
+
 def connect(address: str | None = None, num_workers: int | None = None, timeout_s: float = CONNECT_TIMEOUT_S):
     """Connect to a Ray cluster, or start a local one; returns the ``ray`` module.
 
@@ -159,10 +200,15 @@ def connect(address: str | None = None, num_workers: int | None = None, timeout_
         MissingDependencyError: Ray is not installed (the message says how to install it).
         ConnectionError: the address did not answer within ``timeout_s``.
     """
+    import time
+
     ray = _ray()
     if ray.is_initialized():
         return ray
+    t0 = time.monotonic()
     wait_for_address(address, timeout_s)
+    if address:
+        probe_cluster(address, max(1.0, timeout_s - (time.monotonic() - t0)))
     kw = dict(logging_level=logging.WARNING, log_to_driver=False, include_dashboard=False)
     if address:
         ray.init(address=address, **kw)
@@ -541,8 +587,9 @@ def corpus_embeddings(cfg, bench, store, *, address: str | None = None, progress
 class RayBackend:
     """The Ray cluster as an evaluation backend (see :class:`dar_lib.evaluate.Backend`).
 
-    Made before any work: it imports Ray (a missing install is reported at once, not after the
-    LLM requests of the first stage) and checks that ``address`` answers within ``connect_timeout_s``.
+    Made before any work: it connects (:func:`connect`), so a missing Ray install is reported at
+    once, not after the LLM requests of the first stage, and an address that does not answer as a
+    Ray cluster within ``connect_timeout_s`` fails in one line.
 
     Args:
         address: Ray address (``"auto"``, ``"ray://host:10001"``); ``None`` starts a local Ray.
@@ -560,8 +607,7 @@ class RayBackend:
 
     def __init__(self, address: str | None = None, num_workers: int | None = None, max_retries: int = 3,
                  connect_timeout_s: float = CONNECT_TIMEOUT_S):
-        _ray()
-        wait_for_address(address, connect_timeout_s)
+        connect(address, num_workers, connect_timeout_s)
         self.address = address
         self.num_workers = num_workers
         self.max_retries = max_retries

@@ -223,6 +223,10 @@ def test_without_ray_the_backend_fails_before_any_work(monkeypatch, tmp_path, ca
 
 
 def test_an_unreachable_ray_address_fails_within_its_timeout_in_one_line(capsys):
+    if importlib.util.find_spec("ray") is not None:
+        import ray
+
+        ray.shutdown()  # an initialised Ray (the local fixture's) would make connecting a no-op
     port = _closed_port()
     with pytest.raises(ConnectionError, match=rf"Ray address '127.0.0.1:{port}': nothing answered within 1 s"):
         distributed.wait_for_address(f"127.0.0.1:{port}", timeout_s=1.0)
@@ -238,3 +242,18 @@ def test_an_unreachable_ray_address_fails_within_its_timeout_in_one_line(capsys)
                f"127.0.0.1:{port}", "--ray-timeout", "1", "--quiet"])
     err = capsys.readouterr().err
     assert rc == 2 and f"127.0.0.1:{port}" in err and len(err.strip().splitlines()) == 1
+
+
+@needs_ray
+def test_a_port_that_accepts_but_is_no_ray_cluster_fails_within_its_timeout():
+    """A listener that never speaks Ray (a proxy, another service): ray.init alone would retry for minutes."""
+    import socket
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(64)
+    try:
+        with pytest.raises(ConnectionError, match=r"127\.0\.0\.1:\d+'?: (no Ray cluster connected within 3 s|cannot connect)"):
+            distributed.probe_cluster(f"127.0.0.1:{srv.getsockname()[1]}", timeout_s=3.0)
+    finally:
+        srv.close()

@@ -538,6 +538,8 @@ def test_openai_whole_call_ends_by_its_deadline_retries_included():
 def test_openai_bad_base_url_is_named_redacted():
     with pytest.raises(ValueError, match=r"'ftp://u:\*\*\*@host/v1': expected http\(s\)://host"):
         R.OpenAIReformulator("m", f"ftp://u:{SECRET}@host/v1")
+    with pytest.raises(ValueError, match=r"'http://u:\*\*\*@host:port/v1': expected"):
+        R.OpenAIReformulator("m", f"http://u:{SECRET}@host:port/v1")
 
 
 def test_dar_eval_with_a_keyed_endpoint_writes_no_key_and_fails_in_one_line(tmp_path, capsys):

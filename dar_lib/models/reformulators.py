@@ -576,13 +576,17 @@ class OpenAIReformulator(_ChatReformulator):
 
         self.model = model
         parts = urlsplit(str(base_url).strip())
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        try:
+            port = parts.port  # urllib refuses a non-numeric port without naming the URL
+        except ValueError:
+            port = -1
+        if parts.scheme not in ("http", "https") or not parts.hostname or port == -1:
             raise ValueError(f"openai base URL {redact(str(base_url))!r}: expected http(s)://host[:port][/path][?query]")
         path = parts.path.rstrip("/")
         if not path.endswith("/chat/completions"):
             path += "/chat/completions" if path.endswith("/v1") else "/v1/chat/completions"
         host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
-        netloc = host + (f":{parts.port}" if parts.port else "")
+        netloc = host + (f":{port}" if port else "")
         #: The request URL (no userinfo; the query kept); shown only through :func:`redact`.
         self.url = urlunsplit((parts.scheme, netloc, path, parts.query, ""))
         self.auth = (parts.username or "", parts.password or "") if parts.username or parts.password else None
