@@ -190,8 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     from dar_lib.redact import RedactingFormatter, redact
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    for handler in logging.getLogger().handlers:
-        handler.setFormatter(RedactingFormatter(handler.formatter))
+    for handler in logging.getLogger().handlers:  # every log line goes out redacted (an id may hold a key)
+        if not isinstance(handler.formatter, RedactingFormatter):
+            handler.setFormatter(RedactingFormatter(handler.formatter))
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -71,3 +71,13 @@ def test_cli_error_line_is_redacted(capsys):
                "--quiet"])
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("dar: error:") and KEY not in err and "u:***@" in err
+
+
+def test_the_cli_installs_the_redacting_formatter_once(capsys):
+    from dar_lib.cli import main
+
+    for _ in range(2):
+        main(["eval", "--benchmark", "nosuch", "--encoder", "toy:clip-zs", "--quiet"])
+    formatters = [h.formatter for h in logging.getLogger().handlers]
+    assert formatters and all(isinstance(f, RedactingFormatter) and not isinstance(f.inner, RedactingFormatter)
+                              for f in formatters)
