@@ -359,12 +359,28 @@ HIDDEN_TAGS = ("parameters", "injected-parameters")
 
 
 def hide_parameter_cells(notebook: bytes) -> bytes:
-    """Tag a notebook's ``parameters`` and ``injected-parameters`` cells ``remove-cell`` (jupyter-book drops them)."""
+    """Tag a notebook's ``parameters`` and ``injected-parameters`` cells ``remove-cell`` (jupyter-book drops them).
+
+    Every cell's source and text outputs (streams such as log lines on stderr, errors, plain text)
+    pass through :func:`dar_lib.redact.redact` too: a hidden cell is still in the page's
+    downloadable notebook, and an id may carry a credential.
+    """
+    from dar_lib.redact import redact_all
+
     nb = json.loads(notebook)
     for cell in nb.get("cells", []):
         tags = cell.setdefault("metadata", {}).setdefault("tags", [])
         if any(t in tags for t in HIDDEN_TAGS) and "remove-cell" not in tags:
             tags.append("remove-cell")
+        cell["source"] = redact_all(cell.get("source", ""))
+        for output in cell.get("outputs", []):
+            for key in ("text", "traceback", "evalue"):
+                if key in output:
+                    output[key] = redact_all(output[key])
+            data = output.get("data", {})
+            for mime in ("text/plain", "text/html", "text/markdown"):
+                if mime in data:
+                    data[mime] = redact_all(data[mime])
     return json.dumps(nb, indent=1, ensure_ascii=False).encode("utf-8")
 
 
@@ -566,8 +582,10 @@ def report(result: BuildResult, log: Callable[[str], None] = print) -> int:
     """Print the build summary; return the process exit code (1 if anything failed)."""
     log(f"executed {len(result.executed)}, skipped {len(result.skipped)}, failed {len(result.failed)} "
         f"chapters in {result.seconds:.1f} s")
+    from dar_lib.redact import redact
+
     for name, reason in result.failed.items():
-        log(f"  FAILED {name}: {reason}")
+        log(f"  FAILED {name}: {redact(reason)}")
     if result.book_ok is False:
         log(f"  the book build failed (log: see jupyter-book.log in the build folder):\n{result.book_error}")
     elif result.html_dir is not None:
@@ -660,7 +678,9 @@ def handler(args: argparse.Namespace) -> int:
         result = build_book(out or REPO / "_build", profile, smoke, args.only, args.force, parameters=overrides,
                             compile_book=not args.no_book, log=log)
     except ValueError as exc:
-        print(f"dar: error: {exc}", file=sys.stderr)
+        from dar_lib.redact import redact
+
+        print(f"dar: error: {redact(str(exc))}", file=sys.stderr)
         return 2
     return report(result)
 

@@ -29,10 +29,11 @@ COMMAND_MODULES = (
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that describe the user's input, not a bug: reported in one line."""
-    from dar_lib.errors import DataError, EmbeddingError, MissingDependencyError, ModelNotAvailableError
+    from dar_lib.errors import DataError, EmbeddingError, EndpointError, MissingDependencyError, ModelNotAvailableError
 
     # OSError: a path the user gave that is a folder, a file, unwritable or missing
-    return (ValueError, DataError, EmbeddingError, ModelNotAvailableError, MissingDependencyError, OSError, KeyError)
+    return (ValueError, DataError, EmbeddingError, ModelNotAvailableError, MissingDependencyError, OSError, KeyError,
+            EndpointError)  # an LLM endpoint that refused or failed: its URL, redacted, in one line
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,6 +106,8 @@ def _register_eval(subparsers) -> None:
                    help="where generation and corpus encoding run: this process (default) or a Ray cluster "
                         "(needs the extra: pip install -e '.[ray]')")
     p.add_argument("--ray-address", default=None, help="Ray cluster address, e.g. auto (default: start a local Ray)")
+    p.add_argument("--ray-timeout", type=float_in(1, 3600), default=60.0,
+                   help="seconds a --ray-address may take to answer before dar eval gives up (default: %(default)s)")
     p.add_argument("--out", default=None, help="write the table of ranks to this CSV file")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_eval)
@@ -162,8 +165,10 @@ def _eval(args: argparse.Namespace) -> int:
     if args.backend == "ray":
         from dar_lib.distributed import RayBackend
 
-        backend = RayBackend(args.ray_address)
+        backend = RayBackend(args.ray_address, connect_timeout_s=args.ray_timeout)
     store = ArtefactStore(args.store) if args.store else None
+    if store is not None:
+        print(f"dar eval: artefact store {Path(args.store).resolve()}", file=sys.stderr)
     tables = []
     for cfg in cfgs:
         table = evaluate(cfg, store, shard=shard, progress=not args.quiet, backend=backend)
@@ -208,7 +213,7 @@ def _merge(args: argparse.Namespace) -> int:
     for src in args.sources:
         damaged: list = []
         copied = into.merge_from(src, damaged)
-        print(f"{src}: copied {copied} entries" + (f"; {len(damaged)} damaged entries not copied (left in place; "
+        print(f"{src}: copied {copied} entries into {Path(args.into).resolve()}" + (f"; {len(damaged)} damaged entries not copied (left in place; "
                                                     "a run recomputes them):" if damaged else ""))
         for path, reason in damaged:
             print(f"  {path}: {reason}")
@@ -219,7 +224,12 @@ def main(argv: list[str] | None = None) -> int:
     """Run ``dar`` with ``argv``; returns the exit status (2 for a user's mistake, with a one-line message)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    from dar_lib.redact import RedactingFormatter, redact
+
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:  # every log line goes out redacted (an id may hold a key)
+        if not isinstance(handler.formatter, RedactingFormatter):
+            handler.setFormatter(RedactingFormatter(handler.formatter))
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -232,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.verbose:
             raise
         msg = (str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)).strip()
-        print(f"dar: error: {msg or type(exc).__name__}", file=sys.stderr)
+        print(f"dar: error: {redact(msg) or type(exc).__name__}", file=sys.stderr)
         return 2
 
 

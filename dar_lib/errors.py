@@ -34,3 +34,12 @@ class MissingDependencyError(ImportError):
 
     Example: ``dar eval --backend ray`` without the ``ray`` extra.
     """
+
+
+class EndpointError(RuntimeError):
+    """A remote endpoint (an OpenAI-compatible LLM server) that refused, failed or gave no usable answer.
+
+    The message is one line naming the endpoint with its credentials redacted
+    (:func:`dar_lib.redact.redact`): the HTTP status and the start of the body, a body that is not
+    the expected JSON, empty or null content, a refused connection, or the deadline passed.
+    """

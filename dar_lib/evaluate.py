@@ -342,7 +342,9 @@ def provenance(cfg: EvalConfig, models: Mapping[str, object]) -> dict:
     for pkg in ("dar_lib", "torch", "transformers", "diffusers"):
         row[f"version_{pkg}"] = version(pkg)
     row["python"] = platform.python_version()
-    return row
+    from dar_lib.redact import redact_all
+
+    return redact_all(row)  # an id may carry a credential (openai:<model>@https://user:KEY@host)
 
 
 def load_bench(cfg: EvalConfig):

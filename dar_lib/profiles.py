@@ -86,6 +86,20 @@ def _str(none_ok: bool = False):
     return check
 
 
+def _device():
+    def check(v):
+        import torch
+
+        if not isinstance(v, str) or not v.strip():
+            raise ValueError("must be a torch device string such as 'cpu', 'cuda' or 'cuda:1'")
+        try:
+            torch.device(v)
+        except (RuntimeError, TypeError):
+            raise ValueError("must be a torch device string such as 'cpu', 'cuda' or 'cuda:1' "
+                             "(torch does not parse it)") from None
+    return check
+
+
 def _model_id(kind: str, none_ok: bool = False):
     def check(v):
         if v is None and none_ok:
@@ -170,7 +184,7 @@ SCHEMA: dict[str, Param] = {
     "n_gen_seeds": Param("repeat generation with this many seeds to measure its variance", _int(1, 10)),
     "boot_seed": Param("seed of the bootstrap resampling", _int(0)),
     "n_boot": Param("bootstrap resamples per interval", _int(10)),
-    "device": Param("torch device", _str()),
+    "device": Param("torch device ('cpu', 'cuda', 'cuda:1', ...)", _device()),
     "encoders": Param("encoder role -> id", _encoders),
     "generator": Param("generator id", _model_id("generator")),
     "weak_generator": Param("the weaker generator of Section 5.2", _model_id("generator")),
@@ -369,5 +383,7 @@ def parameters_table(params: Mapping[str, Any]):
     """The parameters a chapter ran with, as a two-column DataFrame (name, value) for display."""
     import pandas as pd
 
-    return pd.DataFrame([{"parameter": k, "value": repr(v), "meaning": SCHEMA[k].doc}
+    from dar_lib.redact import redact
+
+    return pd.DataFrame([{"parameter": k, "value": redact(repr(v)), "meaning": SCHEMA[k].doc}
                          for k, v in params.items() if k in SCHEMA]).set_index("parameter")

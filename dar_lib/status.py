@@ -119,7 +119,10 @@ def make_record(
 
 
 def write_record(records_dir: Path, record: Mapping[str, Any]) -> Path:
-    """Write ``record`` atomically as ``<records_dir>/<name>.json`` and return its path."""
+    """Write ``record`` atomically as ``<records_dir>/<name>.json`` and return its path (credentials redacted)."""
+    from dar_lib.redact import redact_all
+
+    record = redact_all(dict(record))
     path = Path(records_dir) / f"{record['name']}.json"
     atomic_write_bytes(path, json.dumps(record, indent=2, sort_keys=True, default=str).encode("utf-8"))
     return path

@@ -105,6 +105,20 @@ def test_executed_notebooks_hide_both_parameter_cells():
     assert "remove-cell" in tags[0] and "remove-cell" in tags[1] and "remove-cell" not in tags[2]
 
 
+def test_the_book_notebooks_carry_no_credential():
+    """The injected parameters and a log line on stderr name the id without its key."""
+    from nbformat.v4 import new_output
+
+    key = "s3cr3t-K3y-123"
+    ref = f"openai:m@https://u:{key}@h/v1?api-key={key}"
+    nb = new_notebook(cells=[new_code_cell(f"reformulator = {ref!r}"), new_code_cell("run()")])
+    nb.cells[0].metadata["tags"] = ["injected-parameters"]
+    nb.cells[1].outputs = [new_output("stream", name="stderr", text=f"WARNING calling {ref}\n"),
+                           new_output("execute_result", data={"text/plain": repr(ref)}, execution_count=1)]
+    out = book.hide_parameter_cells(nbformat.writes(nb).encode()).decode()
+    assert key not in out and "api-key=***" in out and "u:***@" in out
+
+
 def test_cli_registers_book_command():
     from dar_lib.cli import build_parser
 

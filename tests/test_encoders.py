@@ -441,3 +441,39 @@ def test_every_image_input_goes_through_the_corpus_conversion(encoder, tmp_path)
 
     with pytest.raises(DataError, match="missing.png"):
         encoder.encode_images([tmp_path / "missing.png"])
+
+
+class _WritesMarker:
+    """Unpickling this runs ``open(marker, "w")``."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_pickled_bin_in_a_model_folder_is_one_line_naming_the_file(tmp_path, capsys):
+    """torch refuses it weights-only (its code never runs); the user sees one line naming the file, not torch's page."""
+    from dar_lib.cli import main
+    from dar_lib.errors import DataError
+    from dar_lib.models import load_encoder
+
+    model, tok = tiny_clip(), make_tokenizer()
+    model.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    (tmp_path / "m" / "model.safetensors").unlink()
+    marker = tmp_path / "ran"
+    torch.save({**model.state_dict(), "cfg": _WritesMarker(marker)}, tmp_path / "m" / "pytorch_model.bin")
+    with pytest.raises(DataError) as err:
+        load_encoder(f"clip:{tmp_path / 'm'}", device="cpu")
+    msg = str(err.value)
+    assert "\n" not in msg and f"{tmp_path / 'm' / 'pytorch_model.bin'}: cannot be read as a weights-only" in msg
+    assert "Unsupported global: GLOBAL" in msg and "trust_pickle=True" in msg
+    assert "model.safetensors" in msg  # where a trusted conversion goes
+    capsys.readouterr()
+    rc = main(["eval", "--benchmark", "toy-flan", "--encoder", f"clip:{tmp_path / 'm'}", "--toy-size", "smoke",
+               "--n-dialogues", "2", "--methods", "baseline", "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err and "pytorch_model.bin" in err and len(err.strip().splitlines()) == 1
+    assert not marker.exists()

@@ -11,7 +11,8 @@ LIB = REPO / "dar_lib"
 #: The layers, bottom first (the README's layout section). A module may import from its own layer or
 #: any layer below; importing from a layer above is an upward arrow.
 LAYERS: list[tuple[str, ...]] = [
-    ("dar_lib", "dar_lib.errors", "dar_lib.settings", "dar_lib.cachekeys", "dar_lib.store", "dar_lib.argtypes"),   # ground floor
+    ("dar_lib", "dar_lib.errors", "dar_lib.settings", "dar_lib.cachekeys", "dar_lib.store", "dar_lib.argtypes",
+     "dar_lib.redact"),   # ground floor
     ("dar_lib.fuse", "dar_lib.retrieve", "dar_lib.metrics"),                                    # the math
     ("dar_lib.benchmarks",),                                                                    # data
     ("dar_lib.toymodels",),                                                                     # the toy wing

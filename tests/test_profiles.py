@@ -57,6 +57,8 @@ def test_the_cli_and_the_pipeline_take_their_defaults_from_the_table():
     ("n_boot", 2, ">= 10"),
     ("k_values", [1, 0], "1..10"),
     ("smoke", "yes", "True or False"),
+    ("device", "bogus", "torch device string"),                      # dar book --set device=bogus
+    ("device", "", "torch device string"),
 ])
 def test_a_bad_value_names_the_parameter(name, value, fragment):
     with pytest.raises(ParameterError, match=rf"parameter '{name}' = .*{fragment}"):
@@ -94,3 +96,13 @@ def test_the_released_protocol_parameter_reaches_every_chapter_config():
     assert (section["k_images"], section["schedule"]) == (1, "released")
     with pytest.raises(profiles.ParameterError, match="parameter 'protocol'"):
         profiles.parameters("toy", protocol="eval.py")
+
+
+def test_dar_book_refuses_a_bad_device_before_running_anything(tmp_path, capsys):
+    from dar_lib.cli import main
+
+    rc = main(["book", "--set", "device=bogus", "--out", str(tmp_path / "b")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "parameter 'device' = 'bogus'" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "b").exists()
+    profiles.validate({"device": "cuda:1"})  # a device this machine may lack is the run's concern, not the schema's

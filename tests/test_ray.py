@@ -195,3 +195,65 @@ def test_workers_refuse_a_benchmark_they_cannot_rebuild(cfg, ray_local, tmp_path
     with pytest.raises(RuntimeError, match="rebuilt benchmark 'toy-flan' with corpus"):
         distributed.corpus_embeddings(cfg, other, ArtefactStore(tmp_path), progress=False)
     assert not (tmp_path / "corpus_emb").exists()
+
+
+# -- found before any work, bounded waits -----------------------------------------------------------
+def _closed_port() -> int:
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def test_without_ray_the_backend_fails_before_any_work(monkeypatch, tmp_path, capsys):
+    """The missing install is reported when the backend is made, before any LLM request or image."""
+    from dar_lib.cli import main
+
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(MissingDependencyError, match=r'pip install -e "\.\[ray\]"'):
+        distributed.RayBackend()
+    rc = main(["eval", "--benchmark", "toy-flan", "--encoder", "toy:clip-zs", "--toy-size", "smoke",
+               "--n-dialogues", "2", "--methods", "dar", "--backend", "ray", "--store", str(tmp_path / "s"), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "pip install" in err and len(err.strip().splitlines()) == 1
+    assert not any(p.is_file() for p in (tmp_path / "s").rglob("*"))  # nothing computed
+
+
+def test_an_unreachable_ray_address_fails_within_its_timeout_in_one_line(capsys):
+    if importlib.util.find_spec("ray") is not None:
+        import ray
+
+        ray.shutdown()  # an initialised Ray (the local fixture's) would make connecting a no-op
+    port = _closed_port()
+    with pytest.raises(ConnectionError, match=rf"Ray address '127.0.0.1:{port}': nothing answered within 1 s"):
+        distributed.wait_for_address(f"127.0.0.1:{port}", timeout_s=1.0)
+    with pytest.raises(ConnectionError, match="--ray-timeout"):
+        distributed.RayBackend(f"ray://127.0.0.1:{port}", connect_timeout_s=1.0)
+    with pytest.raises(ValueError, match="expected auto, host:port"):
+        distributed.wait_for_address("somehost", timeout_s=1.0)
+    assert distributed.CONNECT_TIMEOUT_S <= 60
+    from dar_lib.cli import main
+
+    rc = main(["eval", "--benchmark", "toy-flan", "--encoder", "toy:clip-zs", "--toy-size", "smoke",
+               "--n-dialogues", "2", "--methods", "baseline", "--backend", "ray", "--ray-address",
+               f"127.0.0.1:{port}", "--ray-timeout", "1", "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and f"127.0.0.1:{port}" in err and len(err.strip().splitlines()) == 1
+
+
+@needs_ray
+def test_a_port_that_accepts_but_is_no_ray_cluster_fails_within_its_timeout():
+    """A listener that never speaks Ray (a proxy, another service): ray.init alone would retry for minutes."""
+    import socket
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(64)
+    try:
+        with pytest.raises(ConnectionError, match=r"127\.0\.0\.1:\d+'?: (no Ray cluster connected within 3 s|cannot connect)"):
+            distributed.probe_cluster(f"127.0.0.1:{srv.getsockname()[1]}", timeout_s=3.0)
+    finally:
+        srv.close()

@@ -126,11 +126,16 @@ class FakeOpenAI:
                     pass
                 elif kind == "bad-json":
                     payload, code = b"{not json", 200
+                elif kind == "html":  # a proxy's login or error page
+                    payload, code = b"<html>\n<body>Sign in</body>\n</html>", 200
+                elif kind == "silent":  # accepts, then says nothing for longer than any test timeout
+                    time.sleep(3)
+                    return
                 else:
                     payload, code = b'{"error": "boom"}', int(kind)
                 try:
                     self.send_response(code)
-                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Type", "text/html" if kind == "html" else "application/json")
                     self.send_header("Content-Length", str(len(payload)))
                     self.end_headers()
                     self.wfile.write(payload)
@@ -187,11 +192,11 @@ def test_openai_500_then_success_and_500_forever():
 
 def test_openai_4xx_and_malformed_json():
     with FakeOpenAI(["401"]) as srv:
-        with pytest.raises(RuntimeError, match=r"chat/completions refused the request: HTTP 401"):
+        with pytest.raises(RuntimeError, match=r"chat/completions: refused the request: HTTP 401"):
             _client(srv.url).rewrite(TURNS)
         assert len(srv.requests) == 1  # a client error is not retried
     with FakeOpenAI(["bad-json"]) as srv:
-        with pytest.raises(RuntimeError, match=r"127\.0\.0\.1.*malformed JSON"):
+        with pytest.raises(RuntimeError, match=r"127\.0\.0\.1.*not chat-completions JSON"):
             _client(srv.url).rewrite(TURNS)
 
 
@@ -270,7 +275,9 @@ def test_gguf_backend_needs_llama_cpp(tmp_path):
     try:
         import llama_cpp  # noqa: F401
     except ImportError:
-        with pytest.raises(ImportError, match="llama-cpp-python"):
+        from dar_lib.errors import MissingDependencyError
+
+        with pytest.raises(MissingDependencyError, match="llama-cpp-python"):
             R.LlamaCppReformulator(tmp_path / "m.gguf")
         pytest.skip("llama_cpp is not installed: only the missing-dependency error is checked")
     with pytest.raises(FileNotFoundError, match="m.gguf"):
@@ -453,3 +460,108 @@ def test_chat_is_public_and_the_llm_questioner_uses_it():
     assert LLMQuestioner(inner).ask(TURNS) == "reply 2?"
     with pytest.raises(NotImplementedError, match="_ChatReformulator does not implement chat"):
         R._ChatReformulator().chat([])
+
+
+# -- endpoints: credentials never shown, query strings kept, one-line errors, a deadline ------------
+SECRET = "s3cr3t-K3y-123"
+
+
+def test_openai_base_url_query_and_userinfo_parse_and_the_key_is_never_shown(monkeypatch):
+    """``?api-version=`` stays on every request (not mangled into the path); ``user:key@host`` is split at the first @."""
+    import base64
+
+    from dar_lib.models import load_reformulator, parse_spec
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-fromenvironment0001")
+    with FakeOpenAI(["ok"]) as srv:
+        ref = load_reformulator(f"openai:tiny-gpt@{srv.url}?api-version=2024-06-01&api-key={SECRET}", timeout=2.0)
+        assert ref.rewrite(TURNS) == "a big red dog on the grass"
+        path, headers, _ = srv.requests[-1]
+        assert path == f"/v1/chat/completions?api-version=2024-06-01&api-key={SECRET}"
+        assert headers["Authorization"] == "Bearer sk-fromenvironment0001"  # the key from the environment
+        assert SECRET not in ref.id + ref.fingerprint() + ref.endpoint and "api-version=2024-06-01" in ref.id
+        host = srv.url.split("//", 1)[1]
+        spec = f"openai:tiny-gpt@http://me:{SECRET}@{host}"
+        assert parse_spec(spec, ("openai",), "reformulator").model == "tiny-gpt"
+        ref = load_reformulator(spec, timeout=2.0)
+        ref.rewrite(TURNS)
+        path, headers, _ = srv.requests[-1]
+        assert path == "/v1/chat/completions"
+        assert headers["Authorization"] == "Basic " + base64.b64encode(f"me:{SECRET}".encode()).decode()
+        assert SECRET not in ref.id + ref.fingerprint() + ref.endpoint and "me:***@" in ref.id
+
+
+@pytest.mark.parametrize("script, problem", [
+    (["401"], "refused the request: HTTP 401"),
+    (["html"], "not chat-completions JSON (text/html"),
+    ([{"content": None}], "returned null content"),
+    ([{"content": "  "}], "returned empty content"),
+])
+def test_openai_endpoint_failures_are_one_line_naming_the_endpoint(script, problem):
+    from dar_lib.errors import EndpointError
+
+    with FakeOpenAI(script) as srv:
+        with pytest.raises(EndpointError) as err:
+            _client(f"{srv.url}?api-key={SECRET}").rewrite(TURNS)
+    msg = str(err.value)
+    assert "\n" not in msg and problem in msg and SECRET not in msg
+    assert msg.startswith("LLM endpoint http://127.0.0.1:") and "chat/completions?api-key=***" in msg
+
+
+def test_openai_connection_refused_is_one_line():
+    import socket
+
+    from dar_lib.errors import EndpointError
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    with pytest.raises(EndpointError) as err:
+        _client(f"http://u:{SECRET}@127.0.0.1:{port}/v1").rewrite(TURNS)
+    msg = str(err.value)
+    assert "\n" not in msg and SECRET not in msg and "Connection refused" in msg and f"127.0.0.1:{port}" in msg
+
+
+def test_openai_whole_call_ends_by_its_deadline_retries_included():
+    """A silent endpoint: 5 attempts of ``timeout`` each would be allowed by ``max_retries``; the deadline stops it."""
+    from dar_lib.errors import EndpointError
+
+    with FakeOpenAI(["silent"]) as srv:
+        ref = R.OpenAIReformulator("tiny-gpt", srv.url, max_retries=4, backoff=0.01, timeout=0.3, deadline=0.5)
+        with pytest.raises(EndpointError, match=r"no answer after [12] attempts? \(max_retries=4, deadline 0.5 s\)"):
+            ref.chat([{"role": "user", "content": "hi"}])
+        assert len(srv.requests) <= 2  # 0.3 s each within 0.5 s, not max_retries + 1 = 5
+    assert R.OpenAIReformulator("m", "http://h/v1", timeout=3).deadline == 6.0  # default: 2 x timeout
+
+
+def test_openai_bad_base_url_is_named_redacted():
+    with pytest.raises(ValueError, match=r"'ftp://u:\*\*\*@host/v1': expected http\(s\)://host"):
+        R.OpenAIReformulator("m", f"ftp://u:{SECRET}@host/v1")
+    with pytest.raises(ValueError, match=r"'http://u:\*\*\*@host:port/v1': expected"):
+        R.OpenAIReformulator("m", f"http://u:{SECRET}@host:port/v1")
+
+
+def test_dar_eval_with_a_keyed_endpoint_writes_no_key_and_fails_in_one_line(tmp_path, capsys):
+    """The key in the id reaches neither the CSV (reformulator, reformulator_fingerprint) nor stderr; a 401 is exit 2."""
+    from dar_lib.cli import main
+
+    argv = ["eval", "--benchmark", "toy-flan", "--encoder", "toy:clip-zs", "--toy-size", "smoke", "--n-dialogues", "1",
+            "--methods", "reformulated", "-k", "2", "--store", str(tmp_path / "store"), "--quiet"]
+    with FakeOpenAI(["ok"]) as srv:
+        host = srv.url.split("//", 1)[1]
+        ref = f"openai:tiny-gpt@http://me:{SECRET}@{host}?api-version=1&api-key={SECRET}"
+        capsys.readouterr()
+        assert main([*argv, "--reformulator", ref, "--out", str(tmp_path / "ranks.csv")]) == 0
+        assert srv.requests and srv.requests[0][0] == f"/v1/chat/completions?api-version=1&api-key={SECRET}"
+    out, err = capsys.readouterr()
+    csv = (tmp_path / "ranks.csv").read_text()
+    assert SECRET not in csv + out + err and "api-key=***" in csv and "me:***@" in csv
+    assert f"artefact store {(tmp_path / 'store').resolve()}" in err
+    with FakeOpenAI(["401"]) as srv:
+        host = srv.url.split("//", 1)[1]
+        rc = main([*argv, "--reformulator", f"openai:tiny-gpt@http://me:{SECRET}@{host}"])
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert rc == 2 and "Traceback" not in err and SECRET not in err and err.count("dar: error") == 1
+    assert last.startswith("dar: error: LLM endpoint http://me:***@127.0.0.1:") and "HTTP 401" in last

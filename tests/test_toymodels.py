@@ -256,12 +256,12 @@ def test_train_toy_resume_skips_finished_stages_and_continues_a_stopped_one(tmp_
     straight = train.train_all(tmp_path / "a", **kw)
     with pytest.raises(TrainingStopped):
         train.train_all(tmp_path / "b", stop_at={"clip-zs": 4}, **kw)
-    assert (tmp_path / "b" / ".checkpoints" / "clip-zs.pt").is_file() and not (tmp_path / "b" / "clip-zs").exists()
+    assert (tmp_path / "b" / ".checkpoints" / "clip-zs.safetensors").is_file() and not (tmp_path / "b" / "clip-zs").exists()
     probe_bytes = (tmp_path / "b" / "probe" / "model.safetensors").read_bytes()
     resumed = train.train_all(tmp_path / "b", resume=True, **kw)
     assert set(resumed) == {"clip-zs", "total_wall_s"}  # the finished stages were skipped
     assert (tmp_path / "b" / "probe" / "model.safetensors").read_bytes() == probe_bytes
-    assert not (tmp_path / "b" / ".checkpoints" / "clip-zs.pt").exists()
+    assert not (tmp_path / "b" / ".checkpoints" / "clip-zs.safetensors").exists()
     a = json.loads((tmp_path / "a" / "clip-zs" / "training.json").read_text())
     b = json.loads((tmp_path / "b" / "clip-zs" / "training.json").read_text())
     assert b["loss_last"] == pytest.approx(a["loss_last"], rel=1e-5) and b["steps"] == a["steps"]
@@ -328,3 +328,100 @@ def test_the_shipped_probe_reads_rendered_scenes_at_98_percent_or_better():
     acc = probe_accuracy(n=1000, seed=5)
     assert set(acc) >= {"background", "color", "shape", "position", "size", "count"}
     assert min(acc.values()) >= 98.0, acc
+
+
+# -- checkpoints hold tensors and plain values; nothing is unpickled -------------------------------
+class _WritesMarker:
+    """Unpickling this runs ``open(marker, "w")``: the shape of a checkpoint that runs code."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_crafted_pickle_checkpoint_is_refused_without_running_it(tmp_path):
+    """A pickle whose loading would run code is refused by name, and its code never runs."""
+    from dar_lib.toymodels.loop import Checkpointer
+
+    marker = tmp_path / "ran"
+    for name in ("probe.pt", "probe.safetensors"):
+        path = tmp_path / ".checkpoints" / name
+        path.parent.mkdir(exist_ok=True)
+        torch.save({"run": "r", "step": 1, "payload": _WritesMarker(marker)}, path)
+        with pytest.raises(ValueError, match=f"{path.name}: not a training checkpoint"):
+            Checkpointer(path, run="r").load()
+        with pytest.raises(ValueError, match="not a training checkpoint"):
+            Checkpointer(path, run=None).load()
+        assert not marker.exists()
+
+
+def test_train_toy_resume_never_unpickles_a_planted_checkpoint(tmp_path):
+    """``dar train-toy --out DIR --resume`` with a crafted ``DIR/.checkpoints/probe.pt``: the code never runs."""
+    from dar_lib.toymodels import train
+
+    marker = tmp_path / "ran"
+    (tmp_path / ".checkpoints").mkdir()
+    torch.save({"payload": _WritesMarker(marker)}, tmp_path / ".checkpoints" / "probe.pt")
+    kw = dict(steps_scale=0.001, n_train=16, batch_size=8, progress=False, only=("probe",))
+    assert "probe" in train.train_all(tmp_path, resume=True, **kw)  # the old-format file is ignored, unread
+    assert not marker.exists()
+    torch.save({"payload": _WritesMarker(marker)}, tmp_path / ".checkpoints" / "probe.safetensors")
+    (tmp_path / "probe" / "config.json").unlink()  # the stage is not finished: its checkpoint would be read
+    with pytest.raises(ValueError, match="probe.safetensors: not a training checkpoint"):
+        train.train_all(tmp_path, resume=True, **kw)
+    assert not marker.exists()
+
+
+def test_checkpoint_state_round_trips_exactly(tmp_path):
+    """Optimiser states (integer keys, 0-d tensors), RNG states (tuples, 128-bit ints) and NaN survive."""
+    import random
+
+    from dar_lib.toymodels.loop import Checkpointer, pack_state, rng_state
+
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model(torch.randn(4, 3)).sum().backward()
+    opt.step()
+    state = {"model": model.state_dict(), "opt": opt.state_dict(), "step": 7, "losses": [1.5, float("nan")],
+             "rng": rng_state(random.Random(1), np.random.default_rng(2)), "flag": True, "none": None}
+    ckpt = Checkpointer(tmp_path / "c.safetensors", run="r")
+    ckpt.save(state)
+    got = ckpt.load()
+    assert got["run"] == "r" and got["step"] == 7 and got["flag"] is True and got["none"] is None
+    assert got["losses"][0] == 1.5 and np.isnan(got["losses"][1])
+    assert got["rng"]["python"] == state["rng"]["python"] and got["rng"]["numpy"] == state["rng"]["numpy"]
+    torch.testing.assert_close(got["rng"]["torch"], state["rng"]["torch"])
+    assert set(got["opt"]["state"]) == set(state["opt"]["state"]) and got["opt"]["param_groups"] == state["opt"]["param_groups"]
+    opt.load_state_dict(got["opt"])
+    for k, v in state["model"].items():
+        torch.testing.assert_close(got["model"][k], v)
+    with pytest.raises(TypeError, match="object"):
+        pack_state({"x": object()})
+
+
+# -- dar train-toy never replaces the shipped models by default ------------------------------------
+def test_train_toy_refuses_the_shipped_folder_and_names_where_it_writes(tmp_path, monkeypatch, capsys):
+    from dar_lib.cli import main
+    from dar_lib.toymodels import ASSETS, train
+
+    shipped = {p: p.stat().st_mtime_ns for p in ASSETS.rglob("*") if p.is_file()}
+    quick = ["--steps-scale", "0.001", "--n-train", "16", "--batch-size", "8", "--only", "probe"]
+    for out in ([], ["--out", str(ASSETS)], ["--out", str(ASSETS / "probe")]):
+        monkeypatch.chdir(tmp_path)
+        capsys.readouterr()
+        rc = main(["train-toy", *out, *quick])
+        err = capsys.readouterr().err
+        if out:  # the shipped folder, or a stage inside it: refused before any work, in one line
+            assert rc == 2 and "shipped toy models' folder" in err and "--overwrite-shipped" in err
+            assert len(err.strip().splitlines()) == 1
+        else:  # no --out: a new folder in the working directory, named on stderr
+            assert rc == 0
+            (made,) = tmp_path.glob("toy-models-*")
+            assert (made / "probe" / "config.json").is_file() and f"writing the toy models to {made.resolve()}" in err
+    assert {p: p.stat().st_mtime_ns for p in ASSETS.rglob("*") if p.is_file()} == shipped
+    with pytest.raises(ValueError, match="shipped"):
+        train.train_all(ASSETS, steps_scale=0.001, n_train=16, batch_size=8, progress=False, only=("probe",))
+    assert main(["train-toy", "--resume", *quick]) == 2
+    assert "give its folder with --out" in capsys.readouterr().err

@@ -18,6 +18,7 @@ Examples:
 from __future__ import annotations
 
 import functools
+import pickle
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,11 +147,12 @@ def parse_spec(spec: str, backends: tuple[str, ...], kind: str) -> ModelSpec:
             return ModelSpec(backend, "", options=options)
         raise ValueError(f"{kind} id {spec!r} names no model; expected '{backend}:<model id or folder>'")
     model, revision = rest, None
-    if "@" in rest and not Path(rest).exists():
+    if backend == "openai" and "@" in rest:
+        # model names hold no '@', the base URL may (user:key@host): split at the first one
+        model, _, revision = rest.partition("@")  # here the part after @ is the base URL
+    elif "@" in rest and not Path(rest).exists():
         head, _, tail = rest.rpartition("@")
-        if backend == "openai":
-            model, revision = head, tail  # here the part after @ is the base URL
-        elif tail and not re.search(r"[/:]", tail):
+        if tail and not re.search(r"[/:]", tail):
             model, revision = head, tail
     return ModelSpec(backend, model, revision, options)
 
@@ -246,6 +248,8 @@ def _hub_errors(kind: str):
         def load(spec, *args, **kwargs):
             try:
                 return loader(spec, *args, **kwargs)
+            except pickle.UnpicklingError as exc:  # transformers / diffusers read a pickled .bin weights-only
+                raise _refused_pickle(kind, spec, exc) from exc
             except (OSError, ConnectionError) as exc:
                 from ..errors import PAPER_SCALE_PAGE, ModelNotAvailableError
 
@@ -253,12 +257,31 @@ def _hub_errors(kind: str):
                 local = [p for p in re.split(r"[+@]", parsed) if p and Path(p).expanduser().exists()]
                 if local or "hub" not in f"{type(exc).__module__} {exc}".lower() and not _is_hub_error(exc):
                     raise
+                from ..redact import redact
+
                 raise ModelNotAvailableError(
-                    f"{kind} {spec!r}: not a local folder or file, and the model hub could not provide it "
-                    f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). Download it on a machine with "
+                    f"{kind} {redact(spec)!r}: not a local folder or file, and the model hub could not provide it "
+                    f"({type(exc).__name__}: {redact(str(exc).splitlines()[0][:200])}). Download it on a machine with "
                     f"internet and pass its folder instead; see {PAPER_SCALE_PAGE}.") from exc
         return load
     return wrap
+
+
+def _refused_pickle(kind: str, spec: str, exc: BaseException):
+    """A :class:`~dar_lib.errors.DataError` naming the pickled weight file(s) of a local model that torch refused."""
+    from ..errors import DataError
+    from ..redact import redact
+    from .blip_import import refused_pickle_message
+
+    parsed = str(spec).partition(":")[2].rsplit("?", 1)[0]
+    roots = [Path(p).expanduser() for p in re.split(r"[+@]", parsed) if p and Path(p).expanduser().exists()]
+    files = sorted(f for r in roots for f in ([r] if r.is_file() else r.rglob("*"))
+                   if f.suffix in (".bin", ".pt", ".pth", ".ckpt"))
+    if len(files) == 1:
+        return DataError(f"{kind} {redact(spec)!r}: " + refused_pickle_message(files[0], exc))
+    where = ", ".join(map(str, files)) if files else redact(spec)
+    return DataError(f"{kind} {redact(spec)!r}: a pickled weight file ({where}) cannot be read weights-only: "
+                     + refused_pickle_message(files[0] if files else Path(parsed), exc).partition(": ")[2])
 
 
 def _is_hub_error(exc: BaseException) -> bool:

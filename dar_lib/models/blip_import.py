@@ -198,10 +198,30 @@ def _unwrap_state_dict(obj: Any, path: Path, error: type[Exception]) -> dict[str
 
 
 def _conversion_hint(path: Path) -> str:
-    dst = path.with_suffix(".safetensors")
+    # In a model folder, transformers reads model.safetensors (diffusers keeps the stem).
+    dst = path.with_name("model.safetensors") if path.name == "pytorch_model.bin" else path.with_suffix(".safetensors")
     return (f"Only if you trust this file, convert it once with "
             f"dar_lib.models.blip_import.convert_to_safetensors('{path}', '{dst}', trust_pickle=True) "
             f"and pass the .safetensors file instead")
+
+
+def refused_pickle_message(path: str | Path, exc: BaseException) -> str:
+    """One line for a torch file that ``torch.load(weights_only=True)`` refused: the file, the refused class, the opt-in.
+
+    Used wherever the project (or transformers / diffusers for a model folder) reads a pickled
+    ``.bin``/``.pt``/``.pth`` weights-only; torch's own message runs to a dozen lines and names no file.
+
+    Args:
+        path: the refused file.
+        exc: torch's ``pickle.UnpicklingError``.
+    """
+    path = Path(path)
+    # torch names the refused class in its message ("Unsupported global: GLOBAL mod.Class").
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+    what_failed = (f"it pickles a Python object that is not a tensor or a plain container "
+                   f"(Unsupported global: GLOBAL {found.group(1)})" if found
+                   else f"the unpickler refused it ({(str(exc).strip().splitlines() or [''])[0][:300]})")
+    return f"{path}: cannot be read as a weights-only torch checkpoint: {what_failed}. {_conversion_hint(path)}."
 
 
 def read_state_dict(path: str | Path, *, what: str = "checkpoint",
@@ -243,13 +263,7 @@ def read_state_dict(path: str | Path, *, what: str = "checkpoint",
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as exc:
-            # torch names the refused class in its message ("Unsupported global: GLOBAL mod.Class").
-            found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
-            what_failed = (f"it pickles a Python object that is not a tensor or a plain container "
-                           f"(Unsupported global: GLOBAL {found.group(1)})" if found
-                           else f"the unpickler refused it ({str(exc).strip().splitlines()[0][:300]})")
-            raise error(f"{path}: cannot be read as a weights-only torch checkpoint: {what_failed}. "
-                        f"{_conversion_hint(path)}.") from exc
+            raise error(refused_pickle_message(path, exc)) from exc
         except Exception as exc:  # truncated file, not a torch file
             raise error(f"{path}: cannot be read as a weights-only torch checkpoint "
                         f"({type(exc).__name__}: {exc})") from exc

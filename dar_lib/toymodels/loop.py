@@ -42,6 +42,11 @@ class Checkpointer:
     generator the loop draws from, so a resumed run takes the same batches, noise and dropout as an
     uninterrupted one would have.
 
+    The file is a ``.safetensors`` file: the tensors, and in its header the rest of the state as
+    JSON (numbers, strings, lists, dicts; :func:`pack_state`) beside the run id. Nothing is ever
+    unpickled, so a crafted checkpoint cannot run code, and the run id is read from the header
+    before a single tensor is loaded.
+
     Args:
         path: the checkpoint file (``None``: never save, e.g. in quick tests).
         every_s: seconds between saves.
@@ -60,16 +65,36 @@ class Checkpointer:
         self.extra = None
 
     def load(self) -> dict | None:
-        """The saved state, or ``None`` when there is none or it belongs to another run (logged)."""
+        """The saved state, or ``None`` when there is none or it belongs to another run (logged).
+
+        Raises:
+            ValueError: the file is not a checkpoint written by :meth:`save` (for example a pickle
+                from an older version, or a crafted file); it is not loaded, and the message names it.
+        """
+        import json
+
+        from safetensors import SafetensorError, safe_open
+
         if self.path is None or not self.path.is_file():
             return None
-        # Our own file, written by save(): plain tensors, numbers and RNG states (numpy's is a dict).
-        state = torch.load(self.path, map_location="cpu", weights_only=False)
-        if self.run is not None and state.get("run") != self.run:
-            log.warning("%s is from another run (%s, this one is %s: recipe, data or base weights differ); "
-                        "starting afresh", self.path, state.get("run"), self.run)
-            return None
-        return state
+        refused = (f"{self.path}: not a training checkpoint of this version (a safetensors file written by "
+                   f"dar train-toy); it is not loaded (pickled checkpoints are never unpickled): delete it, "
+                   f"or run without --resume")
+        try:
+            with safe_open(str(self.path), framework="pt", device="cpu") as f:
+                meta = f.metadata() or {}
+                if meta.get("format") != CHECKPOINT_FORMAT:
+                    raise ValueError(refused)
+                run = json.loads(meta["run"])
+                if self.run is not None and run != self.run:
+                    log.warning("%s is from another run (%s, this one is %s: recipe, data or base weights differ); "
+                                "starting afresh", self.path, run, self.run)
+                    return None
+                skeleton = json.loads(meta["state"])
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
+        except (SafetensorError, OSError, KeyError, json.JSONDecodeError) as exc:
+            raise ValueError(refused) from exc
+        return unpack_state(skeleton, tensors)
 
     def due(self) -> bool:
         """Whether to save now: a ``path`` is set and ``every_s`` seconds (monotonic clock) passed since the last save or construction."""
@@ -78,9 +103,16 @@ class Checkpointer:
         return self.path is not None and time.monotonic() - self._last >= self.every_s
 
     def save(self, state: dict) -> None:
-        """Write ``state`` atomically (a killed process leaves the previous checkpoint intact)."""
-        import io
+        """Write ``state`` atomically (a killed process leaves the previous checkpoint intact).
+
+        Raises:
+            TypeError: the state holds something other than tensors, numbers, strings, ``None``,
+                lists, tuples and dicts (see :func:`pack_state`).
+        """
+        import json
         import time
+
+        from safetensors.torch import save
 
         from dar_lib.store import atomic_write_bytes
 
@@ -88,16 +120,66 @@ class Checkpointer:
             return
         if self.extra is not None:
             state = {**state, **self.extra()}
-        state = {**state, "run": self.run}
-        buf = io.BytesIO()
-        torch.save(state, buf)
-        atomic_write_bytes(self.path, buf.getvalue())
+        skeleton, tensors = pack_state({**state, "run": self.run})
+        meta = {"format": CHECKPOINT_FORMAT, "run": json.dumps(self.run), "state": json.dumps(skeleton)}
+        atomic_write_bytes(self.path, save(tensors, metadata=meta))
         self._last = time.monotonic()
 
     def clear(self) -> None:
         """Remove the checkpoint (the stage finished and saved its model)."""
         if self.path is not None:
             self.path.unlink(missing_ok=True)
+
+
+#: The ``format`` entry of a checkpoint's safetensors header (a file without it is refused, unread).
+CHECKPOINT_FORMAT = "dar-checkpoint-1"
+
+
+def pack_state(state) -> tuple[object, dict[str, torch.Tensor]]:
+    """Split a trainer state into a JSON-able skeleton and its tensors (for a safetensors file).
+
+    Tensors become ``{"__tensor__": key}`` (copied to contiguous CPU memory, so tied weights are
+    saved twice rather than refused); tuples ``{"__tuple__": [...]}``; dicts ``{"__dict__": [[key,
+    value], ...]}``, which keeps an optimiser's integer keys. Numbers, strings, booleans and ``None``
+    stay as they are. :func:`unpack_state` inverts it.
+
+    Raises:
+        TypeError: any other object (it would need pickling), named by its type.
+    """
+    tensors: dict[str, torch.Tensor] = {}
+
+    def enc(x):
+        if isinstance(x, torch.Tensor):
+            key = f"t{len(tensors)}"
+            tensors[key] = x.detach().cpu().contiguous().clone()
+            return {"__tensor__": key}
+        if isinstance(x, dict):
+            return {"__dict__": [[enc(k), enc(v)] for k, v in x.items()]}
+        if isinstance(x, tuple):
+            return {"__tuple__": [enc(v) for v in x]}
+        if isinstance(x, list):
+            return [enc(v) for v in x]
+        if x is None or isinstance(x, (bool, int, float, str)):
+            return x
+        raise TypeError(f"a training checkpoint holds tensors and plain values only, not {type(x).__name__}")
+
+    return enc(state), tensors
+
+
+def unpack_state(skeleton, tensors: dict[str, torch.Tensor]):
+    """Rebuild what :func:`pack_state` split."""
+    def dec(x):
+        if isinstance(x, list):
+            return [dec(v) for v in x]
+        if isinstance(x, dict):
+            if "__tensor__" in x:
+                return tensors[x["__tensor__"]]
+            if "__tuple__" in x:
+                return tuple(dec(v) for v in x["__tuple__"])
+            return {dec(k): dec(v) for k, v in x["__dict__"]}
+        return x
+
+    return dec(skeleton)
 
 
 def rng_state(rng, gen) -> dict:

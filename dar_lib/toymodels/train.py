@@ -2,7 +2,8 @@
 
 Stages run in order (:data:`STAGES`); each writes its model under ``<out>/<stage>`` with a
 ``training.json`` (steps, losses, wall time) when it finishes. A long stage saves its whole state
-every few minutes to ``<out>/.checkpoints/<stage>.pt``; ``dar train-toy --resume`` skips finished
+every few minutes to ``<out>/.checkpoints/<stage>.safetensors`` (tensors and plain JSON, never a
+pickle: :class:`~dar_lib.toymodels.loop.Checkpointer`); ``dar train-toy --resume`` skips finished
 stages and continues a stopped one from its checkpoint, taking the same batches it would have.
 
 The recipe (world v2): every text tower learns from partial descriptions as well as complete ones
@@ -126,7 +127,7 @@ def _done(folder: Path, run: str) -> bool:
 
 
 def train_all(
-    out: Path = ASSETS,
+    out: Path,
     steps_scale: float = 1.0,
     only: tuple[str, ...] | None = None,
     n_train: int = N_TRAIN,
@@ -135,11 +136,13 @@ def train_all(
     resume: bool = False,
     checkpoint_every_s: float = CHECKPOINT_EVERY_S,
     stop_at: dict[str, int] | None = None,
+    overwrite_shipped: bool = False,
 ) -> dict[str, dict]:
     """Train the toy models in order and save each under ``out/<name>``.
 
     Args:
-        out: output folder (default: the package's shipped assets).
+        out: output folder; the shipped models' folder (:data:`~dar_lib.toymodels.ASSETS`) only with
+            ``overwrite_shipped=True``.
         steps_scale: multiplies every stage's steps (at least 1 step each); 1.0 is the shipped run.
         only: train just these stages; the variants load ``clip-full`` / ``clip-zs`` from ``out``.
         n_train: number of training scenes.
@@ -148,12 +151,14 @@ def train_all(
         resume: skip stages finished with the same recipe and continue a stopped one from its checkpoint.
         checkpoint_every_s: seconds between checkpoints of a running stage.
         stop_at: stage -> step at which to stop with a checkpoint (tests of ``resume``).
+        overwrite_shipped: allow ``out`` to be the shipped models' folder (:func:`check_out`).
 
     Returns:
         Per stage: steps, first and last losses, wall seconds (a resumed stage counts every segment).
 
     Raises:
-        ValueError: an unknown stage or a non-positive setting.
+        ValueError: an unknown stage or a non-positive setting, or ``out`` is the shipped models'
+            folder and ``overwrite_shipped`` is not set (checked before any work).
     """
     import numpy as np
     import torch
@@ -164,6 +169,7 @@ def train_all(
     from dar_lib.toymodels.tokenizer import world_tokenizer
 
     out = Path(out)
+    check_out(out, overwrite_shipped)
     unknown = set(only or ()) - set(STAGES)
     if unknown:
         raise ValueError(f"unknown stage(s) {sorted(unknown)}; choose from {list(STAGES)}")
@@ -190,7 +196,11 @@ def train_all(
         if resume and _done(out / name, run):
             log.info("%s: finished earlier with the same recipe and base; skipped", name)
             continue
-        ckpt = Checkpointer(out / ".checkpoints" / f"{name}.pt", checkpoint_every_s, run=run)
+        legacy = out / ".checkpoints" / f"{name}.pt"
+        if resume and legacy.exists():
+            log.warning("%s: a pickled checkpoint of an older version; never unpickled, so %s starts afresh",
+                        legacy, name)
+        ckpt = Checkpointer(out / ".checkpoints" / f"{name}.safetensors", checkpoint_every_s, run=run)
         previous = (ckpt.load() or {}).get("elapsed_s", 0.0) if resume else 0.0
         started = time.time()
         ckpt.extra = lambda: {"elapsed_s": previous + time.time() - started}
@@ -244,13 +254,36 @@ def train_all(
     return report
 
 
+def check_out(out: Path, overwrite_shipped: bool = False) -> None:
+    """Refuse to write into the shipped models' folder (every ``toy:`` id loads it) unless told so explicitly.
+
+    Raises:
+        ValueError: ``out`` is :data:`~dar_lib.toymodels.ASSETS` or inside it, without ``overwrite_shipped``.
+    """
+    shipped = ASSETS.resolve()
+    target = Path(out).expanduser().resolve()
+    if (target == shipped or shipped in target.parents) and not overwrite_shipped:
+        raise ValueError(f"--out {out}: is the shipped toy models' folder ({shipped}), which every toy: id loads; "
+                         f"write elsewhere, or pass --overwrite-shipped to replace the shipped models")
+
+
+def default_out() -> Path:
+    """A new folder for a run without ``--out``: ``./toy-models-<UTC date-time>`` (never the shipped models)."""
+    import datetime
+
+    return Path(f"toy-models-{datetime.datetime.now(datetime.timezone.utc):%Y%m%d-%H%M%S}")
+
+
 def register(subparsers) -> None:
     """Add ``dar train-toy``."""
     from dar_lib.argtypes import float_in, int_in
 
     p = subparsers.add_parser("train-toy", help="retrain the toy encoders, generator and probe from scratch",
                               description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", type=Path, default=ASSETS, help="output folder (default: the shipped assets)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output folder (default: a new ./toy-models-<UTC date-time>; needed with --resume)")
+    p.add_argument("--overwrite-shipped", action="store_true",
+                   help=f"allow --out to be the shipped models' folder ({ASSETS}), replacing what every toy: id loads")
     p.add_argument("--steps-scale", type=float_in(0, 100, open_low=True), default=1.0,
                    help="multiply every stage's steps (0.01: a quick check)")
     p.add_argument("--only", nargs="+", choices=STAGES, help="train only these stages")
@@ -264,7 +297,16 @@ def register(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    report = train_all(args.out, args.steps_scale, tuple(args.only) if args.only else None, args.n_train,
-                       args.batch_size, resume=args.resume, checkpoint_every_s=args.checkpoint_every)
+    import sys
+
+    if args.out is None and args.resume:
+        raise ValueError("--resume continues an earlier run: give its folder with --out")
+    out = args.out if args.out is not None else default_out()
+    check_out(out, args.overwrite_shipped)
+    print(f"dar train-toy: writing the toy models to {Path(out).resolve()} (load them as toy:<that folder>/<stage>)",
+          file=sys.stderr)
+    report = train_all(out, args.steps_scale, tuple(args.only) if args.only else None, args.n_train,
+                       args.batch_size, resume=args.resume, checkpoint_every_s=args.checkpoint_every,
+                       overwrite_shipped=args.overwrite_shipped)
     print(json.dumps(report, indent=1))
     return 0
