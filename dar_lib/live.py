@@ -240,7 +240,14 @@ def _turns_html(search: LiveSearch) -> str:
     return "<b>dialogue so far</b><ol class='dar-turns'>" + "".join(rows) + "</ol>"
 
 
-def live_app(pipe, bench, questioner=None, dialog_idx: int | None = None):
+#: Torch intra-op threads during a live turn. A turn is a few small batches; on a shared 2-core CPU a
+#: second OpenMP thread spins against the other processes and made generation ~10x slower (1.7-2.9 s
+#: against 0.2-0.3 s for K = 3 images, ``measure/live_turn.py``): the 6.7-8.1 s of issue 17.
+LIVE_TORCH_THREADS = 1
+
+
+def live_app(pipe, bench, questioner=None, dialog_idx: int | None = None,
+             torch_threads: int | None = LIVE_TORCH_THREADS):
     """The live explorer as one ``ipywidgets.VBox`` (new widgets each call).
 
     Controls: a description field (Enter starts) or a benchmark dialogue to pick (its caption and
@@ -254,12 +261,18 @@ def live_app(pipe, bench, questioner=None, dialog_idx: int | None = None):
         questioner: asks the questions; default: the toy questioner on a toy benchmark, else none
             (the person types the question too).
         dialog_idx: start at once from this benchmark dialogue (``None``: wait for a description).
+        torch_threads: ``torch.set_num_threads`` for the kernel (see :data:`LIVE_TORCH_THREADS`);
+            ``None`` leaves it as it is.
 
     Returns:
         The app; ``app.search`` is its :class:`LiveSearch`.
     """
     import ipywidgets as W
 
+    if torch_threads is not None:
+        import torch
+
+        torch.set_num_threads(torch_threads)
     if questioner is None and bench.meta.get("scenes") is not None:
         from dar_lib.models import load_questioner
 

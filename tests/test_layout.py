@@ -22,7 +22,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("dar_lib.evaluate", "dar_lib.stats", "dar_lib.plotting", "dar_lib.explore", "dar_lib.live",
      "dar_lib.status"),
     ("dar_lib.chapters", "dar_lib.distributed", "dar_lib.rehearsal"),
-    ("dar_lib.book", "dar_lib.cli"),                                                            # entry points
+    ("dar_lib.book", "dar_lib.cli", "dar_lib.live_server"),                                                            # entry points
 ]
 
 

@@ -110,3 +110,33 @@ def test_search_checks_its_inputs(pipe, bench):
         s.start("a red circle", target_id=10**9)
     with pytest.raises(IndexError, match="dialogue 99"):
         s.start_dialogue(99)
+
+
+def test_dar_explore_serves_on_localhost_and_names_its_extra(monkeypatch, tmp_path, capsys):
+    import json
+    import importlib.util
+
+    from dar_lib import cli, live_server
+
+    nb = json.loads(live_server.notebook_text("toy-flan", smoke=True))
+    assert nb["cells"][0]["source"] == "from dar_lib.live_server import toy_app\ntoy_app('toy-flan', smoke=True)\n"
+    cmd = live_server.voila_command(tmp_path / "x.ipynb", 9999, open_browser=False)
+    assert "--Voila.ip=127.0.0.1" in cmd and "--port=9999" in cmd and "--no-browser" in cmd
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "voila" else real(name, *a))
+    assert cli.main(["explore", "--no-browser"]) == 2
+    assert 'pip install -e ".[live]"' in capsys.readouterr().err
+    with pytest.raises(ValueError, match="not a toy benchmark"):
+        live_server.toy_app("visdial")
+
+
+def test_live_app_runs_turns_on_one_torch_thread(pipe, bench):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        live_app(pipe, bench)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
