@@ -8,6 +8,7 @@ from dar_lib.benchmarks import load_benchmark
 from dar_lib.live import LiveSearch, live_app
 from dar_lib.models import load_encoder, load_generator, load_reformulator
 from dar_lib.pipeline import DARPipeline
+from dar_lib.store import ArtefactStore
 
 K = 2
 
@@ -18,8 +19,10 @@ def bench():
 
 
 @pytest.fixture(scope="module")
-def pipe(bench):
-    p = DARPipeline(load_reformulator("toy:rules"), load_generator("toy:sd"), load_encoder("toy:clip-zs"), k_images=K)
+def pipe(bench, tmp_path_factory):
+    # with a store, as dar explore builds it: the reformulator is wrapped in the store's cache
+    p = DARPipeline(load_reformulator("toy:rules"), load_generator("toy:sd"), load_encoder("toy:clip-zs"), k_images=K,
+                    store=ArtefactStore(tmp_path_factory.mktemp("store")))
     p.index(bench.corpus_images(range(len(bench.corpus_paths))))
     return p
 
