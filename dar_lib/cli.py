@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "dar_lib.benchmarks.coco",          # dar fetch-data
     "dar_lib.toymodels.train",          # dar train-toy
     "dar_lib.book",                     # dar book
+    "dar_lib.live_server",              # dar explore
 )
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import itertools
 import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
@@ -140,13 +141,11 @@ def _json_for_script(payload: Any) -> str:
 _CSS = """
 #%(id)s{font-family:system-ui,sans-serif;font-size:14px;border:1px solid #ddd;border-radius:6px;padding:10px;margin:8px 0}
 #%(id)s .dar-row{display:flex;flex-wrap:wrap;gap:6px;align-items:flex-start;margin:4px 0}
-#%(id)s figure{margin:0;text-align:center;font-size:11px;width:70px}
+#%(id)s figure{margin:0;text-align:center;font-size:11px;width:%(px)dpx;flex:0 0 auto}
 #%(id)s figcaption{overflow-wrap:anywhere}
-#%(id)s img{width:64px;height:64px;image-rendering:pixelated;border:3px solid transparent;display:block}
-#%(id)s .dar-gen{flex-wrap:nowrap;overflow-x:auto}
-#%(id)s .dar-gen figure{width:164px;flex:0 0 auto}
-#%(id)s .dar-gen img{width:160px;height:160px}
-#%(id)s figure.dar-target img{border-color:#D55E00}
+#%(id)s img{width:%(px)dpx;height:%(px)dpx;image-rendering:pixelated;display:block;box-sizing:border-box;border:3px solid transparent}
+#%(id)s .dar-gen,#%(id)s .dar-top{flex-wrap:nowrap;overflow-x:auto;padding:4px}
+#%(id)s figure.dar-target img{border:3px solid #000;outline:3px solid #fff;box-shadow:0 0 0 6px #000}
 #%(id)s .dar-query{background:#f5f7fa;padding:4px 8px;border-radius:4px}
 #%(id)s ol.dar-turns{margin:4px 0 4px 20px;padding:0}
 #%(id)s h5{margin:8px 0 2px 0;font-size:13px}
@@ -192,10 +191,16 @@ _BODY = """<div id="%(id)s" class="dar-explorer">
 <h5>dialogue so far</h5><ol class="dar-turns" start="0"></ol>
 <h5>query S<sub>t</sub></h5><div class="dar-query"></div></div></div>
 <h5>generated images</h5><div class="dar-row dar-gen"></div>
-<h5>top-10 retrieved (target outlined)</h5><div class="dar-row dar-top"></div>
+<h5>top-10 retrieved (target outlined black and white)</h5><div class="dar-row dar-top"></div>
 <script type="application/json" id="%(id)s-data">%(data)s</script>
 <script>%(js)s</script>
 </div>"""
+
+
+_CALLS = itertools.count()
+
+#: Generated and retrieved images are drawn at one size (CSS pixels); ten fit one row of a book page.
+IMAGE_PX = 64
 
 
 def explorer_html(records: Sequence[Any], element_id: str | None = None) -> str:
@@ -203,8 +208,9 @@ def explorer_html(records: Sequence[Any], element_id: str | None = None) -> str:
 
     Args:
         records: :class:`DialogueRecord` objects (or dicts with the same keys), see the module docstring.
-        element_id: id of the root element (default: derived from the content, so several
-            explorers can share a page and the output is deterministic).
+        element_id: id of the root element (default: a hash of the content and a per-process call
+            number, so several explorers, the same records twice included, can share a page, and
+            a fresh kernel running the same cells writes the same output).
 
     Returns:
         An HTML string; show it with ``IPython.display.HTML``.
@@ -216,9 +222,13 @@ def explorer_html(records: Sequence[Any], element_id: str | None = None) -> str:
     if not payload:
         raise DataError("explorer_html: no dialogue records to show")
     data = _json_for_script(payload)
-    element_id = element_id or "dar-explorer-" + hashlib.sha256(data.encode()).hexdigest()[:10]
+    if element_id is None:
+        # Content hash plus a call counter: showing the same records twice gives two elements (the
+        # hash alone made the second explorer fill the first one), and a fresh kernel that runs
+        # the same cells still writes the same page.
+        element_id = f"dar-explorer-{hashlib.sha256(data.encode()).hexdigest()[:10]}-{next(_CALLS)}"
     max_round = max(len(d["rounds"]) for d in payload) - 1
-    subs = {"id": element_id, "max": max_round}
+    subs = {"id": element_id, "max": max_round, "px": IMAGE_PX}
     return _BODY % {**subs, "css": _CSS % subs, "data": data, "js": _JS % subs}
 
 
@@ -231,66 +241,3 @@ def turn_record(result, pipe, bench, target_id: int | None = None) -> RoundRecor
     return RoundRecord(round_idx=result.round_idx, query=result.query, prompts=list(result.prompts),
                        k_images=list(result.images), top_ids=top, top_images=bench.corpus_images(top),
                        target_rank=rank)
-
-
-def session_record(session, bench, dialog_idx: int = -1) -> DialogueRecord:
-    """A :class:`DialogueRecord` of an interactive :class:`~dar_lib.pipeline.Session` so far."""
-    target = bench.dialogues[dialog_idx].target_id if dialog_idx >= 0 else None
-    rounds = [turn_record(res, session.pipeline, bench, target) for res in session.results]
-    return DialogueRecord(dialog_idx=max(dialog_idx, 0), target_id=target if target is not None else -1,
-                          dialog=list(session.turns), rounds=rounds,
-                          target_image=bench.corpus_images([target])[0] if target is not None else None,
-                          benchmark=bench.name)
-
-
-def live_session(pipe, bench, dialog_idx: int = 0, questioner=None):
-    """An ipywidgets app: the system asks, a person types the answer, DAR re-ranks turn by turn.
-
-    The session starts from the dialogue's caption; the target image is shown so a person can answer
-    about it. On a toy benchmark the toy questioner asks by default (it looks at the current top
-    candidates); otherwise the person types both question and answer (or pass an LLM ``questioner``).
-
-    Args:
-        pipe: an indexed :class:`~dar_lib.pipeline.DARPipeline`.
-        bench: the benchmark the corpus comes from.
-        dialog_idx: which dialogue's target to search for.
-        questioner: any questioner (see :mod:`dar_lib.models.questioners`).
-
-    Returns:
-        The app (an ``ipywidgets.VBox``); ``app.session`` is the underlying session.
-    """
-    import ipywidgets as W
-
-    if questioner is None and bench.meta.get("scenes") is not None:
-        from dar_lib.models import load_questioner
-
-        questioner = load_questioner("toy", scenes=bench.meta["scenes"])
-    pipe.questioner = questioner
-    session = pipe.session(bench.dialogues[dialog_idx].caption)
-    view = W.HTML()
-    question = W.Text(description="question", layout=W.Layout(width="90%"))
-    answer = W.Text(description="answer", placeholder="type your answer and press the button",
-                    layout=W.Layout(width="90%"))
-    button = W.Button(description="answer", button_style="primary")
-    status = W.Label()
-
-    def refresh():
-        view.value = explorer_html([session_record(session, bench, dialog_idx)])
-        if questioner is not None:
-            question.value = session.ask()
-
-    def on_click(_):
-        if not answer.value.strip() or not question.value.strip():
-            status.value = "type a question and an answer first"
-            return
-        status.value = "imagining..."
-        session.answer(answer.value, question=question.value)
-        answer.value = ""
-        status.value = f"round {session.results[-1].round_idx} done"
-        refresh()
-
-    button.on_click(on_click)
-    refresh()
-    app = W.VBox([view, question, answer, W.HBox([button, status])])
-    app.session = session
-    return app

@@ -149,11 +149,15 @@ def test_explorer_slider_changes_the_shown_turn(site, driver):
     assert query0 and query2 and query2 != query0
     gen = root.find_elements(By.CSS_SELECTOR, ".dar-gen img")
     assert len(gen) >= 2
-    # the K generated images sit side by side in one row, large enough to see
-    tops = {driver.execute_script("return arguments[0].getBoundingClientRect().top", im) for im in gen}
-    widths = [driver.execute_script("return arguments[0].getBoundingClientRect().width", im) for im in gen]
-    assert len(tops) == 1 and min(widths) >= 128, (tops, widths)
-    assert len(root.find_elements(By.CSS_SELECTOR, ".dar-top img")) == 10
+    # the K generated images sit side by side in one row, the top-10 in another, all at one size
+    top_imgs = root.find_elements(By.CSS_SELECTOR, ".dar-top img")
+    assert len(top_imgs) == 10
+    for row in (gen, top_imgs):
+        tops = {driver.execute_script("return arguments[0].getBoundingClientRect().top", im) for im in row}
+        assert len(tops) == 1, tops
+    widths = {round(driver.execute_script("return arguments[0].getBoundingClientRect().width", im))
+              for im in gen + top_imgs}
+    assert len(widths) == 1 and min(widths) >= 48, widths
     _, errors = _failures(driver, site)
     assert errors == []
 

@@ -74,7 +74,9 @@ def test_payload_contents_per_round():
 
 def test_output_is_deterministic_and_ids_distinct():
     a, b = explorer_html(_records()), explorer_html(_records())
-    assert a == b
+    id_a, id_b = (re.search(r'<div id="([^"]+)"', h).group(1) for h in (a, b))
+    assert id_a != id_b  # the same records shown twice: two elements, not one filled twice
+    assert a.replace(id_a, "X") == b.replace(id_b, "X")
     c = explorer_html(_records(n_rounds=2))
     assert _payload(a)[0] != _payload(c)[0]
 
@@ -98,3 +100,15 @@ def test_bad_records_are_named():
         records_payload([bad])
     with pytest.raises(DataError, match="dialogue 7: explorer record has no rounds"):
         records_payload([{"dialog_idx": 7, "target_id": 1, "dialog": ["x"], "rounds": []}])
+
+
+def test_static_page_draws_images_at_one_size_on_one_row_with_a_contrasting_target_mark():
+    page = explorer_html(_records())
+    css = page[page.index("<style>"):page.index("</style>")]
+    img_widths = set(re.findall(r"img\{[^}]*width:(\d+)px", css))
+    assert len(img_widths) == 1, img_widths  # generated and top-10 images: one size
+    top_rule = next(line for line in css.splitlines() if ".dar-top{" in line)
+    assert "flex-wrap:nowrap" in top_rule  # the ten candidates stay on one row
+    target_rule = next(line for line in css.splitlines() if "figure.dar-target img" in line)
+    # a black and a white ring: one of them contrasts with any background colour
+    assert "#000" in target_rule and "#fff" in target_rule

@@ -20,9 +20,10 @@ LAYERS: list[tuple[str, ...]] = [
     ("dar_lib.profiles",),                                                                      # the parameter table
     ("dar_lib.corpus",),                                                                        # the corpus stage
     ("dar_lib.pipeline",),                                                                      # Algorithm 1
-    ("dar_lib.evaluate", "dar_lib.protocols", "dar_lib.stats", "dar_lib.claims", "dar_lib.plotting", "dar_lib.explore", "dar_lib.status"),
+    ("dar_lib.evaluate", "dar_lib.protocols", "dar_lib.stats", "dar_lib.claims", "dar_lib.plotting", "dar_lib.explore",
+     "dar_lib.live", "dar_lib.status"),
     ("dar_lib.chapters", "dar_lib.distributed", "dar_lib.rehearsal"),
-    ("dar_lib.book", "dar_lib.cli"),                                                            # entry points
+    ("dar_lib.book", "dar_lib.cli", "dar_lib.live_server"),                                                            # entry points
 ]
 
 

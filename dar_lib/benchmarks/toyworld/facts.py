@@ -261,11 +261,22 @@ class Facts:
                 elif "no" in first:
                     self.count = 1
         elif slot == "others":
-            if objs:
+            denied = "no" in first and (not objs or items.index(first["no"]) < items.index(("obj", objs[0])))
+            if denied:
+                # "no other objects, only the black square": the objects named are the known ones
+                # restated, never new ones, and the objects known are all there is.
+                for o in objs:
+                    self.resolve(o)
+                self.count = max(1, len(self.objects))
+            elif objs:
                 for o in objs:
                     self.resolve(o, others_only=True)
                 if "count_other" in first:
                     self.count = first["count_other"][1] + 1
+                elif "count" in first:
+                    self.count = first["count"][1]
+            elif "count" in first:
+                self.count = first["count"][1]  # "there is one object in total"
             elif "no" in first:
                 self.count = max(1, len(self.objects))  # "nothing else": the objects known are all there is
             elif "count_other" in first:

@@ -38,7 +38,8 @@ class ToyQuestioner:
     As in Algorithm 1 line 3 (and PlugIR's questioner): it reads the dialogue with the shared parser,
     lists the open questions (background, count, other objects, missing facts of known objects),
     and, given the current top candidates, picks the question whose answers over the candidates have
-    the highest entropy. Without candidates it asks in a fixed order.
+    the highest entropy. Without candidates it asks in a fixed order. A question already asked in the
+    dialogue is never asked again.
     """
 
     id = "toy:questioner"
@@ -83,7 +84,10 @@ class ToyQuestioner:
             A question ending in ``"?"``, in the world's vocabulary.
         """
         facts = parse_dialogue(list(turns))
-        options = self.open_questions(facts)
+        # Never the same question twice: an answer the reader could not use would be asked for again
+        # and again ("what other objects are there?" three turns in a row); ask about something else.
+        asked = {t.partition("? ")[0].strip().lower() + "?" for t in list(turns)[1:] if "? " in t}
+        options = [o for o in self.open_questions(facts) if self.phrase(facts, *o).lower() not in asked]
         if not options:
             return "is there anything else?"
         best = options[0]

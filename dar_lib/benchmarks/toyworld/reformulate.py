@@ -28,7 +28,7 @@ class ToyReformulator:
     """
 
     id = "toy:rules"
-    VERSION = 1
+    VERSION = 2  # 2: "no other objects, only X" restates X; "one object in total" is a count
 
     def facts(self, turns: Sequence[str] | str) -> Facts:
         """The facts a dialogue (list of rounds) or a free-text string states."""

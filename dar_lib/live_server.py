@@ -1,0 +1,94 @@
+"""``dar explore``: the live explorer (:mod:`dar_lib.live`) served on 127.0.0.1 by Voila, with the toy models.
+
+One command, no replay first: it indexes the toy corpus once (cached in the artefact store, so
+later starts are quick), writes a one-cell notebook that builds :func:`dar_lib.live.live_app`, and
+runs ``voila`` on it, bound to 127.0.0.1, opening the browser. Voila is the ``live`` extra
+(``pip install -e ".[live]"``, pinned in ``pyproject.toml``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+#: The toy benchmarks a live search can draw its dialogues (and targets) from.
+DEFAULT_BENCHMARK = "toy-chatgpt"
+DEFAULT_PORT = 8866
+
+
+def toy_app(benchmark: str = DEFAULT_BENCHMARK, smoke: bool = False):
+    """The live app over the toy profile's zero-shot pipeline and ``benchmark``'s corpus (indexed once, cached).
+
+    Raises:
+        ValueError: ``benchmark`` is not a toy benchmark (the message lists them).
+    """
+    from dar_lib import chapters, profiles
+    from dar_lib.benchmarks import TOY
+    from dar_lib.live import live_app
+
+    if benchmark not in TOY:
+        raise ValueError(f"dar explore: benchmark {benchmark!r} is not a toy benchmark; choose one of {', '.join(TOY)}")
+    params = profiles.parameters("toy", smoke)
+    bench = chapters.benchmark(params, benchmark)
+    pipe = chapters.pipeline(params, "zero-shot", bench=bench)
+    return live_app(pipe, bench)
+
+
+def notebook_text(benchmark: str = DEFAULT_BENCHMARK, smoke: bool = False) -> str:
+    """The one-cell notebook Voila serves (nbformat 4 JSON)."""
+    source = ("from dar_lib.live_server import toy_app\n"
+              f"toy_app({benchmark!r}, smoke={smoke!r})\n")
+    nb = {"cells": [{"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
+                     "source": source}],
+          "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}},
+          "nbformat": 4, "nbformat_minor": 5}
+    return json.dumps(nb, indent=1)
+
+
+def voila_command(notebook: Path, port: int, open_browser: bool) -> list[str]:
+    """The ``voila`` command line: this Python, 127.0.0.1 only, the given port."""
+    cmd = [sys.executable, "-m", "voila", str(notebook), f"--port={port}", "--Voila.ip=127.0.0.1",
+           "--show_tracebacks=True"]
+    if not open_browser:
+        cmd.append("--no-browser")
+    return cmd
+
+
+def handler(args: argparse.Namespace) -> int:
+    """Run ``dar explore``: index the corpus once, then serve until interrupted.
+
+    Raises:
+        MissingDependencyError: Voila is not installed (the message says which extra installs it).
+    """
+    import importlib.util
+
+    from dar_lib.errors import MissingDependencyError
+
+    if importlib.util.find_spec("voila") is None:
+        raise MissingDependencyError('dar explore needs Voila: pip install -e ".[live]"')
+    print(f"dar explore: loading the toy models and indexing {args.benchmark}'s corpus (cached after the first start)",
+          flush=True)
+    toy_app(args.benchmark, smoke=args.smoke)  # fills the store, so the served kernel starts at once
+    with tempfile.TemporaryDirectory(prefix="dar-explore-") as tmp:
+        notebook = Path(tmp) / "dar_live.ipynb"
+        notebook.write_text(notebook_text(args.benchmark, args.smoke))
+        print(f"dar explore: serving http://127.0.0.1:{args.port}/ (Ctrl-C stops it)", flush=True)
+        return subprocess.call(voila_command(notebook, args.port, not args.no_browser))
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``dar explore`` to the ``dar`` command."""
+    from dar_lib.argtypes import int_in
+
+    p = subparsers.add_parser("explore", help="search yourself, turn by turn, in the browser (toy models, Voila)",
+                              description=__doc__.split("\n\n")[0])
+    p.add_argument("--benchmark", default=DEFAULT_BENCHMARK,
+                   help=f"toy benchmark whose corpus and dialogues to use (default {DEFAULT_BENCHMARK})")
+    p.add_argument("--port", type=int_in(1, 65535), default=DEFAULT_PORT, help=f"port on 127.0.0.1 (default {DEFAULT_PORT})")
+    p.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    p.add_argument("--smoke", action="store_true", help="the tiny smoke-size world (quick to index; for tests)")
+    p.set_defaults(func=handler)

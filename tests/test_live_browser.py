@@ -1,0 +1,136 @@
+"""The live explorer with a real kernel in headless Chromium: Voila serves ``dar explore``'s notebook
+on 127.0.0.1, a person types a description and two answers with Enter, and marks the target."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from test_browser import _chromium_paths, driver  # noqa: F401  (the shared headless Chromium fixture)
+
+pytestmark = pytest.mark.slow
+
+#: Where the screenshots of turn 1 and turn 3 are copied when set (they always land in the test's tmp dir).
+SCREENSHOT_ENV = "DAR_LIVE_SCREENSHOTS"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def live_url(tmp_path_factory):
+    """``dar explore``'s notebook (smoke world) served by Voila on 127.0.0.1, with a private cache."""
+    _chromium_paths()
+    from dar_lib import live_server
+
+    folder = tmp_path_factory.mktemp("live")
+    notebook = folder / "dar_live.ipynb"
+    notebook.write_text(live_server.notebook_text(live_server.DEFAULT_BENCHMARK, smoke=True))
+    port = _free_port()
+    env = dict(os.environ, DAR_CACHE_DIR=str(tmp_path_factory.mktemp("live-cache")))
+    log = open(folder / "voila.log", "w")
+    proc = subprocess.Popen(live_server.voila_command(notebook, port, open_browser=False), cwd=folder, env=env,
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}/"
+    try:  # the server and its kernel go away however this fixture ends, a failed start included
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, (folder / "voila.log").read_text()
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=2).close()  # Voila is listening
+                break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("Voila did not start:\n" + (folder / "voila.log").read_text())
+        yield url
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)  # start_new_session: the kernel is in the same group
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+        log.close()
+
+
+def _wait(driver, predicate, what: str, timeout: float = 120):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception:  # an element re-rendered between finding and reading it
+            pass
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}; status: "
+                         + driver.execute_script("var s=document.querySelector('.dar-status');return s?s.innerText:'(none)'"))
+
+
+def _count(driver, css: str) -> int:
+    return driver.execute_script(f"return document.querySelectorAll({css!r}).length")
+
+
+def _text(driver, css: str) -> str:
+    return driver.execute_script(f"var e=document.querySelector({css!r}); return e ? e.innerText : ''")
+
+
+def test_a_person_searches_in_the_browser(live_url, driver, tmp_path):  # noqa: F811
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    from dar_lib import profiles
+
+    k = profiles.parameters("toy", True)["k_images"]
+    driver.set_window_size(1400, 1100)
+    driver.get(live_url)
+    description = _wait(driver, lambda: driver.find_element(By.CSS_SELECTOR, ".dar-description input"),
+                        "the description field", timeout=240)
+    description.send_keys("a black square in the bottom left on an orange background" + Keys.ENTER)
+    shots = {}
+
+    def turn_done(round_idx: int) -> None:
+        _wait(driver, lambda: f"round {round_idx} done" in _text(driver, ".dar-status"), f"round {round_idx}")
+        assert _count(driver, ".dar-gen img") == k
+        assert _count(driver, ".dar-top .dar-candidate img") == 10
+        assert _count(driver, ".dar-turns-box li") == round_idx + 1
+        assert _text(driver, ".dar-error-box") == ""
+
+    turn_done(0)
+    shots[1] = tmp_path / "live_turn1.png"
+    driver.save_screenshot(str(shots[1]))
+    for round_idx, answer in ((1, "no other objects, only the black square"), (2, "large")):
+        question = driver.find_element(By.CSS_SELECTOR, ".dar-question input").get_attribute("value")
+        assert question.endswith("?")
+        field = driver.find_element(By.CSS_SELECTOR, ".dar-answer input")
+        field.send_keys(answer + Keys.ENTER)  # Enter submits: no button is clicked
+        turn_done(round_idx)
+        assert answer in driver.find_elements(By.CSS_SELECTOR, ".dar-turns-box li")[-1].text
+    turns = driver.find_elements(By.CSS_SELECTOR, ".dar-turns-box li")
+    assert "read: count=1" in turns[1].text and "read: objects=" in turns[2].text  # what the reader understood
+    query = _text(driver, ".dar-query-box")
+    assert "a single large black square" in query and " and " not in query, query  # no phantom second object
+    shots[3] = tmp_path / "live_turn3.png"
+    driver.save_screenshot(str(shots[3]))
+    driver.find_elements(By.CSS_SELECTOR, ".dar-mark button, button.dar-mark")[0].click()
+    found = _wait(driver, lambda: _text(driver, ".dar-found-box"), "the marked target")
+    assert "at round 2: 2 turns to success" in found
+    if os.environ.get(SCREENSHOT_ENV):
+        out = Path(os.environ[SCREENSHOT_ENV])
+        out.mkdir(parents=True, exist_ok=True)
+        for path in shots.values():
+            shutil.copy(path, out / path.name)
