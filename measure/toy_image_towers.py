@@ -82,10 +82,10 @@ def main(argv=None) -> int:
         tower = image_tower.new_image_tower(seed, width=width, layers=layers, patch_size=patch)
         t0 = time.time()
         # the schedule is sized for the steps the budget allows at this candidate's speed
-        probe_steps = image_tower.train_image_tower(tower, images, labels, steps=20, batch_size=128, lr=1e-3,
-                                                    seed=seed, warmup=5, progress=False)
+        probe_steps = image_tower.train_image_tower(tower, images, labels, steps=5, batch_size=128, lr=1e-3,
+                                                    seed=seed, warmup=1, progress=False)
         per_step = (time.time() - t0) / len(probe_steps)
-        steps = max(20, int((args.budget_s - (time.time() - t0)) / per_step))
+        steps = max(20, int(args.budget_s / per_step))
         tower = image_tower.new_image_tower(seed, width=width, layers=layers, patch_size=patch)
         t0 = time.time()
         losses = image_tower.train_image_tower(tower, images, labels, steps=steps, batch_size=128, lr=1e-3,

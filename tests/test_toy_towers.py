@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from dar_lib.benchmarks import toyworld as tw
-from dar_lib.toymodels import ASSETS, image_tower, train
+from dar_lib.toymodels import ASSETS, image_tower
 from dar_lib.toymodels.quality import image_tower_probe, independent_scenes, linear_probe
 
 TEXT_TOWERS = ("clip-full", "clip-zs", "clip-cocoft", "clip-chatir")
@@ -57,27 +57,76 @@ def test_image_tower_training_lowers_the_loss_deterministically():
     assert np.mean(runs[0][-3:]) < np.mean(runs[0][:3])
 
 
-def test_long_training_texts_reach_the_target_and_batches_are_one_kind():
-    scene = tw.make_scenes(1, seed=4)[0]
-    rng = random.Random(0)
-    for _ in range(20):
-        text = train.concatenation(lambda r: tw.alt_text(scene, r), rng, 120)
-        assert train.n_word_tokens(text) <= 120 and "background" not in text
-    lengths = [train.n_word_tokens(train.long_texts()["clip-zs"](scene, rng)) for _ in range(200)]
-    assert max(lengths) > 200  # zs's positions are trained as far as a round-10 dialogue reaches
-    scenes = tw.make_scenes(32, seed=4)
-    fn = train.batch_text_fn("clip-zs", scenes, lambda s, r: tw.alt_text(s, r))
-    for _ in range(10):
-        n = [train.n_word_tokens(t) for t in fn(np.arange(32), rng)]
-        assert max(n) <= 30 or min(n) > 10  # all short alt-text, or all concatenations
-    assert train.batch_text_fn("clip-cocoft", scenes, None) is None
-
-
-def test_n_word_tokens_counts_what_the_world_tokenizer_does():
-    from dar_lib.toymodels.textlength import n_tokens
+def test_longest_dialogue_tokens_is_the_longest_round_10_dialogue():
+    from dar_lib.toymodels.textlength import longest_dialogue_tokens, n_tokens
     from dar_lib.toymodels.tokenizer import world_tokenizer
 
-    scene = tw.make_scenes(1, seed=2)[0]
-    rng = random.Random(1)
-    texts = [tw.dialogue_text(scene, rng, style=s, round_idx=10) for s in tw.STYLES]
-    assert n_tokens(world_tokenizer(max_length=1024), texts) == [train.n_word_tokens(t) for t in texts]
+    scenes = tw.make_scenes(5, seed=0)
+    tok = world_tokenizer(max_length=4096)
+    lengths = []
+    for style in tw.STYLES:
+        rng = random.Random(f"longest-0-{style}")
+        lengths += n_tokens(tok, [tw.dialogue_text(s, rng, style=style, round_idx=10) for s in scenes])
+    assert longest_dialogue_tokens(n_scenes=5) == max(lengths) > 25
+    assert n_tokens(tok, ["a red circle"]) == [5]  # [BOS] a red circle [EOS]
+
+
+# -- the shipped towers ----------------------------------------------------------------------------------
+
+
+def _shipped_embed(name="clip-full"):
+    from transformers import CLIPModel
+
+    from dar_lib.toymodels.clip_train import embed_images_array
+
+    model = CLIPModel.from_pretrained(str(ASSETS / name), dtype=torch.float32)
+    return lambda images: embed_images_array(model, images)
+
+
+@pytest.mark.xfail(strict=True, reason="issue 21 open: the shipped v2 image tower's linear probe reads shape at "
+                   "41% and position at 20% (measure/toy_image_towers.py); strict, so meeting the floor fails this "
+                   "marker and it must be removed")
+def test_the_shipped_image_tower_encodes_every_fact_linearly():
+    """A linear probe on the locked image tower's frozen embeddings of independent scenes (1,500 to fit,
+    500 held out) reads the background, count and the salient object's colour, shape, size and cell:
+    a text tower cannot retrieve a fact the image tower does not encode (v2's read shape at 41%)."""
+    acc = image_tower_probe(_shipped_embed(), n_fit=1500, n_test=500, seed=17)
+    assert set(acc) == set(tw.ATTRIBUTES)
+    assert min(acc.values()) >= 95.0, acc
+
+
+def test_every_variant_shares_the_shipped_image_tower():
+    from safetensors.torch import load_file
+
+    ref = load_file(ASSETS / "clip-full" / "model.safetensors")
+    for name in TEXT_TOWERS[1:]:
+        other = load_file(ASSETS / name / "model.safetensors")
+        for key in (k for k in ref if k.startswith(("vision_model.", "visual_projection."))):
+            assert torch.equal(ref[key], other[key]), (name, key)
+
+
+def adjacent_cosine(weight: torch.Tensor, lo: int, hi: int) -> float:
+    """Mean cosine between neighbouring position embeddings lo..hi: trained positions vary smoothly,
+    untouched ones keep their independent random initialisation (cosine near 0)."""
+    w = torch.nn.functional.normalize(weight.float(), dim=1)
+    return float((w[lo:hi - 1] * w[lo + 1:hi]).sum(1).mean())
+
+
+@pytest.mark.xfail(strict=True, reason="issue 21 open: the shipped v2 text towers trained on at most 25 tokens "
+                   "(clip-zs) or short captions (clip-full); their positions past 25 keep their initialisation")
+@pytest.mark.parametrize("name", ("clip-full", "clip-zs"))
+def test_text_towers_positions_are_trained_to_the_longest_dialogue(name):
+    """A text tower trained from scratch has trained position embeddings as far as the longest round-10
+    dialogue of the data reaches (recomputed here from the world's simulator), not random ones; the
+    fine-tunes (cocoft, chatir) start from clip-zs's. Where training.json records the longest training
+    text, it reaches that length too."""
+    from safetensors.torch import load_file
+
+    from dar_lib.toymodels.textlength import longest_dialogue_tokens
+
+    longest = longest_dialogue_tokens(n_scenes=300)
+    pos = load_file(ASSETS / name / "model.safetensors")["text_model.embeddings.position_embedding.weight"]
+    assert adjacent_cosine(pos, 0, 25) > 0.15  # trained positions (v2 too): neighbours alike
+    assert adjacent_cosine(pos, 25, longest) > 0.1, (name, longest)  # v2: 0.04 (full), -0.01 (zs)
+    rec = json.loads((ASSETS / name / "training.json").read_text())
+    assert rec.get("max_train_tokens", longest) >= longest, rec

@@ -24,12 +24,9 @@ IMAGE_SIZE = 32
 
 #: A text for training scene ``idx``, drawn with ``rng`` (e.g. a caption, alt-text or dialogue).
 TextFn = Callable[[int, random.Random], str]
-#: The texts of a whole batch of training scenes ``idx``, drawn with ``rng`` (e.g. all long, or all short).
-BatchTextFn = Callable[[np.ndarray, random.Random], list]
 
 
-def clip_config(vocab_size: int, max_length: int = 192, width: int = 128, layers: int = 4, image_size: int = IMAGE_SIZE,
-                patch_size: int = 4, vision_layers: int | None = None):
+def clip_config(vocab_size: int, max_length: int = 192, width: int = 128, layers: int = 4, image_size: int = IMAGE_SIZE):
     """A small ``CLIPConfig``: ViT with 4 px patches and a narrow text transformer.
 
     Args:
@@ -38,8 +35,6 @@ def clip_config(vocab_size: int, max_length: int = 192, width: int = 128, layers
         width: hidden size of both towers (and the projection dimension).
         layers: transformer layers per tower.
         image_size: input resolution in pixels.
-        patch_size: ViT patch side in pixels.
-        vision_layers: transformer layers of the image tower (default ``layers``).
     """
     from transformers import CLIPConfig
 
@@ -51,8 +46,8 @@ def clip_config(vocab_size: int, max_length: int = 192, width: int = 128, layers
         pad_token_id=PAD_ID, bos_token_id=BOS_ID, eos_token_id=EOS_ID, projection_dim=width,
     )
     vision = dict(
-        image_size=image_size, patch_size=patch_size, hidden_size=width, intermediate_size=4 * width,
-        num_hidden_layers=vision_layers or layers, num_attention_heads=max(1, width // 32), projection_dim=width,
+        image_size=image_size, patch_size=4, hidden_size=width, intermediate_size=4 * width,
+        num_hidden_layers=layers, num_attention_heads=max(1, width // 32), projection_dim=width,
     )
     return CLIPConfig(text_config=text, vision_config=vision, projection_dim=width)
 
@@ -144,7 +139,6 @@ def train_clip(
     checkpoint=None,
     resume: bool = False,
     stop_at: int | None = None,
-    batch_text_fn: BatchTextFn | None = None,
 ) -> list[float]:
     """Train with the symmetric InfoNCE loss; with ``train_vision=False`` the image tower is locked.
 
@@ -167,9 +161,6 @@ def train_clip(
         checkpoint: a :class:`~dar_lib.toymodels.loop.Checkpointer` (``None``: never save).
         resume: continue from the checkpoint when there is one.
         stop_at: stop after this step, writing a checkpoint (raises ``TrainingStopped``).
-        batch_text_fn: ``batch_text_fn(idx, rng)`` returns the texts of a whole batch instead of
-            ``text_fn`` per scene (a batch pads to its longest text, so long and short texts are
-            drawn a batch at a time).
 
     Returns:
         The loss of every step.
@@ -198,7 +189,7 @@ def train_clip(
     bar = tqdm(range(start, steps), desc="clip", disable=not progress, mininterval=5)
     for step in bar:
         idx = gen.choice(n, size=min(batch_size, n), replace=False)
-        texts = batch_text_fn(idx, rng) if batch_text_fn is not None else [text_fn(int(i), rng) for i in idx]
+        texts = [text_fn(int(i), rng) for i in idx]
         txt = embed_text(model, tokenizer, texts)
         img = frozen_emb[idx] if frozen_emb is not None else embed_pixels(model, images_to_pixels(images[idx]))
         scale = model.logit_scale.clamp(max=math.log(100)).exp()

@@ -6,11 +6,7 @@ every few minutes to ``<out>/.checkpoints/<stage>.safetensors`` (tensors and pla
 pickle: :class:`~dar_lib.toymodels.loop.Checkpointer`); ``dar train-toy --resume`` skips finished
 stages and continues a stopped one from its checkpoint, taking the same batches it would have.
 
-The recipe (v3 models on world v2): the shared image tower is trained first, alone, with supervised
-heads for every fact the world states (:mod:`dar_lib.toymodels.image_tower`), on independent scenes
-of its own seed, then locked; every text tower is trained against its cached embeddings of the
-training images, on texts as long as a round-10 dialogue (long and short texts a batch at a time).
-Every text tower learns from partial descriptions as well as complete ones
+The recipe (world v2): every text tower learns from partial descriptions as well as complete ones
 (the queries it will read at round 0 are partial); contrastive batches count every true pair as a
 positive (look-alike scenes are not pushed apart); the generator is an SD3-style joint-attention
 transformer trained with clean-image prediction and an object-weighted loss (see
@@ -33,17 +29,8 @@ log = logging.getLogger(__name__)
 #: Training scenes come from their own seed, so no benchmark corpus scene is a training scene.
 TRAIN_SEED = 7919
 N_TRAIN = 20_000
-#: The image tower's own training scenes (independent, no look-alike families): another seed again.
-IMAGE_TRAIN_SEED = 6007
-#: The image tower's shape, chosen by ``measure/toy_image_towers.py`` (one wall-clock budget per candidate).
-IMAGE_TOWER = {"patch_size": 4, "layers": 4}
-#: Share of a text tower's batches drawn long (:func:`long_texts`), so positions up to the longest
-#: round-10 dialogue are trained.
-LONG_BATCH_P = {"clip-full": 0.3, "clip-zs": 0.25}
-#: Long texts are drawn up to this many tokens (the text towers' 256 positions, less a margin).
-LONG_TEXT_TOKENS = 250
 #: Training order: each variant needs the one before it (zs copies full's image tower).
-STAGES = ("probe", "clip-image", "clip-full", "clip-zs", "clip-cocoft", "clip-chatir", "sd")
+STAGES = ("probe", "clip-full", "clip-zs", "clip-cocoft", "clip-chatir", "sd")
 #: Seconds between checkpoints of a running stage.
 CHECKPOINT_EVERY_S = 180.0
 
@@ -61,9 +48,8 @@ class Stage:
 #: Sized for at most two hours on a quiet 2-core CPU in all (stage times: each ``training.json``, the README).
 PLAN: dict[str, Stage] = {
     "probe": Stage(steps=3000, batch_size=128, lr=3e-3, seed=11),
-    "clip-image": Stage(steps=600, batch_size=128, lr=1e-3, seed=17),
-    "clip-full": Stage(steps=600, batch_size=128, lr=1e-3, seed=12),
-    "clip-zs": Stage(steps=500, batch_size=256, lr=1e-3, seed=13),
+    "clip-full": Stage(steps=1500, batch_size=128, lr=1e-3, seed=12),
+    "clip-zs": Stage(steps=800, batch_size=256, lr=1e-3, seed=13),
     "clip-cocoft": Stage(steps=200, batch_size=256, lr=3e-4, seed=14),
     "clip-chatir": Stage(steps=300, batch_size=96, lr=3e-4, seed=15),
     "sd": Stage(steps=4000, batch_size=64, lr=1e-3, seed=16),
@@ -99,79 +85,6 @@ def text_fns():
         "clip-chatir": lambda s, rng: tw.dialogue_text(s, rng, style="visdial"),
         "sd": sd,
     }
-
-
-def n_word_tokens(text: str) -> int:
-    """Tokens of ``text`` in the world tokenizer, with ``[BOS]`` and ``[EOS]`` (one per word or mark)."""
-    from dar_lib.benchmarks.toyworld.text import tokenize
-
-    return len(tokenize(text)) + 2
-
-
-def concatenation(pieces, rng, target: int) -> str:
-    """Join texts drawn by ``pieces(rng)`` with ", " until the next would pass ``target`` tokens (at least one)."""
-    text = pieces(rng)
-    while True:
-        nxt = pieces(rng)
-        if n_word_tokens(text + ", " + nxt) > target:
-            return text
-        text = text + ", " + nxt
-
-
-def long_texts():
-    """Long training texts per stage, ``fn(scene, rng) -> str``, reaching :data:`LONG_TEXT_TOKENS`.
-
-    ``clip-zs``: concatenations of alt-text pieces of one scene (still short-piece and
-    background-blind: each piece is an alt-text), so its positions are trained as far as a round-10
-    dialogue reaches. ``clip-full``: a raw dialogue at a random round in any style, or a concatenation
-    of partial captions.
-    """
-    from dar_lib.benchmarks import toyworld as tw
-    from dar_lib.benchmarks.toyworld.text import partial_caption
-
-    def target(rng):
-        return rng.randint(25, LONG_TEXT_TOKENS)
-
-    def zs(scene, rng):
-        return concatenation(lambda r: tw.alt_text(scene, r), rng, target(rng))
-
-    def full(scene, rng):
-        if rng.random() < 0.5:
-            return tw.dialogue_text(scene, rng, style=rng.choice(tw.STYLES))
-        return concatenation(lambda r: partial_caption(scene, r), rng, target(rng))
-
-    return {"clip-full": full, "clip-zs": zs}
-
-
-def batch_text_fn(name: str, scenes, short):
-    """``fn(idx, rng)``: a batch of long texts with probability :data:`LONG_BATCH_P`, else of ``short`` ones
-    (``None`` for a stage trained on one kind of text)."""
-    if name not in LONG_BATCH_P:
-        return None
-    long_fn, p = long_texts()[name], LONG_BATCH_P[name]
-
-    def fn(idx, rng):
-        make = long_fn if rng.random() < p else short
-        return [make(scenes[int(i)], rng) for i in idx]
-
-    return fn
-
-
-def text_lengths(name: str, scenes, n: int = 1000, seed: int = 0) -> dict:
-    """The token lengths a stage trains on, from ``n`` of its texts of each kind (``training.json``).
-
-    Returns:
-        ``max_train_tokens`` (the longest, capped at the towers' 256 positions) and
-        ``longest_dialogue_tokens`` (:func:`~dar_lib.toymodels.textlength.longest_dialogue_tokens`).
-    """
-    import random
-
-    from dar_lib.toymodels.textlength import longest_dialogue_tokens
-
-    rng = random.Random(f"lengths-{name}-{seed}")
-    fns = [text_fns()[name]] + ([long_texts()[name]] if name in LONG_BATCH_P else [])
-    longest = max(n_word_tokens(fn(scenes[rng.randrange(len(scenes))], rng)) for fn in fns for _ in range(n))
-    return {"max_train_tokens": min(longest, 256), "longest_dialogue_tokens": longest_dialogue_tokens()}
 
 
 def world_positives(scenes):
@@ -278,8 +191,7 @@ def train_all(
         plan = PLAN[name]
         bs = min(batch_size or plan.batch_size, n_train)
         scaled = Stage(steps_of(plan), bs, plan.lr, plan.seed)
-        base = {"clip-full": "clip-image", "clip-zs": "clip-full", "clip-cocoft": "clip-zs",
-                "clip-chatir": "clip-zs"}.get(name)
+        base = {"clip-zs": "clip-full", "clip-cocoft": "clip-zs", "clip-chatir": "clip-zs"}.get(name)
         run = run_id(name, scaled, n_train, out / base if base else None)
         if resume and _done(out / name, run):
             log.info("%s: finished earlier with the same recipe and base; skipped", name)
@@ -311,18 +223,6 @@ def train_all(
             probe.save(out / name, extra=record(losses))
             ckpt.clear()
             continue
-        if name == "clip-image":
-            from dar_lib.toymodels import image_tower
-
-            image_scenes = tw.make_scenes(n_train, seed=IMAGE_TRAIN_SEED, family_sizes=(1,))
-            tower = image_tower.new_image_tower(plan.seed, **IMAGE_TOWER)
-            losses = image_tower.train_image_tower(tower, tw.render_batch(image_scenes, size=32),
-                                                   image_tower.scene_labels(image_scenes), scaled.steps, bs,
-                                                   plan.lr, plan.seed, **kw)
-            image_tower.save_image_tower(tower, out / name, extra={**record(losses), **IMAGE_TOWER,
-                                                                   "image_train_seed": IMAGE_TRAIN_SEED})
-            ckpt.clear()
-            continue
         fn = texts[name]
         text_fn = lambda i, rng, fn=fn: fn(scenes[i], rng)  # noqa: E731
         if name == "sd":
@@ -337,23 +237,18 @@ def train_all(
         from transformers import AutoTokenizer, CLIPModel
 
         if name == "clip-full":
-            from dar_lib.toymodels import image_tower
-
             tok = world_tokenizer(max_length=256)
-            model = clip_train.new_clip(tok, seed=plan.seed, max_length=256, patch_size=IMAGE_TOWER["patch_size"],
-                                        vision_layers=IMAGE_TOWER["layers"])
-            image_tower.load_into_clip(model, image_tower.load_image_tower(out / base))
+            model = clip_train.new_clip(tok, seed=plan.seed, max_length=256)
+            train_vision = True
         else:
             model = CLIPModel.from_pretrained(str(out / base), dtype=torch.float32)
             tok = AutoTokenizer.from_pretrained(str(out / base))
             if name == "clip-zs":
                 clip_train.reinit_text_tower(model, seed=plan.seed)
-        # locked-image tuning: every variant sees the same visual facts; the tower's embeddings of
-        # the training images are computed once, so a text step runs no image forward pass
+            train_vision = False  # locked-image tuning: every variant sees the same visual facts
         losses = clip_train.train_clip(model, tok, images, text_fn, scaled.steps, bs, plan.lr, plan.seed,
-                                       train_vision=False, positives=positives,
-                                       batch_text_fn=batch_text_fn(name, scenes, fn), **kw)
-        clip_train.save_clip(model, tok, out / name, extra={**record(losses), **text_lengths(name, scenes)})
+                                       train_vision=train_vision, positives=positives, **kw)
+        clip_train.save_clip(model, tok, out / name, extra=record(losses))
         ckpt.clear()
     report["total_wall_s"] = {"wall_s": round(time.time() - t0, 1)}
     return report
