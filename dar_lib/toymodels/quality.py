@@ -129,3 +129,88 @@ def generator_agreement(generator, n: int = 200, seed: int = 0, steps: int | Non
     fake = accuracy(probe, images, truth)
     return pd.DataFrame([{"attribute": a, "agreement": fake[a], "probe on real renders": real[a], "note": ""}
                          for a in GEN_ATTRIBUTES])
+
+
+#: Scenes for the image tower's linear probe come from their own seed (no training set draws from it).
+PROBE_SCENES_SEED = 271828
+
+
+def independent_scenes(n: int, seed: int = PROBE_SCENES_SEED):
+    """``n`` independent random scenes (families of one: no look-alikes to inflate a probe's accuracy)."""
+    from dar_lib.benchmarks import toyworld as tw
+
+    return tw.make_scenes(n, seed=seed, family_sizes=(1,))
+
+
+def linear_probe(fit_x: torch.Tensor, fit_labels: list[dict], test_x: torch.Tensor, test_labels: list[dict],
+                 attributes: Mapping[str, list] | None = None, iters: int = 200, l2: float = 1e-4) -> dict[str, float]:
+    """Held-out accuracy (percent) of a multinomial logistic regression per attribute on fixed features.
+
+    The standard linear-probe protocol (CLIP, Radford et al. 2021, sec. 3.2): features are frozen, one
+    L2-regularised softmax classifier per attribute is fitted with L-BFGS on ``fit_x`` and scored on
+    ``test_x``. Features are standardised with the fit set's mean and spread.
+
+    Args:
+        fit_x, test_x: ``(n, dim)`` features (e.g. an image tower's embeddings).
+        fit_labels, test_labels: per row, attribute -> value (:func:`~dar_lib.benchmarks.toyworld.attributes`).
+        attributes: attribute -> its values (default: the toy world's :data:`ATTRIBUTES`).
+        iters: L-BFGS iterations.
+        l2: weight of the L2 penalty (mean over weights).
+
+    Returns:
+        attribute -> held-out accuracy in percent.
+
+    Raises:
+        ValueError: features and labels differ in length.
+    """
+    from dar_lib.benchmarks import toyworld as tw
+
+    attributes = attributes or tw.ATTRIBUTES
+    if len(fit_x) != len(fit_labels) or len(test_x) != len(test_labels):
+        raise ValueError(f"linear_probe: {len(fit_x)}/{len(test_x)} feature rows for "
+                         f"{len(fit_labels)}/{len(test_labels)} labels")
+    fit_x, test_x = fit_x.detach().float(), test_x.detach().float()
+    mean, std = fit_x.mean(0), fit_x.std(0).clamp_min(1e-6)
+    xf, xt = (fit_x - mean) / std, (test_x - mean) / std
+    out = {}
+    for attr, values in attributes.items():
+        index = {v: i for i, v in enumerate(values)}
+        yf = torch.tensor([index[lab[attr]] for lab in fit_labels])
+        yt = torch.tensor([index[lab[attr]] for lab in test_labels])
+        w = torch.zeros(xf.shape[1], len(values), requires_grad=True)
+        b = torch.zeros(len(values), requires_grad=True)
+        opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=iters, line_search_fn="strong_wolfe")
+
+        def closure():
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(xf @ w + b, yf) + l2 * (w ** 2).sum()
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        with torch.no_grad():
+            out[attr] = round(100 * float(((xt @ w + b).argmax(1) == yt).float().mean()), 1)
+    return out
+
+
+def image_tower_probe(embed, n_fit: int = 5000, n_test: int = 2000, seed: int = PROBE_SCENES_SEED) -> dict[str, float]:
+    """Linear-probe accuracy (percent, held out) of an image tower's frozen embeddings per attribute.
+
+    Scenes are independent (:func:`independent_scenes`) and drawn from their own seed, so the probe
+    reads what the tower encodes about any scene, not which look-alike family it belongs to.
+
+    Args:
+        embed: ``embed(uint8 (n, 32, 32, 3) array) -> (n, dim)`` tensor, e.g. an encoder's image side.
+        n_fit, n_test: scenes to fit the probe on and to score it on (disjoint).
+        seed: seeds the scenes.
+
+    Returns:
+        attribute -> held-out accuracy in percent (:func:`linear_probe`).
+    """
+    from dar_lib.benchmarks import toyworld as tw
+
+    scenes = independent_scenes(n_fit + n_test, seed)
+    labels = [tw.attributes(s) for s in scenes]
+    with torch.no_grad():
+        emb = torch.as_tensor(embed(tw.render_batch(scenes, size=32)))
+    return linear_probe(emb[:n_fit], labels[:n_fit], emb[n_fit:], labels[n_fit:])

@@ -1,0 +1,210 @@
+"""The toy encoders' shared image tower, trained first with supervised scene-fact heads, then locked.
+
+The v2 recipe trained the image tower contrastively with ``clip-full``'s text tower; a linear probe
+on its frozen embeddings read the salient object's shape at 39% and its position at 18%, so no text
+tower could retrieve those facts. v3 trains the CLIP vision tower (the same transformers
+``CLIPVisionModelWithProjection`` every encoder variant loads) with linear heads on its unit-norm
+projected embedding, one softmax head per fact the world states: the background, the object count,
+the salient object's colour, shape, size and cell, and for each of the nine cells the colour, shape
+and size of the object there (or none). Linear heads on the embedding itself make every fact
+linearly readable from it, which is what a contrastive text tower needs. The heads are discarded;
+the text towers are then trained against the tower's cached embeddings of the training images
+(:func:`dar_lib.toymodels.clip_train.train_clip` with ``train_vision=False``).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from dar_lib.toymodels.loop import step as optim_step
+from dar_lib.toymodels.loop import warmup_cosine
+
+log = logging.getLogger(__name__)
+
+
+def head_sizes() -> dict[str, int]:
+    """Every supervised head: name -> number of classes (per-cell heads have a "none" class)."""
+    from dar_lib.benchmarks import toyworld as tw
+
+    sizes = {attr: len(values) for attr, values in tw.ATTRIBUTES.items()}
+    for cell in range(len(tw.POSITIONS)):
+        sizes[f"cell{cell}/color"] = len(tw.COLORS) + 1
+        sizes[f"cell{cell}/shape"] = len(tw.SHAPES) + 1
+        sizes[f"cell{cell}/size"] = len(tw.SIZES) + 1
+    return sizes
+
+
+def scene_labels(scenes: Sequence) -> dict[str, np.ndarray]:
+    """Integer labels of every head (:func:`head_sizes`) for each scene; a cell with no object is class 0.
+
+    Returns:
+        head name -> ``(n,)`` int64 array.
+    """
+    from dar_lib.benchmarks import toyworld as tw
+
+    out = {attr: np.array([values.index(tw.attributes(s)[attr]) for s in scenes], dtype=np.int64)
+           for attr, values in tw.ATTRIBUTES.items()}
+    for cell, position in enumerate(tw.POSITIONS):
+        for attr, names in (("color", tw.COLORS), ("shape", tw.SHAPES), ("size", tw.SIZES)):
+            col = np.zeros(len(scenes), dtype=np.int64)
+            for i, s in enumerate(scenes):
+                for o in s.objects:
+                    if o.position == position:
+                        col[i] = 1 + names.index(getattr(o, attr))
+            out[f"cell{cell}/{attr}"] = col
+    return out
+
+
+class FactHeads(torch.nn.Module):
+    """One linear softmax head per scene fact, on the image tower's unit-norm embedding.
+
+    Args:
+        dim: embedding dimension.
+        sizes: head name -> classes (default :func:`head_sizes`).
+    """
+
+    def __init__(self, dim: int, sizes: dict[str, int] | None = None):
+        super().__init__()
+        self.names = list(sizes or head_sizes())
+        sizes = sizes or head_sizes()
+        self.heads = torch.nn.ModuleList(torch.nn.Linear(dim, sizes[n]) for n in self.names)
+        # a unit-norm embedding has small coordinates; a learned temperature lets the logits grow
+        self.log_scale = torch.nn.Parameter(torch.tensor(float(np.log(10.0))))
+
+    def forward(self, emb: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``emb (n, dim)`` -> head name -> logits ``(n, classes)``."""
+        x = emb * self.log_scale.exp()
+        return {n: h(x) for n, h in zip(self.names, self.heads)}
+
+    def loss(self, emb: torch.Tensor, labels: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Mean cross-entropy over heads."""
+        logits = self(emb)
+        return torch.stack([F.cross_entropy(logits[n], labels[n]) for n in self.names]).mean()
+
+
+def new_image_tower(seed: int, width: int = 128, layers: int = 4, patch_size: int = 4, image_size: int = 32):
+    """A freshly initialised ``CLIPVisionModelWithProjection`` sized for the toy world (seeded)."""
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    torch.manual_seed(seed)
+    cfg = CLIPVisionConfig(image_size=image_size, patch_size=patch_size, hidden_size=width,
+                           intermediate_size=4 * width, num_hidden_layers=layers,
+                           num_attention_heads=max(1, width // 32), projection_dim=width)
+    return CLIPVisionModelWithProjection(cfg)
+
+
+def embed(tower, pixels: torch.Tensor) -> torch.Tensor:
+    """Unit-norm projected embeddings of normalised pixels (the same vectors a ``CLIPModel`` with this tower gives)."""
+    return F.normalize(tower(pixel_values=pixels).image_embeds, dim=-1)
+
+
+@torch.no_grad()
+def embed_array(tower, images: np.ndarray, batch_size: int = 512) -> torch.Tensor:
+    """Embed a uint8 ``(n, H, W, 3)`` array in batches, without gradients."""
+    from dar_lib.toymodels.clip_train import images_to_pixels
+
+    tower.eval()
+    return torch.cat([embed(tower, images_to_pixels(images[i:i + batch_size])) for i in range(0, len(images), batch_size)])
+
+
+def train_image_tower(
+    tower,
+    images: np.ndarray,
+    labels: dict[str, np.ndarray],
+    steps: int,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    seed: int = 0,
+    warmup: int = 50,
+    log_every: int = 50,
+    progress: bool = True,
+    checkpoint=None,
+    resume: bool = False,
+    stop_at: int | None = None,
+    max_seconds: float | None = None,
+    heads: FactHeads | None = None,
+) -> list[float]:
+    """Train the image tower (in place) with the supervised fact heads; the heads are not kept.
+
+    Args:
+        tower: a ``CLIPVisionModelWithProjection`` (:func:`new_image_tower`).
+        images: uint8 ``(n, 32, 32, 3)`` training images.
+        labels: :func:`scene_labels` of their scenes.
+        steps: optimiser steps (cosine schedule after a linear warm-up).
+        batch_size: images per step.
+        lr: peak learning rate (AdamW).
+        seed: seeds batch sampling.
+        warmup, log_every, progress: schedule warm-up, logging period, tqdm bar.
+        checkpoint, resume, stop_at: as in :func:`dar_lib.toymodels.clip_train.train_clip`.
+        max_seconds: stop early after this many seconds (comparisons on one wall-clock budget).
+        heads: the heads to train (default: fresh :class:`FactHeads`).
+
+    Returns:
+        The loss of every step.
+    """
+    from tqdm import tqdm
+
+    from dar_lib.toymodels.clip_train import images_to_pixels
+    from dar_lib.toymodels.loop import Resumable
+
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    gen = np.random.default_rng(seed)
+    heads = heads or FactHeads(tower.config.projection_dim)
+    params = list(tower.parameters()) + list(heads.parameters())
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.05)
+    sched = warmup_cosine(opt, warmup, steps)
+    run = Resumable(checkpoint, rng, gen, model=tower, heads=heads, optimizer=opt, schedule=sched)
+    start = run.restore(resume, "image tower")
+    losses = run.losses
+    tower.train()
+    t0 = time.time()
+    n = len(images)
+    bar = tqdm(range(start, steps), desc="image tower", disable=not progress, mininterval=5)
+    for step in bar:
+        idx = gen.choice(n, size=min(batch_size, n), replace=False)
+        emb = embed(tower, images_to_pixels(images[idx]))
+        loss = heads.loss(emb, {k: torch.from_numpy(v[idx]) for k, v in labels.items()})
+        losses.append(optim_step(opt, sched, params, loss))
+        if log_every and (step + 1) % log_every == 0:
+            recent = float(np.mean(losses[-log_every:]))
+            bar.set_postfix(loss=f"{recent:.3f}")
+            log.info("image tower step %d/%d loss %.4f (%.0f s)", step + 1, steps, recent, time.time() - t0)
+        run.after_step(step, steps, stop_at, "image tower")
+        if max_seconds is not None and time.time() - t0 >= max_seconds:
+            break
+    tower.eval()
+    return losses
+
+
+def load_into_clip(clip_model, tower) -> None:
+    """Copy a trained image tower (vision transformer and projection) into a ``CLIPModel``."""
+    clip_model.vision_model.load_state_dict(tower.vision_model.state_dict())
+    clip_model.visual_projection.load_state_dict(tower.visual_projection.state_dict())
+
+
+def save_image_tower(tower, folder, extra: dict | None = None, dtype: torch.dtype = torch.float16) -> None:
+    """Save the tower (safetensors, half precision by default) and its ``training.json`` into ``folder``."""
+    import copy
+    import json
+    from pathlib import Path
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    copy.deepcopy(tower).to(dtype).save_pretrained(str(folder), safe_serialization=True)
+    if extra:
+        (folder / "training.json").write_text(json.dumps(extra, indent=1, sort_keys=True) + "\n")
+
+
+def load_image_tower(folder):
+    """A saved tower (:func:`save_image_tower`) in float32."""
+    from transformers import CLIPVisionModelWithProjection
+
+    return CLIPVisionModelWithProjection.from_pretrained(str(folder), dtype=torch.float32)
