@@ -15,6 +15,7 @@ Both folders are removed when the session ends.
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import tempfile
@@ -64,5 +65,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             print(message)
 
 
-def pytest_unconfigure(config: pytest.Config) -> None:
-    shutil.rmtree(SESSION_ROOT, ignore_errors=True)
+# Removed at exit, not at pytest_unconfigure: an in-process IPython shell (registered later, so its
+# atexit hook runs first) still writes its history into the sentinel HOME then.
+atexit.register(shutil.rmtree, SESSION_ROOT, True)
