@@ -13,7 +13,7 @@ ifneq ($(MIRROR),)
 export DAR_DATA_MIRROR ?= $(MIRROR)
 endif
 
-.PHONY: book test browser-deps clean
+.PHONY: book test test-fast browser-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ browser-deps:
 
 test: $(STAMP) browser-deps
 	$(BIN)/python -m pytest
+
+# The fast tier for contributors: unit tests and doctests of every module, no kernel, book, browser or Ray.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
 
 clean:
 	rm -rf _build

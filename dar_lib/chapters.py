@@ -5,8 +5,11 @@ calls :func:`results_grid`, :func:`pipeline`, :func:`benchmark` and the statisti
 :mod:`dar_lib.stats`. Nothing here branches on the profile: the parameters decide.
 
 Examples:
-    >>> P = setup(globals())                                                   # doctest: +SKIP
-    >>> df = results_grid(P)                                                    # doctest: +SKIP
+    A chapter runs ``P = setup(globals())`` on its parameters cell's names, then ``results_grid(P)``:
+
+    >>> P = setup({"profile": "toy", "smoke": True, "n_dialogues": None, "k_images": 2}, show=False)
+    >>> P["n_dialogues"], eval_kwargs(P)
+    (8, {'n_dialogues': 8, 'k_images': 2})
 """
 
 from __future__ import annotations

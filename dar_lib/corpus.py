@@ -7,10 +7,14 @@ finished chunks. Every chunk is checked (:func:`~dar_lib.retrieve.check_embeddin
 stored: a broken encoder fails here, naming itself, instead of ranking NaNs.
 
 Examples:
-    >>> from dar_lib.benchmarks import load_benchmark                     # doctest: +SKIP
-    >>> bench = load_benchmark("toy-flan", 20, toy_size="smoke")          # doctest: +SKIP
-    >>> emb = corpus_embeddings(bench, load_encoder("toy:clip-zs"), store)  # doctest: +SKIP
-    >>> emb.shape                                                          # doctest: +SKIP
+    >>> import tempfile
+    >>> from dar_lib.benchmarks import load_benchmark
+    >>> from dar_lib.models import load_encoder
+    >>> from dar_lib.store import ArtefactStore
+    >>> bench = load_benchmark("toy-flan", 8, toy_size="smoke")
+    >>> store = ArtefactStore(tempfile.mkdtemp())
+    >>> emb = corpus_embeddings(bench, load_encoder("toy:clip-zs"), store)
+    >>> emb.shape
     (500, 128)
 """
 

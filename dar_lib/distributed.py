@@ -17,11 +17,9 @@ the retries.
 Ray is an optional extra (``pip install -e ".[ray]"``); it is imported only when a function here runs.
 
 Examples:
-    >>> from dar_lib.evaluate import EvalConfig, evaluate
-    >>> cfg = EvalConfig(benchmark="toy-flan", encoder="toy:clip-zs", n_dialogues=50)   # doctest: +SKIP
-    >>> table = evaluate(cfg, backend=RayBackend(address="auto"))                       # doctest: +SKIP
-    >>> summary = generate(cfg, pairs, store, address="auto")                           # doctest: +SKIP
-    >>> summary.as_dict()["generated"]                                                   # doctest: +SKIP
+    On a running cluster (``ray start --head``; ``tests/test_ray.py`` starts a local one):
+    ``evaluate(EvalConfig(benchmark="toy-flan", encoder="toy:clip-zs"), backend=RayBackend(address="auto"))``,
+    or the generation stage alone, ``generate(cfg, pairs, store, address="auto").as_dict()["generated"]``.
 """
 
 from __future__ import annotations
@@ -602,7 +600,7 @@ class RayBackend:
         ConnectionError: ``address`` did not answer within ``connect_timeout_s`` (one line, naming it).
 
     Examples:
-        >>> table = evaluate(cfg, backend=RayBackend("auto"))   # doctest: +SKIP
+        ``evaluate(cfg, backend=RayBackend("auto"))`` runs an evaluation's generation and corpus stages on it.
     """
 
     def __init__(self, address: str | None = None, num_workers: int | None = None, max_retries: int = 3,

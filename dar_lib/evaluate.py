@@ -18,9 +18,14 @@ Generation and corpus encoding can be handed to a *backend* that fills the store
 backend of :mod:`dar_lib.distributed`, chosen by the CLI); the runner then finds everything cached.
 
 Examples:
-    >>> cfg = EvalConfig(benchmark="toy-flan", encoder="toy:clip-zs", n_dialogues=50)  # doctest: +SKIP
-    >>> table = evaluate(cfg)                                                           # doctest: +SKIP
-    >>> from dar_lib.stats import summary_table; summary_table(table)                   # doctest: +SKIP
+    >>> cfg = EvalConfig(benchmark="toy-flan", encoder="toy:clip-zs", toy_size="smoke", n_dialogues=2,
+    ...                  methods=("baseline", "reformulated"))
+    >>> table = evaluate(cfg, progress=False)  # per-dialogue, per-round target ranks, both methods
+    >>> len(table), sorted(table["method"].unique()), int(table["round_idx"].max())
+    (44, ['baseline', 'reformulated'], 10)
+    >>> from dar_lib.stats import summary_table
+    >>> list(summary_table(table).columns)
+    ['benchmark', 'encoder', 'method', 'hits@10 r0', 'hits@10 r5', 'hits@10 r10']
 """
 
 from __future__ import annotations

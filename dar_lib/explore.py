@@ -19,8 +19,13 @@ and ``&`` escaped, and the script inserts it with ``textContent``: dialogue text
 markup or close the script.
 
 Examples:
-    >>> from IPython.display import HTML
-    >>> HTML(explorer_html(records))  # doctest: +SKIP
+    >>> from PIL import Image
+    >>> red = Image.new("RGB", (32, 32), "red")
+    >>> turn = RoundRecord(round_idx=0, query="a red square", prompts=["a red square"], k_images=[red],
+    ...                    top_ids=[0], top_images=[red], target_rank=0.0)
+    >>> html = explorer_html([DialogueRecord(dialog_idx=0, target_id=0, dialog=["a red square"], rounds=[turn])])
+    >>> html.startswith("<div") and "data:image/png;base64," in html  # show it with IPython.display.HTML
+    True
 """
 
 from __future__ import annotations

@@ -11,8 +11,15 @@ Two halves, so the logic is testable without a browser:
   ``ipywidgets.HTML`` sets ``innerHTML``, where scripts do not run (issue 17).
 
 Examples:
-    >>> app = live_app(pipe, bench)          # doctest: +SKIP
-    >>> app                                  # in Jupyter or Voila  # doctest: +SKIP
+    >>> from dar_lib.benchmarks import load_benchmark
+    >>> from dar_lib.models import load_encoder, load_generator, load_reformulator
+    >>> from dar_lib.pipeline import DARPipeline
+    >>> bench = load_benchmark("toy-visdial", toy_size="smoke")
+    >>> pipe = DARPipeline(load_reformulator("toy:rules"), load_generator("toy:sd"), load_encoder("toy:clip-zs"))
+    >>> pipe.index(bench=bench)
+    >>> app = live_app(pipe, bench)  # an ipywidgets.VBox: show it in Jupyter, or serve it with `dar explore`
+    >>> type(app).__name__
+    'VBox'
 """
 
 from __future__ import annotations

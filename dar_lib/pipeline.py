@@ -10,12 +10,15 @@ and times each, the evaluation runner (:mod:`dar_lib.evaluate`) runs the same me
 a whole benchmark, and the interactive :class:`Session` calls ``__call__`` turn by turn.
 
 Examples:
+    >>> from dar_lib.benchmarks import load_benchmark
     >>> from dar_lib.models import load_encoder, load_generator, load_reformulator
     >>> pipe = DARPipeline(load_reformulator("toy:rules"), load_generator("toy:sd"),
     ...                    load_encoder("toy:clip-zs"), k_images=3)
-    >>> pipe.index(corpus_images)                                   # doctest: +SKIP
-    >>> out = pipe(["a large red circle", "is the background blue? yes"])  # doctest: +SKIP
-    >>> out.query, out.top_ids[:3], out.timings["generation"]       # doctest: +SKIP
+    >>> corpus = load_benchmark("toy-visdial", toy_size="smoke")  # 500 rendered scenes and their dialogues
+    >>> pipe.index(corpus.corpus_images(range(len(corpus.corpus_paths))))  # PIL images; or corpus_emb=, bench=
+    >>> out = pipe(["a large red circle", "what color is the background? blue"])
+    >>> out.query, len(out.prompts), len(out.images), len(out.top_ids), "generation" in out.timings
+    ('a large red circle on a blue background', 3, 3, 10, True)
 """
 
 from __future__ import annotations
@@ -399,9 +402,14 @@ class Session:
     """An interactive dialogue: the system asks, a person (or an answerer) answers, DAR re-ranks.
 
     Examples:
-        >>> s = pipe.session("a large red circle")     # doctest: +SKIP
-        >>> s.results[-1].top_ids                       # doctest: +SKIP
-        >>> q = s.ask(); s.answer("yes")                # doctest: +SKIP
+        >>> from dar_lib.benchmarks import load_benchmark
+        >>> from dar_lib.models import load_encoder, load_generator, load_reformulator
+        >>> pipe = DARPipeline(load_reformulator("toy:rules"), load_generator("toy:sd"), load_encoder("toy:clip-zs"))
+        >>> pipe.index(bench=load_benchmark("toy-visdial", toy_size="smoke"))
+        >>> s = pipe.session("a large red circle")
+        >>> turn = s.answer("blue", question="what color is the background?")  # with a questioner: s.ask() first
+        >>> len(s.results), turn.query, len(turn.top_ids)
+        (2, 'a large red circle on a blue background', 10)
     """
 
     def __init__(self, pipeline: DARPipeline, caption: str, top_k: int = 10):

@@ -28,9 +28,11 @@ Everything is built once into ``<cache>/rehearsal-v<VERSION>/`` and reused; :fun
 the parameters that point the paper profile at it. ``dar book --profile paper --rehearsal`` runs it.
 
 Examples:
-    >>> overrides = prepare()                                             # doctest: +SKIP
-    >>> overrides["encoders"]["zero-shot"]                                # doctest: +SKIP
-    'blip-original:/root/.cache/dar/rehearsal-v1/models/model_base.pth+/root/.cache/dar/rehearsal-v1/models/Salesforce/blip-itm-base-coco'
+    ``prepare()`` builds the stand-ins (a minute or two); the ids it returns point the paper profile at them:
+
+    >>> from pathlib import Path
+    >>> parameters(Path("/stand-ins"))["encoders"]["zero-shot"]
+    'blip-original:/stand-ins/models/model_base.pth+/stand-ins/models/Salesforce/blip-itm-base-coco'
 """
 
 from __future__ import annotations
@@ -567,8 +569,7 @@ def parameters(root: Path, paper: Mapping[str, Any] | None = None) -> dict[str, 
 def prepare(root: Path | None = None, *, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Build (or reuse) the stand-ins and return the paper profile's overrides for a rehearsal.
 
-    Examples:
-        >>> from dar_lib import book                                                     # doctest: +SKIP
-        >>> book.build_book(out, profile="paper", smoke=True, parameters=prepare())      # doctest: +SKIP
+    ``dar book --profile paper --rehearsal`` passes them to
+    ``dar_lib.book.build_book(out, profile="paper", smoke=True, parameters=prepare())``.
     """
     return parameters(build(root, log=log))

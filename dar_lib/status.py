@@ -183,6 +183,22 @@ def records_table(records: list[Mapping[str, Any]]):
     return pd.DataFrame(rows, columns=columns).set_index("chapter")
 
 
+def summary(records: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """What the status page's prose says about the records: how many chapters, ok and failed, and minutes.
+
+    Args:
+        records: as returned by :func:`read_records`.
+
+    Returns:
+        ``{"n_chapters", "n_ok", "n_failed"}`` (ints; a record whose status is not ``"ok"`` counts as
+        failed) and ``"total_minutes"`` (the chapters' summed duration, as text with one decimal).
+    """
+    n_ok = sum(r["status"] == "ok" for r in records)
+    minutes = sum(float(r["duration_s"]) for r in records) / 60
+    return {"n_chapters": len(records), "n_ok": n_ok, "n_failed": len(records) - n_ok,
+            "total_minutes": f"{minutes:.1f}"}
+
+
 def run_kind(parameters: Mapping[str, Any]) -> str:
     """What kind of run produced the book: the toy profile, a paper-profile run, or a rehearsal."""
     if parameters.get("rehearsal"):

@@ -8,7 +8,8 @@ recomputed, never used. Writes go to a temporary file in the same folder and are
 place, so readers never see a partial file and two writers racing on one key both succeed.
 
 Examples:
-    >>> store = ArtefactStore("/tmp/dar-store")
+    >>> import tempfile
+    >>> store = ArtefactStore(tempfile.mkdtemp())
     >>> key = store.key("llm", model="toy:rules", prompt="a red circle")
     >>> store.get_or_compute_json("llm", key, lambda: {"text": "a red circle"})
     {'text': 'a red circle'}

@@ -1,19 +1,21 @@
-"""Test settings: offline data mirror beside the checkout, a private cache per session."""
+"""Test fixtures: a private cache per test, the offline data mirror, and the smoke book built once.
+
+The session-wide settings (offline data mirror, a private HOME and dar cache, the check that
+nothing was written to the default cache) live in the checkout's top-level ``conftest.py``, so
+that they hold for the doctests of ``dar_lib`` and for module- and session-scoped fixtures too.
+"""
 
 from __future__ import annotations
 
 import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_MIRROR = REPO.parent / "shared" / "data"
-
-if not os.environ.get("DAR_DATA_MIRROR") and DEFAULT_MIRROR.is_dir():
-    os.environ["DAR_DATA_MIRROR"] = str(DEFAULT_MIRROR)
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
 @pytest.fixture(autouse=True)
@@ -29,3 +31,120 @@ def mirror() -> Path:
     if not value or not Path(value).is_dir():
         pytest.skip("no offline data mirror (set DAR_DATA_MIRROR to a folder laid out like shared/data)")
     return Path(value)
+
+
+def frozen_lib(root: Path) -> Path:
+    """A library tree nobody edits during the test (the stamp's library fingerprint reads it)."""
+    lib = Path(root) / "frozen_lib"
+    lib.mkdir(parents=True, exist_ok=True)
+    (lib / "mod.py").write_text("x = 1\n")
+    return lib
+
+
+@pytest.fixture(name="frozen_lib")
+def frozen_lib_fixture():
+    """:func:`frozen_lib`, for tests that build a book of their own."""
+    return frozen_lib
+
+
+@dataclass(frozen=True)
+class SmokeBook:
+    """The real book built once per session on the toy profile's smoke sizes (``dar book --smoke``).
+
+    Attributes:
+        root: the build's folder: ``out/`` (executed chapters, records, the site) and ``cache/``.
+        result: what :func:`dar_lib.book.build_book` returned.
+        lines: the build's log lines.
+    """
+
+    root: Path
+    result: Any
+    lines: list
+
+    @property
+    def out(self) -> Path:
+        return self.root / "out"
+
+    @property
+    def cache(self) -> Path:
+        return self.root / "cache"
+
+    def executed(self, name: str) -> Path:
+        """The executed notebook of chapter ``name`` (e.g. ``01_data``), as papermill wrote it."""
+        return self.out / "executed" / f"{name}.ipynb"
+
+    def __iter__(self):  # root, result, lines = smoke_book
+        return iter((self.root, self.result, self.lines))
+
+
+@pytest.fixture(scope="session")
+def smoke_book(tmp_path_factory) -> SmokeBook:
+    """Run every chapter once, then compile the book: the one execution of the chapters in a test run.
+
+    The book-build tests, the chapter checks (``tests/test_notebooks.py``) and the browser tests all
+    read this build; nothing else executes the toy chapters.
+    """
+    from dar_lib import book
+
+    root = tmp_path_factory.mktemp("smoke-book")
+    lines: list[str] = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DAR_CACHE_DIR", str(root / "cache"))
+        result = book.build_book(root / "out", profile="toy", smoke=True, progress=False, log=lines.append,
+                                 lib_dir=frozen_lib(root))
+    return SmokeBook(root, result, lines)
+
+
+#: A myst-nb glue reference in a chapter's prose: {glue}`name` or {glue:text}`name`.
+GLUE_REF = re.compile(r"\{glue(?::\w+)?\}`([A-Za-z_][A-Za-z0-9_]*)")
+
+
+@dataclass(frozen=True)
+class ExecutedChapter:
+    """An executed chapter notebook and what it shows.
+
+    Attributes:
+        nb: the notebook (nbformat v4).
+        values: name -> text/plain of every myst-nb glue output.
+        referenced: the glue names its markdown cells quote.
+    """
+
+    nb: Any
+    values: dict
+    referenced: set
+
+    @property
+    def unglued(self) -> list[str]:
+        """Names the prose quotes that no cell glued (each would be a warning, so an error, in the book build)."""
+        return sorted(self.referenced - set(self.values))
+
+    def outputs_text(self, mime: str | None = None) -> str:
+        """Every code cell's outputs as one string (only the ``mime`` data when given, e.g. ``text/html``)."""
+        import json
+
+        outputs = [o for c in self.nb.cells for o in c.get("outputs", [])]
+        if mime:
+            return "".join(o.get("data", {}).get(mime, "") for o in outputs)
+        return json.dumps(outputs)
+
+
+def read_executed(path: Path) -> ExecutedChapter:
+    """Read an executed chapter: its glued values and the names its prose quotes."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    values = {}
+    for cell in nb.cells:
+        for o in cell.get("outputs", []):
+            meta = o.get("metadata", {}).get("scrapbook")
+            if meta:
+                data = o.get("data", {})
+                values[meta["name"]] = data.get(meta.get("mime_prefix", "") + "text/plain", data)
+    referenced = {m for c in nb.cells if c.cell_type == "markdown" for m in GLUE_REF.findall(c.source)}
+    return ExecutedChapter(nb, values, referenced)
+
+
+@pytest.fixture(name="read_executed")
+def read_executed_fixture():
+    """:func:`read_executed`, for tests that check executed chapters."""
+    return read_executed

@@ -4,7 +4,6 @@ collected, and the book compiles offline with warnings as errors."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 from pathlib import Path
@@ -18,32 +17,6 @@ from dar_lib import book
 REPO = Path(__file__).resolve().parents[1]
 #: Pages the smoke build must produce (relative to the HTML root).
 PAGES = ("intro.html", "paper_scale.html", "notebooks/01_data.html", "notebooks/99_status.html")
-
-
-def build_smoke_book(tmp_path_factory) -> tuple[Path, book.BuildResult, list[str]]:
-    """Build the real book in the smoke profile once per test session (shared with test_browser)."""
-    root = tmp_path_factory.getbasetemp() / "smoke-book"
-    marker = root / "result.json"
-    if not marker.is_file():
-        lines: list[str] = []
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setenv("DAR_CACHE_DIR", str(root / "cache"))
-            result = book.build_book(root / "out", profile="toy", smoke=True, progress=False, log=lines.append,
-                                     lib_dir=_frozen_lib(root))
-        marker.write_text(json.dumps({
-            "executed": result.executed, "skipped": result.skipped, "failed": result.failed,
-            "book_ok": result.book_ok, "book_error": result.book_error, "html_dir": str(result.html_dir),
-            "lines": lines,
-        }))
-    saved = json.loads(marker.read_text())
-    result = book.BuildResult(saved["executed"], saved["skipped"], saved["failed"], saved["book_ok"],
-                              saved["book_error"], Path(saved["html_dir"]))
-    return root, result, saved["lines"]
-
-
-@pytest.fixture(scope="session")
-def smoke_book(tmp_path_factory):
-    return build_smoke_book(tmp_path_factory)
 
 
 # --- fast unit tests ------------------------------------------------------------------------------
@@ -147,19 +120,11 @@ def _tiny_book(root: Path, bad_code: str = "raise RuntimeError('boom: the bad ch
     return bookdir, nbs
 
 
-def _frozen_lib(root: Path) -> Path:
-    """A library tree nobody edits during the test (the stamp's library fingerprint reads it)."""
-    lib = root / "frozen_lib"
-    lib.mkdir(parents=True, exist_ok=True)
-    (lib / "mod.py").write_text("x = 1\n")
-    return lib
-
-
 @pytest.mark.slow
-def test_failing_chapter_is_reported_and_the_rest_still_builds(tmp_path):
+def test_failing_chapter_is_reported_and_the_rest_still_builds(tmp_path, frozen_lib):
     bookdir, nbs = _tiny_book(tmp_path)
     kw = dict(book_dir=bookdir, notebooks_dir=nbs, config=REPO / "_config.yml", js_dir=REPO / "book" / "js",
-              parameters={"n_dialogues": 2}, progress=False, lib_dir=_frozen_lib(tmp_path))
+              parameters={"n_dialogues": 2}, progress=False, lib_dir=frozen_lib(tmp_path))
     lines: list[str] = []
     result = book.build_book(tmp_path / "out", log=lines.append, **kw)
     assert result.executed == ["good"]
@@ -233,12 +198,12 @@ def test_smoke_book_loads_no_script_from_a_cdn(smoke_book):
 
 
 @pytest.mark.slow
-def test_unchanged_rebuild_runs_no_chapter(smoke_book):
+def test_unchanged_rebuild_runs_no_chapter(smoke_book, frozen_lib):
     root, first, _ = smoke_book
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("DAR_CACHE_DIR", str(root / "cache"))
         again = book.build_book(root / "out", profile="toy", smoke=True, progress=False, log=lambda s: None,
-                                lib_dir=_frozen_lib(root))
+                                lib_dir=frozen_lib(root))
     assert again.executed == [] and again.failed == {}
     assert again.skipped == first.executed
     assert again.book_ok, again.book_error
@@ -264,3 +229,15 @@ def test_status_records_roundtrip_and_bad_record_is_named(tmp_path):
     (tmp_path / "03_bad.json").write_text("{nope")
     with pytest.raises(DataError, match=r"03_bad.json: not a valid status record"):
         status.read_records(tmp_path)
+
+
+def test_status_summary_counts_failed_chapters(tmp_path):
+    """The status page's counts (the smoke build checks them with every chapter ok)."""
+    from dar_lib import status
+
+    status.write_record(tmp_path, status.make_record("01_data", "x.ipynb", {"encoder": "toy:clip-zs"}, 1.5, "ok"))
+    status.write_record(tmp_path, status.make_record("05_results", "y.ipynb", {}, 118.5, "failed", "boom"))
+    status.write_record(tmp_path, status.make_record("99_status", "s.ipynb", {}, 9.0, "ok"))
+    records = status.read_records(tmp_path, exclude=("99_status",))
+    assert status.summary(records) == {"n_chapters": 2, "n_ok": 1, "n_failed": 1, "total_minutes": "2.0"}
+    assert status.summary([]) == {"n_chapters": 0, "n_ok": 0, "n_failed": 0, "total_minutes": "0.0"}

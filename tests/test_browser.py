@@ -11,8 +11,6 @@ import threading
 
 import pytest
 
-from test_book import build_smoke_book
-
 #: Pages opened and checked for failed requests and script errors (relative to the HTML root).
 PAGES = ("intro.html", "paper_scale.html", "notebooks/01_data.html", "notebooks/05_results_zero_shot.html",
          "notebooks/14_explorer.html", "notebooks/99_status.html")
@@ -42,10 +40,10 @@ def _chromium_paths() -> tuple[str, str]:
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    """Serve the smoke book's HTML on 127.0.0.1 from a background thread."""
+def site(smoke_book):
+    """Serve the smoke book's HTML (the session's one build, tests/conftest.py) on 127.0.0.1 from a thread."""
     _chromium_paths()
-    _, result, _ = build_smoke_book(tmp_path_factory)
+    result = smoke_book.result
     assert result.book_ok, result.book_error
     handler = functools.partial(_QuietHandler, directory=str(result.html_dir))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)

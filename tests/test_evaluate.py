@@ -144,7 +144,7 @@ def test_bad_config():
 
 def _dar_eval(store, out):
     cmd = [sys.executable, "-m", "dar_lib.cli", "eval", "--benchmark", "toy-visdial", "--encoder", "toy:clip-zs",
-           "--toy-size", "smoke", "--n-dialogues", "20", "-k", "3", "--batch-size", "4", "--quiet",
+           "--toy-size", "smoke", "--n-dialogues", "6", "-k", "2", "--batch-size", "4", "--quiet",
            "--store", str(store), "--out", str(out)]
     return cmd
 

@@ -94,9 +94,8 @@ def released_table(root: str | os.PathLike | None = None) -> dict[tuple[str, int
         DataError: see :func:`match_released`.
 
     Examples:
-        >>> table = released_table()  # doctest: +SKIP
-        >>> table[("unlabeled2017/000000185565.jpg", 0)]  # doctest: +SKIP
-        'a bedroom is filled with lots of posters and a busy computer desk'
+        ``released_table()[("unlabeled2017/000000185565.jpg", 0)]`` is ``'a bedroom is filled with lots
+        of posters and a busy computer desk'`` (``tests/test_released.py`` reads the files).
     """
     return match_released(load_released_queries(root), chatir.load(RELEASED_SET, root),
                           source=str(chatir._locate(RELEASED_QUERIES_FILE, root)))

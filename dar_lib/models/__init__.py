@@ -6,10 +6,13 @@ encoder's text side, ``image_size``), so the id a parameter table records names 
 accepts only the names in :data:`MODEL_OPTIONS`.
 
 Examples:
-    >>> enc = load_encoder("blip:Salesforce/blip-itm-base-coco")            # doctest: +SKIP
-    >>> chatir = load_encoder(                                             # doctest: +SKIP
-    ...     "blip-original:chatir_weights.ckpt+Salesforce/blip-itm-base-coco?max_length=200")
-    >>> gen = load_generator("turbo:stabilityai/sd-turbo", device="cuda")    # doctest: +SKIP
+    The paper's models load the same way by hub id or checkpoint (they need the hub, or the files):
+    ``load_encoder("blip:Salesforce/blip-itm-base-coco")``,
+    ``load_encoder("blip-original:chatir_weights.ckpt+Salesforce/blip-itm-base-coco?max_length=200")``,
+    ``load_generator("turbo:stabilityai/sd-turbo", device="cuda")``. Offline:
+
+    >>> load_encoder("toy:clip-zs").encode_text(["a red circle"]).shape
+    torch.Size([1, 128])
     >>> ref = load_reformulator("identity")
     >>> ref.rewrite(["a cat", "is it black? yes"])
     'a cat, is it black? yes'

@@ -32,9 +32,9 @@ TypeError; ``vocab_file=`` is ignored and every token becomes ``<unk>``), so
 :class:`Beit3Tokenizer` reproduces its fairseq id mapping over ``sentencepiece`` directly.
 
 Examples:
-    >>> enc = Beit3Encoder.from_checkpoint("beit3_base_patch16_384_coco_retrieval.pth", "beit3.spm")  # doctest: +SKIP
-    >>> enc.encode_text(["a dog on a sofa"]).shape                                                     # doctest: +SKIP
-    torch.Size([1, 768])
+    With unilm's checkpoint and sentencepiece model on disk (``load_encoder("beit3:<ckpt>+<spm>")`` is the
+    same), ``Beit3Encoder.from_checkpoint("beit3_base_patch16_384_coco_retrieval.pth", "beit3.spm")
+    .encode_text(["a dog on a sofa"])`` has shape ``(1, 768)``; ``tests/test_beit3.py`` builds tiny ones.
 """
 
 from __future__ import annotations

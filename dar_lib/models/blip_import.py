@@ -19,8 +19,9 @@ count (transformers' ``BlipTextConfig`` defaults to 8) would load without error 
 features; :func:`check_head_layout` refuses it.
 
 Examples:
-    >>> model, tok = load_original_blip("chatir_weights.ckpt", base="Salesforce/blip-itm-base-coco")  # doctest: +SKIP
-    >>> convert_to_safetensors("trusted.pth", "trusted.safetensors", trust_pickle=True)  # doctest: +SKIP
+    With the original files on disk (``tests/test_blip_import.py`` builds tiny ones):
+    ``model, tok = load_original_blip("chatir_weights.ckpt", base="Salesforce/blip-itm-base-coco")``, and
+    ``convert_to_safetensors("trusted.pth", "trusted.safetensors", trust_pickle=True)`` for a pickle you trust.
 """
 
 from __future__ import annotations

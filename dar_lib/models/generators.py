@@ -11,8 +11,13 @@ An all-black output (what a safety checker or an fp16 overflow produces) raises
 silently break the (prompt, seed) -> image contract that the cache and the paper's figures rely on.
 
 Examples:
-    >>> gen = DiffusersGenerator.from_pretrained("turbo", "stabilityai/sd-turbo")
-    >>> images = gen.generate(["a red bus in a street"], seeds=[0])
+    A paper generator loads by hub id (``DiffusersGenerator.from_pretrained("turbo", "stabilityai/sd-turbo")``,
+    or ``load_generator("turbo:stabilityai/sd-turbo")``); the shipped toy model is one too, offline:
+
+    >>> from dar_lib.models import load_generator
+    >>> gen = load_generator("toy:sd")
+    >>> type(gen).__name__, [im.size for im in gen.generate(["a red bus in a street"], seeds=[0])]
+    ('DiffusersGenerator', [(32, 32)])
 """
 
 from __future__ import annotations

@@ -36,8 +36,9 @@ class ToyDiffusionPipeline(DiffusionPipeline):
     (cf. JiT, "Back to Basics", 2025).
 
     Examples:
-        >>> pipe = ToyDiffusionPipeline.from_pretrained("dar_lib/assets/toy/sd")  # doctest: +SKIP
-        >>> pipe(prompt=["a red circle"], num_inference_steps=5, guidance_scale=3.0).images[0].size  # doctest: +SKIP
+        >>> from dar_lib.toymodels import ASSETS
+        >>> pipe = ToyDiffusionPipeline.from_pretrained(str(ASSETS / "sd"))
+        >>> pipe(prompt=["a red circle"], num_inference_steps=5, guidance_scale=3.0).images[0].size
         (32, 32)
     """
 
