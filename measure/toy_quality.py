@@ -149,7 +149,9 @@ def main(argv=None) -> int:
     world = tw.build(seed=0, **TOY_SIZES["default"])
     store = ArtefactStore(settings.cache_dir() / "store")
     results: list = []
-    report = {"world_version": tw.WORLD_VERSION,
+    from dar_lib.cachekeys import code_version
+
+    report = {"world_code": code_version("toyworld"),
               "world": world_goals(results, world, args.n_dialogues),
               "encoders": encoder_goals(results, world, args.assets, args.n_dialogues, store),
               "generator": generator_goals(results, args.assets, args.n_gen, args.seed)}

@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from dar_lib import cli, profiles, rehearsal
+from dar_lib.cachekeys import rehearsal_key
 from dar_lib.benchmarks import load_benchmark
 from dar_lib.errors import DataError
 
@@ -352,7 +353,7 @@ def test_paper_profile_rehearsal_builds_the_whole_book(tmp_path, monkeypatch, ca
     records = {p.stem: json.loads(p.read_text()) for p in (out / "records").glob("*.json")}
     assert set(chapters) <= set(records) and all(r["status"] == "ok" for r in records.values())
     assert all(r["parameters"].get("rehearsal", True) for r in records.values())
-    assert any("rehearsal-v" in m for r in records.values() for m in r["model_ids"])
+    assert any(f"rehearsal-{rehearsal_key()}" in m for r in records.values() for m in r["model_ids"])
     status = (out / "site" / "_build" / "html" / "notebooks" / "99_status.html").read_text()
     assert "REHEARSAL, NOT RESULTS" in status and "fallback" in status
     results = (out / "site" / "_build" / "html" / "notebooks" / "05_results_zero_shot.html").read_text()
