@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from dar_lib import profiles
+from dar_lib import cachekeys, profiles
 
 REPO = Path(__file__).resolve().parents[1]
 LIB_DIR = Path(__file__).resolve().parent
@@ -117,54 +117,8 @@ def find_chapters(book_dir: Path, notebooks_dir: Path) -> list[Chapter]:
     return sorted(chapters, key=lambda c: c.name.startswith(LAST_PREFIX))
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def library_fingerprint(lib_dir: Path = LIB_DIR) -> str:
-    """sha256 over the ``dar_lib`` tree (relative paths + bytes), so any library edit re-runs chapters."""
-    h = hashlib.sha256()
-    for path in sorted(Path(lib_dir).rglob("*")):
-        if not path.is_file() or "__pycache__" in path.parts or path.suffix in (".pyc", ".pyo"):
-            continue
-        h.update(path.relative_to(lib_dir).as_posix().encode())
-        h.update(_sha256_file(path).encode())
-    return h.hexdigest()
-
-
 #: Parameters naming where a chapter writes (its files change every run, so they are no input).
 OUTPUT_PARAMETERS = ("records_dir",)
-
-
-def chapter_stamp(source: Path, parameters: Mapping[str, Any], lib_fingerprint: str, extra: str = "") -> str:
-    """The stamp that must match for a chapter to be skipped.
-
-    Besides the notebook, its parameters and the library, it holds a stamp of every local file or
-    folder the parameters name (:func:`dar_lib.cachekeys.named_paths`: model folders, dialogue and
-    corpus files, the image root), so weights retrained into the same folder or replaced images re-run
-    the chapter instead of keeping its old output.
-    """
-    from dar_lib import __version__
-    from dar_lib.cachekeys import named_paths, tree_stamp
-
-    blob = json.dumps(
-        {
-            "notebook": _sha256_file(source),
-            "parameters": parameters,
-            "files": {str(p): tree_stamp(p) for p in named_paths({k: v for k, v in parameters.items()
-                                                                  if k not in OUTPUT_PARAMETERS})},
-            "dar_lib": __version__,
-            "lib": lib_fingerprint,
-            "extra": extra,
-        },
-        sort_keys=True,
-        default=str,
-    )
-    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def notebook_parameters(source: Path) -> list[str]:
@@ -518,7 +472,7 @@ def build_book(
     unknown = sorted(set(only or ()) - set(names))
     if unknown:
         raise ValueError(f"--only names no chapter: {', '.join(unknown)}; chapters are {', '.join(names)}")
-    lib_fp = library_fingerprint(lib_dir)
+    lib_fp = cachekeys.library_fingerprint(lib_dir)
     log(f"phase 1: {len(chapters)} chapters, profile {profile}{' (smoke)' if smoke else ''}, into {executed_dir}")
     for i, chapter in enumerate(chapters, 1):
         if only and chapter.name not in only:
@@ -531,7 +485,7 @@ def build_book(
             extra = hashlib.sha256(b"".join(
                 p.read_bytes() for p in sorted(records_dir.glob("*.json")) if p.stem != chapter.name
             )).hexdigest()
-        stamp = chapter_stamp(chapter.source, params, lib_fp, extra)
+        stamp = cachekeys.chapter_stamp(chapter.source, params, lib_fp, extra, outputs=OUTPUT_PARAMETERS)
         stamp_path = stamps_dir / f"{chapter.name}.stamp"
         executed = executed_dir / f"{chapter.name}.ipynb"
         prefix = f"[{i}/{len(chapters)}] {chapter.name}"
@@ -609,7 +563,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rehearsal", action="store_true",
                    help="rehearse the paper profile: every model replaced by a tiny random stand-in of the same "
                         "class and layout, ChatIR's dialogues over a small corpus of fake images, smoke sizes "
-                        "(stand-ins built once into $DAR_CACHE_DIR/rehearsal-v*); the numbers mean nothing")
+                        "(stand-ins built once into $DAR_CACHE_DIR/rehearsal-*); the numbers mean nothing")
     p.add_argument("--params", type=Path, action="append", default=[], metavar="FILE",
                    help="YAML or JSON file of parameter overrides, e.g. image_root, corpus_file, benchmarks, "
                         "encoders (checked against the parameter table); repeatable, later files win, --set last")

@@ -8,8 +8,18 @@ determines an entry: the models by the *content* of their weights where they are
 another image root or another file under the same name therefore reach new keys and are
 recomputed, never replayed.
 
+One invalidation policy: an artefact's key holds :func:`code_version` of its kind, the
+:func:`code_fingerprint` of the modules whose code produced it, declared once in :data:`PRODUCERS`.
+Nothing is bumped by hand: an edit to one of those modules makes every older entry of that kind
+unreachable, and nothing else does. Every store key of the library is made by a function of this
+module (:func:`image_key`, :func:`image_emb_key`, :func:`corpus_chunk_key`, :func:`llm_key`,
+:func:`table_key`, :func:`toy_world_key`, :func:`rehearsal_key`, :func:`chapter_stamp`), so a
+local run, a shard and a Ray worker compute the same key for the same artefact.
+
 Examples:
     >>> hash_parts(kind="llm", model="toy:rules") == hash_parts(model="toy:rules", kind="llm")
+    True
+    >>> code_version("images") == code_fingerprint(*PRODUCERS["images"])
     True
 """
 
@@ -30,6 +40,176 @@ def hash_parts(**parts: Any) -> str:
     """sha256 (64 hex digits) of the canonical JSON of ``parts`` (sorted keys, no whitespace)."""
     blob = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=False)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+#: The modules whose code produces each kind of artefact: the one declaration of what invalidates it.
+#: A kind's keys hold :func:`code_fingerprint` of its modules (:func:`code_version`), so editing any
+#: of them recomputes that kind and only that kind. A package name counts all its ``.py`` files.
+#: Name a module here when its code changes the artefact's content (a sampler, a parser, a
+#: template), not when it only moves it (the store, the settings, error messages).
+_ENCODING = ("dar_lib.benchmarks.images", "dar_lib.models.encoders", "dar_lib.models.beit3",
+             "dar_lib.models.blip_import")  # image loading, preprocessing, encoders and their importers
+_GENERATION = ("dar_lib.models.generators", "dar_lib.toymodels.diffusion")  # pipelines, toy sampler
+PRODUCERS: dict[str, tuple[str, ...]] = {
+    # Generated images: the generator adapters and the toy world's sampler.
+    "images": _GENERATION,
+    # Corpus embedding chunks: the corpus stage (chunks, checks, dtype) and the encoders.
+    "corpus_emb": ("dar_lib.corpus", *_ENCODING),
+    # Embeddings of generated images: the encoders, the images they read and the batching runner.
+    "image_emb": ("dar_lib.evaluate", *_ENCODING, *_GENERATION),
+    # LLM outputs (R1 queries, R2 prompts): the prompt templates and the reply parsing and protocol.
+    "llm": ("dar_lib.models.prompts", "dar_lib.models.reformulators"),
+    # The toy world's rule-based R1/R2 (its outputs are cached like an LLM's).
+    "toy_rules": ("dar_lib.benchmarks.toyworld.reformulate", "dar_lib.benchmarks.toyworld.facts",
+                  "dar_lib.benchmarks.toyworld.text", "dar_lib.benchmarks.toyworld.scenes"),
+    # The toy world's files (scenes, their texts, simulated dialogues) and hence its corpus.
+    "toyworld": ("dar_lib.benchmarks.toyworld.build", "dar_lib.benchmarks.toyworld.dialogues",
+                 "dar_lib.benchmarks.toyworld.scenes", "dar_lib.benchmarks.toyworld.render",
+                 "dar_lib.benchmarks.toyworld.text", "dar_lib.benchmarks.toyworld.facts",
+                 "dar_lib.benchmarks.dialogue"),
+    # The paper rehearsal's stand-in models and corpus.
+    "rehearsal": ("dar_lib.rehearsal",),
+    # Finished result tables: everything in the library can change a rank.
+    "table": ("dar_lib",),
+}
+
+
+def code_version(artefact: str) -> str:
+    """The code part of every key of ``artefact``: :func:`code_fingerprint` of its :data:`PRODUCERS`.
+
+    Args:
+        artefact: a kind of :data:`PRODUCERS` (``"images"``, ``"corpus_emb"``, ``"llm"``, ...).
+
+    Returns:
+        16 hex digits; the same in every process on the same source files.
+
+    Raises:
+        KeyError: an artefact kind :data:`PRODUCERS` does not declare.
+    """
+    if artefact not in PRODUCERS:
+        raise KeyError(f"code_version: no artefact kind {artefact!r}; PRODUCERS declares {', '.join(PRODUCERS)}")
+    return code_fingerprint(*PRODUCERS[artefact])
+
+
+def image_key(generator: str, prompt: str, seed: int, steps, guidance, size) -> str:
+    """The store key of one generated image (kind ``"images"``).
+
+    Args:
+        generator: the generator's ``fingerprint()`` (model, revision, pipeline, dtype, scheduler).
+        prompt: the text prompt.
+        seed: the image's seed.
+        steps, guidance, size: the settings the generator resolved them to (never ``None`` for a default).
+    """
+    return hash_parts(kind="images", generator=generator, prompt=prompt, seed=int(seed), steps=steps,
+                      guidance=guidance, size=size, code=code_version("images"))
+
+
+def image_emb_key(encoder: str, generator: str, pairs: Sequence[tuple[str, int]], settings: Sequence) -> str:
+    """The store key of one fixed batch of generated-image embeddings (kind ``"image_emb"``).
+
+    Args:
+        encoder: the encoder's image fingerprint (:func:`dar_lib.models.base.image_fingerprint`).
+        generator: the generator's ``fingerprint()``.
+        pairs: the batch's (prompt, seed) pairs, in order.
+        settings: the resolved (steps, guidance, size) of the images.
+    """
+    return hash_parts(kind="image_emb", encoder=encoder, generator=generator, pairs=[list(p) for p in pairs],
+                      settings=list(settings), code=code_version("image_emb"))
+
+
+def corpus_chunk_key(encoder: str, corpus: str, start: int, stop: int) -> str:
+    """The store key of corpus ids ``start..stop-1`` embedded by one encoder (kind ``"corpus_emb"``).
+
+    Args:
+        encoder: the encoder's image fingerprint.
+        corpus: the benchmark's corpus fingerprint (``Benchmark.fingerprint``).
+        start, stop: the chunk's corpus id range.
+    """
+    return hash_parts(kind="corpus_emb", encoder=encoder, corpus=corpus, start=int(start), stop=int(stop),
+                      code=code_version("corpus_emb"))
+
+
+def llm_key(model: str, **parts: Any) -> str:
+    """The store key of one R1 or R2 output (kind ``"llm"``): the reformulator's fingerprint and its input.
+
+    Args:
+        model: the reformulator's ``fingerprint()`` (id, revision, sampling settings).
+        parts: the input (``turns`` and ``ref`` for R1, ``query`` and ``k`` for R2, and the stage).
+    """
+    return hash_parts(kind="llm", model=model, code=code_version("llm"), **parts)
+
+
+def table_key(config: str, models: Any, data: str) -> str:
+    """The store key of a finished rank table (kind ``"table"``).
+
+    Args:
+        config: the evaluation config's ``repr``.
+        models: the content of every local model it names (weights digests).
+        data: the benchmark's fingerprint.
+    """
+    return hash_parts(kind="table", config=config, models=models, data=data, code=code_version("table"))
+
+
+def toy_world_key(n_corpus: int, n_dialogues: int, seed: int) -> str:
+    """Names one build of the toy world (its folder and its corpus fingerprint): parameters and code.
+
+    Args:
+        n_corpus: corpus size.
+        n_dialogues: dialogues per style.
+        seed: master seed.
+    """
+    return hash_parts(kind="toyworld", n_corpus=int(n_corpus), n_dialogues=int(n_dialogues), seed=int(seed),
+                      code=code_version("toyworld"))
+
+
+def rehearsal_key() -> str:
+    """Names one build of the paper rehearsal's stand-ins (16 hex digits, part of their folder's name)."""
+    return hash_parts(kind="rehearsal", code=code_version("rehearsal"))[:16]
+
+
+def library_fingerprint(lib_dir: str | os.PathLike | None = None) -> str:
+    """sha256 (64 hex digits) of a library tree, code and shipped files (relative paths and bytes;
+    bytecode left out): part of every book chapter's stamp, so any change to ``dar_lib`` re-runs them.
+
+    Args:
+        lib_dir: the tree (default: the installed ``dar_lib``).
+    """
+    root = Path(lib_dir) if lib_dir is not None else Path(__file__).resolve().parent
+    files = [p for p in sorted(root.rglob("*")) if p.is_file() and "__pycache__" not in p.relative_to(root).parts
+             and p.suffix not in (".pyc", ".pyo")]
+    return _hash_files(hashlib.sha256(), root, files, "").hexdigest()
+
+
+def chapter_stamp(source: str | os.PathLike, parameters: dict, lib_fingerprint: str, extra: str = "",
+                  outputs: Sequence[str] = ()) -> str:
+    """The stamp (64 hex digits) that must match for a book chapter to be skipped.
+
+    Besides the notebook's bytes, its parameters and the library (:func:`library_fingerprint`), it
+    holds a stamp of every local file or folder the parameters name (:func:`named_paths`: model
+    folders, dialogue and corpus files, the image root), so weights retrained into the same folder or
+    replaced images re-run the chapter instead of keeping its old output.
+
+    Args:
+        source: the chapter's notebook.
+        parameters: its parameters.
+        lib_fingerprint: :func:`library_fingerprint` of the library it runs on.
+        extra: anything else that must re-run it (the status page: the other chapters' records).
+        outputs: parameters naming where the chapter writes; their files are no input.
+    """
+    notebook = _hash_files(hashlib.sha256(), Path(source).parent, [Path(source)], "").hexdigest()
+    files = {str(p): tree_stamp(p) for p in named_paths({k: v for k, v in parameters.items() if k not in outputs})}
+    return hash_parts(kind="chapter", notebook=notebook, parameters=parameters, files=files, lib=lib_fingerprint,
+                      extra=extra)
+
+
+def _hash_files(h, base: Path, files: Sequence[Path], label: str):
+    """Feed each file's label-prefixed relative path and bytes into ``h``: the one way sources are hashed."""
+    for f in files:
+        h.update(f"{label}{f.relative_to(base).as_posix()}\0".encode())
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h
 
 
 @functools.lru_cache(maxsize=None)
@@ -55,11 +235,7 @@ def code_fingerprint(*modules: str) -> str:
             raise ModuleNotFoundError(f"code_fingerprint: no module {name!r}")
         origin = Path(spec.origin)
         files = sorted(origin.parent.rglob("*.py")) if origin.name == "__init__.py" else [origin]
-        for f in files:
-            if "__pycache__" in f.parts:
-                continue
-            h.update(f"{name}:{f.relative_to(origin.parent).as_posix()}\0".encode())
-            h.update(f.read_bytes())
+        _hash_files(h, origin.parent, [f for f in files if "__pycache__" not in f.parts], f"{name}:")
     return h.hexdigest()[:16]
 
 

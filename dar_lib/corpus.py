@@ -1,9 +1,9 @@
 """The corpus stage: embed every corpus image once per encoder, in cached chunks.
 
 One home for corpus encoding: :class:`~dar_lib.pipeline.DARPipeline.index`, the evaluation runner
-and the Ray backend all call :func:`embed_chunk` with the same chunks and :func:`chunk_key` with
-the same keys, so a chunk embedded anywhere is found everywhere, and a killed run keeps its
-finished chunks. Every chunk is checked (:func:`~dar_lib.retrieve.check_embeddings`) before it is
+and the Ray backend all call :func:`embed_chunk` with the same chunks and
+:func:`dar_lib.cachekeys.corpus_chunk_key` with the same keys, so a chunk embedded anywhere is found
+everywhere, and a killed run keeps its finished chunks. Every chunk is checked (:func:`~dar_lib.retrieve.check_embeddings`) before it is
 stored: a broken encoder fails here, naming itself, instead of ranking NaNs.
 
 Examples:
@@ -26,7 +26,7 @@ import numpy as np
 
 from dar_lib.models.base import image_fingerprint
 from dar_lib.retrieve import check_embeddings
-from dar_lib.cachekeys import code_fingerprint
+from dar_lib.cachekeys import corpus_chunk_key
 
 #: Corpus images per cached chunk (every backend uses the same chunks, hence the same keys).
 CHUNK = 1024
@@ -47,12 +47,6 @@ def chunks(n_corpus: int, chunk: int = CHUNK) -> list[tuple[int, int]]:
     if n_corpus < 1:
         raise ValueError("the corpus is empty: nothing to rank")
     return [(s, min(n_corpus, s + chunk)) for s in range(0, n_corpus, chunk)]
-
-
-def chunk_key(store, encoder_fingerprint: str, corpus_fingerprint: str, start: int, stop: int) -> str:
-    """The store key of one chunk: the encoder, the corpus content, the range and this stage's code."""
-    return store.key(KIND, encoder=encoder_fingerprint, corpus=corpus_fingerprint, start=start, stop=stop,
-                     code=code_fingerprint("dar_lib.corpus", "dar_lib.benchmarks.images"))
 
 
 def embed_chunk(bench, encoder, start: int, stop: int) -> np.ndarray:
@@ -91,7 +85,7 @@ def corpus_embeddings(bench, encoder, store, *, progress: bool = True,
         it = tqdm(ranges, desc=f"corpus {encoder.id}", unit="chunk")
     parts = []
     for start, stop in it:
-        key = chunk_key(store, image_fingerprint(encoder), bench.fingerprint, start, stop)
+        key = corpus_chunk_key(image_fingerprint(encoder), bench.fingerprint, start, stop)
         emb = store.get_array(KIND, key)
         if emb is None:
             emb = embed_chunk(bench, encoder, start, stop)

@@ -2,9 +2,9 @@
 
 The two expensive stages of an evaluation run on a pool of Ray actors, each holding one model
 replica (one GPU per actor when the cluster has GPUs, one CPU otherwise). Actors write into the
-same content-addressed :class:`~dar_lib.store.ArtefactStore` as a local run, under the same keys
-(:meth:`~dar_lib.models.generators.CachedGenerator.key` for images, :func:`dar_lib.corpus.chunk_key`
-for corpus chunks), so a Ray run, a sharded run and a single-process run produce byte-identical
+same content-addressed :class:`~dar_lib.store.ArtefactStore` as a local run, under keys made by the
+same functions (:func:`dar_lib.cachekeys.image_key` for images, :func:`dar_lib.cachekeys.corpus_chunk_key`
+for corpus chunks) from what the workers' own models report, so a Ray run, a sharded run and a single-process run produce byte-identical
 artefacts and resume each other.
 
 The evaluation runner does not import this module: the CLI makes a :class:`RayBackend` and hands it
@@ -31,6 +31,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Sequence
 
+from dar_lib.cachekeys import corpus_chunk_key, image_key
 from dar_lib.errors import MissingDependencyError
 from dar_lib.models.base import image_fingerprint
 
@@ -269,21 +270,15 @@ class GenerateWorker(_Worker):
 
         self.gen = CachedGenerator(load_model("generator", generator, device), ArtefactStore(store_root))
 
-    def describe(self) -> dict:
-        """``{"fingerprint": <the generator's fingerprint>}``; the driver builds image keys from it (and :meth:`resolve`)."""
-        g = self.gen.generator
-        return {"fingerprint": g.fingerprint()}
-
-    def resolve(self, steps, guidance, size):
-        """The ``(steps, guidance, size)`` the generator actually uses for these overrides (``None`` = its default).
-
-        A generator without ``resolve`` gets the values back unchanged.
+    def identity(self, steps, guidance, size) -> dict:
+        """The replica's :meth:`~dar_lib.models.generators.CachedGenerator.identity` for these overrides:
+        ``{"generator": fingerprint, "settings": resolved [steps, guidance, size]}``, from which the
+        driver makes each image's key with :func:`dar_lib.cachekeys.image_key`, as this replica does.
 
         Raises:
             ValueError: a setting out of range (see ``DiffusersGenerator.resolve``).
         """
-        g = self.gen.generator
-        return tuple(g.resolve(steps, guidance, size)) if hasattr(g, "resolve") else (steps, guidance, size)
+        return self.gen.identity(steps, guidance, size)
 
     def run(self, pairs: list, steps, guidance, size) -> tuple[int, int]:
         """Generate the batch's missing images; returns (generated, cached)."""
@@ -331,7 +326,7 @@ class CorpusWorker(_Worker):
             os._exit(1)
         computed = cached = 0
         for start, stop in chunks:
-            key = corpus.chunk_key(self.store, image_fingerprint(self.encoder), self.bench.fingerprint, start, stop)
+            key = corpus_chunk_key(image_fingerprint(self.encoder), self.bench.fingerprint, start, stop)
             if self.store.has(corpus.KIND, key):
                 cached += stop - start
                 continue
@@ -478,19 +473,17 @@ def generate(cfg, pairs: Sequence[tuple[str, int]], store, *, address: str | Non
     def make_actor():
         return Actor.remote(cfg.generator, device, str(store.root), crash)
 
-    # The first replica tells the driver the generator's fingerprint and resolved settings, so the
-    # driver skips cached pairs without loading the model; the keys come from CachedGenerator itself.
+    # The first replica tells the driver its generator's identity (fingerprint, resolved settings), so
+    # the driver skips cached pairs without loading the model, keyed by the function the replicas use.
     probe = make_actor()
     try:
-        info = ray.get(probe.describe.remote())
-        settings = ray.get(probe.resolve.remote(cfg.steps, cfg.guidance, cfg.size))
-        keyer = CachedGenerator(_Described(cfg.generator, info["fingerprint"]), store)
-        todo = [pr for pr in pairs
-                if not store.path(CachedGenerator.KIND, keyer.key(pr[0], pr[1], *settings)).exists()]
+        ident = ray.get(probe.identity.remote(cfg.steps, cfg.guidance, cfg.size))
+        todo = [pr for pr in pairs if not store.path(
+            CachedGenerator.KIND, image_key(ident["generator"], pr[0], pr[1], *ident["settings"])).exists()]
     except BaseException:
         ray.kill(probe, no_restart=True)
         raise
-    summary.fingerprint = info["fingerprint"]
+    summary.fingerprint = ident["generator"]
     summary.cached = summary.done = len(pairs) - len(todo)
     batches = [todo[i:i + cfg.batch_size] for i in range(0, len(todo), cfg.batch_size)]
     if batches:
@@ -501,17 +494,6 @@ def generate(cfg, pairs: Sequence[tuple[str, int]], store, *, address: str | Non
     else:
         ray.kill(probe, no_restart=True)
     return _finish(summary, t0, raise_on_failure, f"Ray generation (finished images are in {store.root})")
-
-
-@dataclass
-class _Described:
-    """Stands in for a generator in the driver: enough for CachedGenerator to build keys."""
-
-    id: str
-    fp: str
-
-    def fingerprint(self) -> str:
-        return self.fp
 
 
 def corpus_embeddings(cfg, bench, store, *, address: str | None = None, progress: bool = True,
@@ -568,7 +550,7 @@ def corpus_embeddings(cfg, bench, store, *, address: str | None = None, progress
         ray.kill(probe, no_restart=True)
         raise
     todo = [c for c in chunks if not store.path(
-        corpus.KIND, corpus.chunk_key(store, info["fingerprint"], bench.fingerprint, *c)).exists()]
+        corpus.KIND, corpus_chunk_key(info["fingerprint"], bench.fingerprint, *c)).exists()]
     summary.fingerprint = info["fingerprint"]
     summary.cached = summary.done = summary.total - sum(stop - start for start, stop in todo)
     batches = [todo[i:i + chunks_per_batch] for i in range(0, len(todo), chunks_per_batch)]

@@ -302,17 +302,14 @@ def generate(pipe, pairs: Sequence[tuple[str, int]], batch_size: int, *, progres
 def image_embeddings(pipe, pairs: Sequence[tuple[str, int]], batch_size: int, store, *,
                      progress: bool = True) -> dict[tuple[str, int], np.ndarray]:
     """Embed every generated image, cached per fixed batch (bit-identical on resume)."""
+    from dar_lib.cachekeys import image_emb_key
     from dar_lib.models.base import image_fingerprint
-    from dar_lib.cachekeys import code_fingerprint
 
     out = {}
-    gen = pipe.generator
-    settings = gen.generator.resolve(pipe.steps, pipe.guidance, pipe.size) if hasattr(gen, "generator") and \
-        hasattr(gen.generator, "resolve") else (pipe.steps, pipe.guidance, pipe.size)
+    ident = pipe.generator.identity(pipe.steps, pipe.guidance, pipe.size)  # the store's CachedGenerator
     for batch in _progress(list(_batches(list(pairs), batch_size)), progress,
                            desc=f"encode images {pipe.encoder.id}", unit="batch"):
-        key = store.key("image_emb", encoder=image_fingerprint(pipe.encoder), generator=gen.fingerprint(),
-                        pairs=batch, settings=list(settings), code=code_fingerprint("dar_lib.models.encoders"))
+        key = image_emb_key(image_fingerprint(pipe.encoder), ident["generator"], batch, ident["settings"])
 
         def compute(batch=batch):
             return pipe.encode_images(pipe.imagine([p for p, _ in batch], [s for _, s in batch])).numpy()
@@ -475,17 +472,16 @@ def _encode_texts(pipe, texts: Sequence[str], batch_size: int, progress: bool) -
 
 
 # -- the results grid shared by the book's chapters ---------------------------------------------
-def table_key(store, cfg: EvalConfig, bench) -> str:
+def table_key(cfg: EvalConfig, bench) -> str:
     """The store key of a finished rank table: the config, the content of every local model it names
     (weights digests, :func:`dar_lib.models.local_content`: a retrain into the same folder recomputes),
     the benchmark's content (data version) and the library's code, so a fix anywhere in ``dar_lib``
     recomputes the table instead of reloading it."""
-    from dar_lib.cachekeys import code_fingerprint
+    from dar_lib import cachekeys
     from dar_lib.models import local_content
 
     models = {kind: local_content(kind, getattr(cfg, kind)) for kind in ("encoder", "generator", "reformulator")}
-    return store.key("table", config=repr(cfg), models=models, data=bench.fingerprint,
-                     code=code_fingerprint("dar_lib"))
+    return cachekeys.table_key(repr(cfg), models, bench.fingerprint)
 
 
 def grid(
@@ -524,7 +520,7 @@ def grid(
         for role, enc in encoders.items():
             cfg = EvalConfig(benchmark=name, encoder=enc, methods=tuple(methods), **config)
             bench = load_bench(cfg)
-            key = table_key(store, cfg, bench)
+            key = table_key(cfg, bench)
             cached = store.get_bytes("table", key)
             if cached is not None:
                 t = pd.read_csv(io.BytesIO(cached))

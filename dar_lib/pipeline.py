@@ -289,7 +289,7 @@ class DARPipeline:
         """
         if not prompts or self.generator is None:
             return []
-        kw = {"whole_batch": True} if whole_batch and hasattr(self.generator, "store") else {}
+        kw = {"whole_batch": True} if whole_batch and self.store is not None else {}  # only the cache batches
         return self.generator.generate(list(prompts), list(seeds), steps=self.steps, guidance=self.guidance,
                                        size=self.size, **kw)
 

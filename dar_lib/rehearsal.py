@@ -24,15 +24,22 @@ The LLM's replies are junk (it has random weights), so R1 and R2 take the record
 on ``<|im_end|>``): unusable replies are never cached, so the rehearsal asks the LLM a few thousand
 times, and 128 junk tokens each would add many minutes without exercising anything more.
 
-Everything is built once into ``<cache>/rehearsal-v<VERSION>/`` and reused; :func:`prepare` returns
+Everything is built once into ``<cache>/rehearsal-<key>/`` (:func:`dar_lib.cachekeys.rehearsal_key`: this
+module's code, so any change to the stand-ins builds them afresh) and reused; :func:`prepare` returns
 the parameters that point the paper profile at it. ``dar book --profile paper --rehearsal`` runs it.
 
 Examples:
+<<<<<<< HEAD
     ``prepare()`` builds the stand-ins (a minute or two); the ids it returns point the paper profile at them:
 
     >>> from pathlib import Path
     >>> parameters(Path("/stand-ins"))["encoders"]["zero-shot"]
     'blip-original:/stand-ins/models/model_base.pth+/stand-ins/models/Salesforce/blip-itm-base-coco'
+=======
+    >>> overrides = prepare()                                             # doctest: +SKIP
+    >>> overrides["encoders"]["zero-shot"]                                # doctest: +SKIP
+    'blip-original:/root/.cache/dar/rehearsal-<key>/models/model_base.pth+/root/.cache/dar/rehearsal-<key>/models/Salesforce/blip-itm-base-coco'
+>>>>>>> i20c
 """
 
 from __future__ import annotations
@@ -46,8 +53,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-#: Version of the stand-ins; part of the cache folder's name, so a change rebuilds them.
-VERSION = 1
 #: The first N dialogues' targets are in the rehearsal corpus (the four sets share targets and order).
 N_TARGETS = 8
 #: Other images of the 50k list in the rehearsal corpus.
@@ -66,10 +71,12 @@ VOCAB_DIALOGUES = 300
 
 
 def default_root() -> Path:
-    """``<DAR_CACHE_DIR>/rehearsal-v<VERSION>``, where the stand-ins are built and reused."""
+    """``<DAR_CACHE_DIR>/rehearsal-<key>``, where the stand-ins are built and reused; the key
+    (:func:`dar_lib.cachekeys.rehearsal_key`) names the code that builds them."""
     from dar_lib import settings
+    from dar_lib.cachekeys import rehearsal_key
 
-    return settings.cache_dir() / f"rehearsal-v{VERSION}"
+    return settings.cache_dir() / f"rehearsal-{rehearsal_key()}"
 
 
 # -- shared pieces ----------------------------------------------------------------------------------

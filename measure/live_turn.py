@@ -44,8 +44,8 @@ def main() -> None:
     app = toy_app(args.benchmark)  # sets the live thread count
     startup = time.perf_counter() - t0
     pipe, bench = app.search.pipe, app.search.bench
-    if hasattr(pipe.generator, "store"):
-        pipe.generator = pipe.generator.generator  # no image cache: every turn generates, as a new search does
+    if pipe.store is not None:
+        pipe.generator = pipe.generator.uncached()  # no image cache: every turn generates, as a new search does
 
     gen = {}
     prompt = ["a red circle in the top left on a blue background"] * pipe.k_images

@@ -180,7 +180,9 @@ def main(argv=None) -> int:
     world = tw.build(seed=0, **TOY_SIZES[args.toy_size])
     store = ArtefactStore(settings.cache_dir() / "store")
     results: list = []
-    report = {"world_version": tw.WORLD_VERSION,
+    from dar_lib.cachekeys import code_version
+
+    report = {"world_code": code_version("toyworld"),
               "world": world_goals(results, world, args.n_dialogues),
               "encoders": encoder_goals(results, world, args.assets, args.n_dialogues, store, args.toy_size,
                                         args.with_dar)}

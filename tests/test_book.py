@@ -12,7 +12,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from dar_lib import book
+from dar_lib import book, cachekeys
 
 REPO = Path(__file__).resolve().parents[1]
 #: Pages the smoke build must produce (relative to the HTML root).
@@ -39,20 +39,20 @@ def test_toc_lists_chapters_in_run_order(tmp_path):
 def test_stamp_changes_with_notebook_parameters_and_library(tmp_path):
     nb = tmp_path / "a.ipynb"
     nb.write_text("{}")
-    base = book.chapter_stamp(nb, {"n": 1}, "lib1")
-    assert book.chapter_stamp(nb, {"n": 1}, "lib1") == base
-    assert book.chapter_stamp(nb, {"n": 2}, "lib1") != base
-    assert book.chapter_stamp(nb, {"n": 1}, "lib2") != base
+    base = cachekeys.chapter_stamp(nb, {"n": 1}, "lib1")
+    assert cachekeys.chapter_stamp(nb, {"n": 1}, "lib1") == base
+    assert cachekeys.chapter_stamp(nb, {"n": 2}, "lib1") != base
+    assert cachekeys.chapter_stamp(nb, {"n": 1}, "lib2") != base
     nb.write_text("{ }")
-    assert book.chapter_stamp(nb, {"n": 1}, "lib1") != base
+    assert cachekeys.chapter_stamp(nb, {"n": 1}, "lib1") != base
     lib = tmp_path / "lib"
     (lib / "__pycache__").mkdir(parents=True)
     (lib / "m.py").write_text("x = 1\n")
-    fp = book.library_fingerprint(lib)
+    fp = cachekeys.library_fingerprint(lib)
     (lib / "__pycache__" / "m.pyc").write_bytes(b"junk")  # bytecode does not count
-    assert book.library_fingerprint(lib) == fp
+    assert cachekeys.library_fingerprint(lib) == fp
     (lib / "m.py").write_text("x = 2\n")
-    assert book.library_fingerprint(lib) != fp
+    assert cachekeys.library_fingerprint(lib) != fp
 
 
 def test_kernelspec_points_at_this_interpreter(tmp_path):

@@ -176,11 +176,11 @@ def test_a_chapter_reruns_when_a_folder_its_parameters_name_changes(tmp_path):
     records.mkdir()
     params = {"encoders": {"zero-shot": f"toy:{folder}"}, "generator": "toy:sd", "n_dialogues": 20,
               "records_dir": str(records)}
-    base = book.chapter_stamp(nb, params, "lib")
+    base = cachekeys.chapter_stamp(nb, params, "lib", outputs=book.OUTPUT_PARAMETERS)
     (records / "01_data.json").write_text("{}")
-    assert book.chapter_stamp(nb, params, "lib") == base
+    assert cachekeys.chapter_stamp(nb, params, "lib", outputs=book.OUTPUT_PARAMETERS) == base
     shutil.copy(ASSETS / "clip-full" / "model.safetensors", folder / "model.safetensors")  # retrain, same folder
-    assert book.chapter_stamp(nb, params, "lib") != base
+    assert cachekeys.chapter_stamp(nb, params, "lib", outputs=book.OUTPUT_PARAMETERS) != base
     assert cachekeys.named_paths(params["encoders"]) == [folder.resolve()]
     assert cachekeys.named_paths({"e": "gguf:" + str(folder / "model.safetensors") + "?fallback=true",
                                   "url": "openai:gpt@https://example.org/v1"}) == [(folder / "model.safetensors").resolve()]

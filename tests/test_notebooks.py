@@ -10,6 +10,7 @@ import nbformat
 import pytest
 
 from dar_lib import book, claims, profiles
+from dar_lib.cachekeys import code_version
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
@@ -89,7 +90,8 @@ def test_notebook_runs_with_smoke_parameters(path, smoke_book, read_executed):
     _key_outputs(path.stem, nb, values)
     if path.stem == "01_data":
         assert values["n_toy_corpus"] == "'500'" and values["n_toy_dialogues"] == "'8'"
-        assert values["n_browsable"] == "5" and values["toy_leaks"] == "0" and values["toy_version"] == "2"
+        assert values["n_browsable"] == "5" and values["toy_leaks"] == "0"
+        assert values["toy_world_code"] == repr(code_version("toyworld"))
         if (REPO.parent / "shared" / "data" / "chatir").is_dir():
             assert values["n_real_corpus"] == "'50,000'" and values["real_same_targets"] == "'yes'"
         html = "".join(o.get("data", {}).get("text/html", "") for c in nb.cells for o in c.get("outputs", []))

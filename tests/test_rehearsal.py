@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from dar_lib import cli, profiles, rehearsal
+from dar_lib.cachekeys import rehearsal_key
 from dar_lib.benchmarks import load_benchmark
 from dar_lib.errors import DataError
 
@@ -361,7 +362,7 @@ def test_paper_profile_rehearsal_runs_the_chapters(tmp_path, monkeypatch, capsys
     records = {p.stem: json.loads(p.read_text()) for p in (out / "records").glob("*.json")}
     assert set(records) == set(REHEARSED) and all(r["status"] == "ok" for r in records.values())
     assert all(r["parameters"].get("rehearsal", True) for r in records.values())
-    assert any("rehearsal-v" in m for r in records.values() for m in r["model_ids"])
+    assert any(f"rehearsal-{rehearsal_key()}" in m for r in records.values() for m in r["model_ids"])
 
     def page(name: str) -> tuple[str, dict]:
         """An executed chapter's outputs as text, and its glued values (every one its prose quotes)."""

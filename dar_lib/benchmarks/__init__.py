@@ -119,11 +119,10 @@ def load_benchmark(
         def load_images(ids):
             return [tw.render(scenes[i]) for i in ids]
 
-        from dar_lib.cachekeys import code_fingerprint
+        from dar_lib.cachekeys import toy_world_key
 
-        # The world's version and its code name the corpus: a changed world never reuses embeddings.
-        fp = hash_parts(world="toy", seed=seed, version=tw.WORLD_VERSION,
-                        code=code_fingerprint("dar_lib.benchmarks.toyworld"), **size)
+        # The world's parameters and code name the corpus: a changed world never reuses embeddings.
+        fp = toy_world_key(seed=seed, **size)
         bench = Benchmark(name, dialogues, list(world.corpus_paths), fp, load_images,
                           meta={"toy_size": toy_size, "seed": seed, "scenes": scenes, **size})
     elif name in CHATIR:

@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from dar_lib.cachekeys import image_key
+
 log = logging.getLogger(__name__)
 
 #: Per backend: (pipeline class name, default steps, default guidance, default size).
@@ -272,10 +274,29 @@ class CachedGenerator:
         """The wrapped generator's fingerprint (caching does not change the images)."""
         return self.generator.fingerprint()
 
+    def resolve(self, steps: int | None, guidance: float | None, size: int | None) -> tuple:
+        """The (steps, guidance, size) the wrapped generator uses for these overrides (``None`` = its
+        default), checked by it; unchanged for a generator that has no ``resolve``.
+
+        Raises:
+            ValueError: a setting out of range (see :meth:`DiffusersGenerator.resolve`).
+        """
+        resolve = getattr(self.generator, "resolve", None)
+        return tuple(resolve(steps, guidance, size)) if resolve else (steps, guidance, size)
+
+    def identity(self, steps: int | None = None, guidance: float | None = None, size: int | None = None) -> dict:
+        """What names this generator's images besides (prompt, seed): ``{"generator": fingerprint,
+        "settings": [steps, guidance, size] resolved}``; :func:`dar_lib.cachekeys.image_key` of it and a
+        (prompt, seed) is the image's key. JSON-ready, so a Ray worker can send it to the driver."""
+        return {"generator": self.fingerprint(), "settings": list(self.resolve(steps, guidance, size))}
+
     def key(self, prompt: str, seed: int, steps, guidance, size) -> str:
-        """The store key of one image: the generator fingerprint, the prompt, the seed and the resolved settings."""
-        return self.store.key(self.KIND, generator=self.generator.fingerprint(), prompt=prompt, seed=int(seed),
-                              steps=steps, guidance=guidance, size=size)
+        """The store key of one image (:func:`dar_lib.cachekeys.image_key`) for resolved settings."""
+        return image_key(self.fingerprint(), prompt, seed, steps, guidance, size)
+
+    def uncached(self):
+        """The generator this caches, for a caller that must generate afresh (a timing measurement)."""
+        return self.generator
 
     def generate(self, prompts: Sequence[str], seeds: Sequence[int], steps: int | None = None,
                  guidance: float | None = None, size: int | None = None, *,
@@ -292,8 +313,7 @@ class CachedGenerator:
         prompts, seeds = list(prompts), [int(s) for s in seeds]
         if len(prompts) != len(seeds):
             raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds")
-        resolve = getattr(self.generator, "resolve", None)
-        r_steps, r_guid, r_size = resolve(steps, guidance, size) if resolve else (steps, guidance, size)
+        r_steps, r_guid, r_size = self.resolve(steps, guidance, size)
         keys = [self.key(p, s, r_steps, r_guid, r_size) for p, s in zip(prompts, seeds)]
         out: list[Image.Image | None] = [self.store.get_image(self.KIND, k) for k in keys]
         todo = [i for i, img in enumerate(out) if img is None]

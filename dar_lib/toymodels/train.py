@@ -101,16 +101,15 @@ def world_positives(scenes):
 
 
 def run_id(name: str, plan: Stage, n_train: int, base: Path | None) -> str:
-    """Names one training run of a stage: its recipe, the training data (size, seed, world version)
+    """Names one training run of a stage: its recipe, the training data (size, seed, the world's code)
     and, for a fine-tune, the weights it starts from. A checkpoint or a finished stage from another run
     is never resumed or skipped (a fine-tune of an older base is retrained)."""
     import hashlib
 
-    from dar_lib.benchmarks import toyworld as tw
-    from dar_lib.cachekeys import weights_digest
+    from dar_lib.cachekeys import code_version, weights_digest
 
     parts = {"stage": name, **asdict(plan), "n_train": n_train, "train_seed": TRAIN_SEED,
-             "world_version": tw.WORLD_VERSION, "base": weights_digest(base) if base is not None else None}
+             "world_code": code_version("toyworld"), "base": weights_digest(base) if base is not None else None}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -164,6 +163,7 @@ def train_all(
     import torch
 
     from dar_lib.benchmarks import toyworld as tw
+    from dar_lib.cachekeys import code_version
     from dar_lib.toymodels import clip_train, diffusion_train, probe as probe_mod
     from dar_lib.toymodels.loop import Checkpointer
     from dar_lib.toymodels.tokenizer import world_tokenizer
@@ -209,7 +209,7 @@ def train_all(
         def record(losses: list[float]) -> dict:
             k = max(1, min(50, len(losses) // 5))
             rec = {"stage": name, "run": run, **asdict(scaled), "n_train": n_train, "train_seed": TRAIN_SEED,
-                   "world_version": tw.WORLD_VERSION, "loss_first": float(np.mean(losses[:k])),
+                   "world_code": code_version("toyworld"), "loss_first": float(np.mean(losses[:k])),
                    "loss_last": float(np.mean(losses[-k:])), "wall_s": round(previous + time.time() - started, 1),
                    "torch": torch.__version__, "threads": torch.get_num_threads()}
             report[name] = rec

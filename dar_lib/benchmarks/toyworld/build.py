@@ -17,14 +17,9 @@ from dar_lib.benchmarks.toyworld.dialogues import STYLES, dialogue_rng, make_dia
 from dar_lib.benchmarks.toyworld.render import render_batch
 from dar_lib.benchmarks.toyworld.scenes import Scene, make_scenes
 from dar_lib.errors import DataError
-from dar_lib.cachekeys import hash_parts
+from dar_lib.cachekeys import toy_world_key
 from dar_lib.store import atomic_write_bytes
 
-#: Bump when scenes, texts or dialogues change. Every cache key of the world's artefacts includes it
-#: (built files, corpus embeddings through the benchmark's fingerprint, result tables), so nothing
-#: computed on an older world is ever reused. v2: dialogues that keep informing, no question about
-#: an object the dialogue has not introduced, more multi-object scenes.
-WORLD_VERSION = 2
 CORPUS_FILE = "Search_Space.json"
 SCENES_FILE = "scenes.json"
 
@@ -37,8 +32,9 @@ def corpus_path(corpus_id: int) -> str:
 def build_root(n_corpus: int, n_dialogues: int, seed: int) -> Path:
     """The default folder of a build: ``settings.cache_dir()/"toyworld"/<16 hex digits>``.
 
-    The name is the sha256 of the parameters and :data:`WORLD_VERSION`, so a new world version
-    never reuses an old build. The folder itself is not created.
+    The name is :func:`dar_lib.cachekeys.toy_world_key` of the parameters and of the world's code
+    (scenes, texts, dialogues, rendering), so a changed world never reuses an old build, nor anything
+    keyed by its corpus fingerprint. The folder itself is not created.
 
     Args:
         n_corpus: corpus size.
@@ -48,8 +44,7 @@ def build_root(n_corpus: int, n_dialogues: int, seed: int) -> Path:
     Returns:
         The folder path.
     """
-    key = hash_parts(kind="toyworld", version=WORLD_VERSION, n_corpus=n_corpus, n_dialogues=n_dialogues, seed=seed)
-    return settings.cache_dir() / "toyworld" / key[:16]
+    return settings.cache_dir() / "toyworld" / toy_world_key(n_corpus, n_dialogues, seed)[:16]
 
 
 def target_ids(n_corpus: int, n_dialogues: int, seed: int) -> list[int]:
@@ -106,7 +101,8 @@ def build(n_corpus: int = 10_000, n_dialogues: int = 500, seed: int = 0, root: s
     """
     root = Path(root) if root is not None else build_root(n_corpus, n_dialogues, seed)
     done = root / "DONE"
-    params = {"version": WORLD_VERSION, "n_corpus": n_corpus, "n_dialogues": n_dialogues, "seed": seed}
+    params = {"world": toy_world_key(n_corpus, n_dialogues, seed), "n_corpus": n_corpus, "n_dialogues": n_dialogues,
+              "seed": seed}
     if done.is_file() and json.loads(done.read_text()) == params:
         return _load_root(root, seed)
     scenes = make_scenes(n_corpus, seed)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from dar_lib.benchmarks.toyworld.facts import Facts, parse_dialogue, parse_text
+from dar_lib.cachekeys import code_version
 from dar_lib.benchmarks.toyworld.text import article, describe, object_phrase
 
 
@@ -28,7 +29,6 @@ class ToyReformulator:
     """
 
     id = "toy:rules"
-    VERSION = 2  # 2: "no other objects, only X" restates X; "one object in total" is a count
 
     def facts(self, turns: Sequence[str] | str) -> Facts:
         """The facts a dialogue (list of rounds) or a free-text string states."""
@@ -78,5 +78,6 @@ class ToyReformulator:
         return [variants[i % len(variants)] for i in range(k)]
 
     def fingerprint(self) -> str:
-        """``"toy:rules:v<VERSION>"``; bump :attr:`VERSION` when the rules change so cached outputs are not reused."""
-        return f"{self.id}:v{self.VERSION}"
+        """``"toy:rules:code-<16 hex digits>"``: the code of the rules (:func:`dar_lib.cachekeys.code_version`
+        of ``"toy_rules"``), so a change to them never replays outputs cached by the old rules."""
+        return f"{self.id}:code-{code_version('toy_rules')}"
