@@ -45,9 +45,7 @@ Examples:
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import zlib
 from collections import Counter
 from pathlib import Path
@@ -466,24 +464,12 @@ def _build_data(dest: Path) -> None:
 
 # -- building, reusing, and the parameters ----------------------------------------------------------
 def _atomic_build(dest: Path, build: Callable[[Path], None], is_dir: bool) -> None:
-    """Build into a temporary sibling and rename it into place: a killed build leaves no half stand-in."""
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.unlink(missing_ok=True)
-    if is_dir:
-        tmp.mkdir(parents=True)
-    else:
-        tmp.parent.mkdir(parents=True, exist_ok=True)
-    try:
+    """Build into a temporary sibling and rename it into place (:func:`dar_lib.atomic.atomic_path`): a killed
+    build leaves no half stand-in, and a folder another process finished first is kept."""
+    from dar_lib.atomic import atomic_path
+
+    with atomic_path(dest, directory=is_dir) as tmp:
         build(tmp)
-        if dest.exists():  # another process finished first
-            return
-        os.replace(tmp, dest)
-    finally:
-        if tmp.is_dir():
-            shutil.rmtree(tmp, ignore_errors=True)
-        elif tmp.exists():
-            tmp.unlink()
 
 
 def build(root: Path | None = None, *, log: Callable[[str], None] = print) -> Path:

@@ -23,36 +23,20 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
 from PIL import Image
 
+# The atomic write lives in dar_lib.atomic; re-exported for the callers that import it from the store.
+from dar_lib.atomic import atomic_write_bytes  # noqa: F401
 # Key functions live in dar_lib.cachekeys; re-exported here for the callers that import them from the store.
 from dar_lib.cachekeys import code_fingerprint, file_tag, hash_parts  # noqa: F401
 
 log = logging.getLogger(__name__)
 
 _MAGIC = b"DAR1"
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file and an atomic rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 class CorruptEntry(Exception):

@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import torch
 
+from dar_lib.cachekeys import code_fingerprint
 from dar_lib.errors import DataError
 from dar_lib.models import prompts as P
 from dar_lib.models import reformulators as R
@@ -73,7 +74,8 @@ def test_hf_chat_reformulator_deterministic_validated():
     fb = R.HFChatReformulator(model, tok, id="tiny-llama", device="cpu", max_new_tokens=12, fallback=True)
     assert fb.prompts("a red dog", 3) == P.template_prompts("a red dog", 3) and fb.fallbacks == 1
     assert ref.id == "hf-llm:tiny-llama@unpinned"
-    assert ref.fingerprint() == (f'hf-llm:tiny-llama@unpinned|{P.TEMPLATE_VERSION}|{R.PARSER_VERSION}|'
+    code = code_fingerprint(*R.REWRITE_MODULES)
+    assert ref.fingerprint() == (f'hf-llm:tiny-llama@unpinned|code-{code}|'
                                  '{"do_sample": false, "max_new_tokens": 12}')
 
 
@@ -237,7 +239,7 @@ def test_replay_and_identity(tmp_path):
     assert ident.prompts("x y", 3) == ["x y"] * 3
 
 
-class CountingReformulator(R._ChatReformulator):
+class CountingReformulator(R.ChatReformulator):
     """Numbered good replies: R1 "reply N", R2 K lines "pN-i" (K read from the request)."""
 
     def __init__(self):
@@ -424,7 +426,7 @@ def test_openai_fallback_is_recorded_and_not_cached(tmp_path, caplog):
     with FakeOpenAI([{"content": "Sure! Here is the query:"}]) as srv:
         ref = _client(srv.url, fallback=True)
         cached = R.CachedReformulator(ref, store)
-        with caplog.at_level("WARNING", logger=R.__name__):
+        with caplog.at_level("WARNING", logger="dar_lib.models.reformulate.chat_protocol"):
             assert cached.rewrite(TURNS) == "a dog on the grass, what color is it? red, is it big? yes"
         assert ref.fallbacks == cached.fallbacks == 1 and len(srv.requests) == 2
         assert any("using the recorded fallback" in r.getMessage() and "R1" in r.getMessage() for r in caplog.records)
@@ -439,14 +441,20 @@ def test_openai_fallback_is_recorded_and_not_cached(tmp_path, caplog):
     assert P.template_prompts("q", 8) == list(dict.fromkeys(P.template_prompts("q", 8)))  # distinct for any k
 
 
-def test_cache_key_changes_with_parser_version(tmp_path, monkeypatch):
+def test_cache_key_changes_with_the_rewrite_code(tmp_path, monkeypatch):
+    """The key names the code of the templates, protocol and parser (no hand-bumped version)."""
+    from dar_lib.models.reformulate import chat_protocol
+
+    assert set(R.REWRITE_MODULES) == {"dar_lib.models.prompts", "dar_lib.models.reformulate.chat_protocol",
+                                      "dar_lib.models.reformulate.reply_parsing"}
     inner = CountingReformulator()
     cached = R.CachedReformulator(inner, ArtefactStore(tmp_path))
-    assert R.PARSER_VERSION in inner.fingerprint() and R.PARSER_VERSION == "parse-v2"
+    assert f"|code-{code_fingerprint(*R.REWRITE_MODULES)}|" in inner.fingerprint()
     assert cached.rewrite(TURNS) == "reply 1" and cached.rewrite(TURNS) == "reply 1"
     assert (cached.hits, cached.misses, inner.calls) == (1, 1, 1)
-    monkeypatch.setattr(R, "PARSER_VERSION", "parse-v3")
-    assert "parse-v3" in cached.fingerprint()
+    # Another parser: its source, and so its code fingerprint, differs.
+    monkeypatch.setattr(chat_protocol, "code_fingerprint", lambda *modules: "0" * 16)
+    assert "|code-0000000000000000|" in cached.fingerprint()
     assert cached.rewrite(TURNS) == "reply 2"  # a miss: outputs of another parser are not replayed
     assert (cached.hits, cached.misses, inner.calls) == (1, 2, 2)
 
@@ -458,8 +466,9 @@ def test_chat_is_public_and_the_llm_questioner_uses_it():
     assert inner.chat(P.r1_messages(TURNS)) == "reply 1"
     assert not hasattr(inner, "_chat")  # no private name crosses modules any more
     assert LLMQuestioner(inner).ask(TURNS) == "reply 2?"
-    with pytest.raises(NotImplementedError, match="_ChatReformulator does not implement chat"):
-        R._ChatReformulator().chat([])
+    with pytest.raises(NotImplementedError, match="ChatReformulator does not implement chat"):
+        R.ChatReformulator().chat([])
+    assert R._ChatReformulator is R.ChatReformulator  # the old name still works for subclasses
 
 
 # -- endpoints: credentials never shown, query strings kept, one-line errors, a deadline ------------

@@ -6,12 +6,12 @@ import hashlib
 import logging
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from dar_lib import settings
+from dar_lib.atomic import atomic_writer
 from dar_lib.benchmarks.dialogue import N_ROUNDS, Dialogue, parse_corpus, parse_dialogues, read_json
 from dar_lib.errors import DataError
 
@@ -108,26 +108,17 @@ def _install(dest: Path, chunks: Iterable[bytes], expected: str, relpath: str, o
 
     The final name only ever holds verified bytes: a failed or interrupted copy leaves nothing.
     """
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    try:
+    with atomic_writer(dest) as fh:
         h = hashlib.sha256()
-        with os.fdopen(fd, "wb") as fh:
-            for block in chunks:
-                h.update(block)
-                fh.write(block)
-            fh.flush()
-            os.fsync(fh.fileno())
+        for block in chunks:
+            h.update(block)
+            fh.write(block)
         actual = h.hexdigest()
         if actual != expected:
             raise DataError(
                 f"{relpath}: checksum mismatch for the copy from {origin}: "
                 f"expected sha256 {expected}, got {actual}"
             )
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _read_chunks(path: Path) -> Iterable[bytes]:

@@ -6,7 +6,6 @@ import argparse
 import logging
 import os
 import sys
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -14,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from dar_lib.atomic import atomic_path
 from dar_lib.benchmarks.images import load_image, resolve
 from dar_lib.errors import DataError
 
@@ -109,10 +109,7 @@ def _download_once(session, url: str, dest: Path, timeout: float) -> int:
     """One attempt: stream to a temp file beside ``dest``, verify, rename; returns bytes written."""
     import requests
 
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
+    with atomic_path(dest) as tmp:
         try:
             with session.get(url, stream=True, timeout=timeout) as resp:
                 status = resp.status_code
@@ -122,8 +119,7 @@ def _download_once(session, url: str, dest: Path, timeout: float) -> int:
                     raise _GiveUp(f"HTTP {status}")
                 expected = resp.headers.get("Content-Length")
                 n_bytes = 0
-                with os.fdopen(fd, "wb") as fh:
-                    fd = None
+                with open(tmp, "wb") as fh:
                     for block in resp.iter_content(_CHUNK):
                         fh.write(block)
                         n_bytes += len(block)
@@ -132,12 +128,7 @@ def _download_once(session, url: str, dest: Path, timeout: float) -> int:
         if expected is not None and expected.isdigit() and int(expected) != n_bytes:
             raise _Retry(f"truncated body: {n_bytes} of {expected} bytes")
         _verify_image(tmp)
-        os.replace(tmp, dest)
-        return n_bytes
-    finally:
-        if fd is not None:
-            os.close(fd)
-        tmp.unlink(missing_ok=True)
+    return n_bytes
 
 
 def _fetch_one(get_session, url: str, dest: Path, retries: int, timeout: float, backoff: float):

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import pickle
 import re
 from pathlib import Path
@@ -328,14 +327,11 @@ def convert_to_safetensors(src: str | Path, dst: str | Path, *, trust_pickle: bo
     state = _unwrap_state_dict(obj, src, ValueError)
     # clone(): tied weights share storage, which safetensors refuses; contiguous(): views/expands.
     tensors = {str(k): v.detach().cpu().contiguous().clone() for k, v in state.items()}
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    try:
+    from dar_lib.atomic import atomic_path
+
+    with atomic_path(dst) as tmp:
         save_file(tensors, str(tmp), metadata={"source": src.name,
                                                "converted_by": "dar_lib.models.blip_import.convert_to_safetensors"})
-        os.replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)
     log.info("converted %s (%d tensors) to %s", src, len(tensors), dst)
     return dst
 

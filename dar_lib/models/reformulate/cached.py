@@ -1,0 +1,85 @@
+"""The caching wrapper of every reformulator: each usable R1/R2 output stored in the artefact store."""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+from dar_lib.models.reformulate.chat_protocol import ChatReformulator
+from dar_lib.models.reformulate.replay import IdentityReformulator
+
+
+class CachedReformulator:
+    """Store every R1/R2 output in an ``ArtefactStore`` keyed by the reformulator's fingerprint
+    (model id, template version, parser version for the LLM backends, sampling settings) and the
+    full input.
+
+    Only usable outputs are stored: a :class:`ReformulationError` propagates with nothing written,
+    and a recorded fallback (the wrapped reformulator's ``fallbacks`` went up during the call) is
+    returned but not stored, so a later run asks the LLM again.
+
+    Args:
+        reformulator: the wrapped reformulator.
+        store: the artefact store.
+    """
+
+    KIND = "llm"
+
+    def __init__(self, reformulator, store):
+        self.reformulator = reformulator
+        self.store = store
+        self.id = reformulator.id
+        self.hits = 0
+        self.misses = 0
+
+    @property
+    def fallbacks(self) -> int:
+        """Fallbacks the wrapped reformulator has returned (0 for backends without fallbacks)."""
+        return int(getattr(self.reformulator, "fallbacks", 0))
+
+    def fingerprint(self) -> str:
+        """The wrapped reformulator's fingerprint (caching does not change what it outputs)."""
+        return self.reformulator.fingerprint()
+
+    def _cached(self, key_parts: dict, fn: Callable[[], object]):
+        key = self.store.key(self.KIND, model=self.fingerprint(), **key_parts)
+        value = self.store.get_json(self.KIND, key)
+        if value is not None:
+            self.hits += 1
+            return value["output"]
+        self.misses += 1
+        before = self.fallbacks
+        output = fn()
+        if self.fallbacks == before:
+            self.store.put_json(self.KIND, key, {"output": output})
+        return output
+
+    def rewrite(self, turns: Sequence[str], *, ref: tuple[str, int] | None = None) -> str:
+        """R1 through the store: the stored query, or the wrapped ``rewrite`` (stored unless a fallback).
+
+        The key holds the fingerprint and the turns; ``ref`` is part of it too except for the LLM
+        backends and :class:`IdentityReformulator`, whose output depends on the text only.
+
+        Args:
+            turns: the dialogue so far (caption first, then "question? answer" turns).
+            ref: (target image path, round_idx), passed on to the wrapped reformulator.
+
+        Returns:
+            The query.
+
+        Raises:
+            ReformulationError: from the wrapped reformulator, with nothing stored.
+        """
+        parts = {"stage": "R1", "turns": [str(t) for t in turns]}
+        # LLM outputs depend on the text only; other adapters (replay, toy) may read ``ref``.
+        if not isinstance(self.reformulator, (ChatReformulator, IdentityReformulator)):
+            parts["ref"] = None if ref is None else [str(ref[0]), int(ref[1])]
+        return self._cached(parts, lambda: self.reformulator.rewrite(turns, ref=ref))
+
+    def prompts(self, query: str, k: int) -> list[str]:
+        """R2 through the store, keyed by the fingerprint, ``query`` and ``k``: ``k`` prompts (list of str).
+
+        Raises:
+            ReformulationError: from the wrapped reformulator, with nothing stored.
+        """
+        return self._cached({"stage": "R2", "query": query, "k": int(k)},
+                            lambda: list(self.reformulator.prompts(query, k)))
