@@ -58,7 +58,8 @@ PRODUCERS: dict[str, tuple[str, ...]] = {
     # Embeddings of generated images: the encoders, the images they read and the batching runner.
     "image_emb": ("dar_lib.evaluate", *_ENCODING, *_GENERATION),
     # LLM outputs (R1 queries, R2 prompts): the prompt templates and the reply parsing and protocol.
-    "llm": ("dar_lib.models.prompts", "dar_lib.models.reformulators"),
+    "llm": ("dar_lib.models.prompts", "dar_lib.models.reformulate.chat_protocol",
+            "dar_lib.models.reformulate.reply_parsing"),
     # The toy world's rule-based R1/R2 (its outputs are cached like an LLM's).
     "toy_rules": ("dar_lib.benchmarks.toyworld.reformulate", "dar_lib.benchmarks.toyworld.facts",
                   "dar_lib.benchmarks.toyworld.text", "dar_lib.benchmarks.toyworld.scenes"),

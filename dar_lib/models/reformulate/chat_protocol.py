@@ -7,17 +7,16 @@ import logging
 from typing import Callable, Sequence
 
 import dar_lib.models.prompts as P
-from dar_lib.cachekeys import code_fingerprint
+from dar_lib.cachekeys import PRODUCERS, code_fingerprint
 from dar_lib.models.reformulate.reply_parsing import read_prompts, read_query, strip_reasoning, truncate
 
 log = logging.getLogger(__name__)
 
 #: The modules whose code decides what an LLM reformulator outputs for a given reply: the prompt
-#: templates, this protocol and the reply parser. Their :func:`~dar_lib.cachekeys.code_fingerprint`
-#: is part of every chat reformulator's fingerprint (and so of its cache keys), instead of a
-#: hand-bumped parser version.
-REWRITE_MODULES = ("dar_lib.models.prompts", "dar_lib.models.reformulate.chat_protocol",
-                   "dar_lib.models.reformulate.reply_parsing")
+#: templates, this protocol and the reply parser, declared once as the ``"llm"`` kind of
+#: :data:`dar_lib.cachekeys.PRODUCERS`. Their :func:`~dar_lib.cachekeys.code_fingerprint` is part of
+#: every chat reformulator's fingerprint (and so of its cache keys), instead of a hand-bumped parser version.
+REWRITE_MODULES = PRODUCERS["llm"]
 
 
 class ReformulationError(RuntimeError):
