@@ -80,7 +80,7 @@ def _runs(cfg, root: Path) -> dict:
         assert evaluate(cfg, shard, shard=(i, 2), progress=False) is None
         merged.merge_from(shard)
     tables["sharded"] = evaluate(cfg, merged, progress=False)
-    return {"tables": tables, "local": local, "ray": on_ray}
+    return {"tables": tables, "local": local, "ray": on_ray, "sharded": merged}
 
 
 def _files(store: ArtefactStore, kind: str) -> dict[str, Path]:
@@ -139,6 +139,17 @@ def _assert_same_entries(a: ArtefactStore, b: ArtefactStore, kind: str) -> None:
 @pytest.mark.parametrize("kind", ["images", "corpus_emb"])
 def test_ray_store_has_the_same_entries(runs, kind):
     _assert_same_entries(runs["local"], runs["ray"], kind)
+
+
+@needs_ray
+@pytest.mark.parametrize("kind", ["images", "corpus_emb", "image_emb", "llm"])
+def test_local_sharded_and_ray_stores_hold_the_same_keys(runs, kind):
+    """One key function per kind, whoever computes: a local run, two shards merged, Ray workers."""
+    keys = {name: set(runs[name].keys(kind)) for name in ("local", "sharded", "ray")}
+    assert keys["local"] and keys["sharded"] == keys["local"] and keys["ray"] == keys["local"]
+    if kind == "llm":  # text: the very same bytes
+        assert all(runs[n].get_bytes(kind, k) == runs["local"].get_bytes(kind, k) for n in ("sharded", "ray")
+                   for k in keys["local"])
 
 
 @needs_ray
