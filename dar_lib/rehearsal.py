@@ -29,17 +29,11 @@ module's code, so any change to the stand-ins builds them afresh) and reused; :f
 the parameters that point the paper profile at it. ``dar book --profile paper --rehearsal`` runs it.
 
 Examples:
-<<<<<<< HEAD
     ``prepare()`` builds the stand-ins (a minute or two); the ids it returns point the paper profile at them:
 
     >>> from pathlib import Path
     >>> parameters(Path("/stand-ins"))["encoders"]["zero-shot"]
     'blip-original:/stand-ins/models/model_base.pth+/stand-ins/models/Salesforce/blip-itm-base-coco'
-=======
-    >>> overrides = prepare()                                             # doctest: +SKIP
-    >>> overrides["encoders"]["zero-shot"]                                # doctest: +SKIP
-    'blip-original:/root/.cache/dar/rehearsal-<key>/models/model_base.pth+/root/.cache/dar/rehearsal-<key>/models/Salesforce/blip-itm-base-coco'
->>>>>>> i20c
 """
 
 from __future__ import annotations
@@ -463,6 +457,11 @@ def _build_data(dest: Path) -> None:
 
 
 # -- building, reusing, and the parameters ----------------------------------------------------------
+#: Stand-ins that are one file (a checkpoint, a sentencepiece model); every other stand-in is a hub folder,
+#: whose name may hold dots ("Qwen/Qwen2.5-1.5B-Instruct" has the suffix ".5B-Instruct").
+STANDIN_FILE_SUFFIXES = (".pth", ".ckpt", ".spm")
+
+
 def _atomic_build(dest: Path, build: Callable[[Path], None], is_dir: bool) -> None:
     """Build into a temporary sibling and rename it into place (:func:`dar_lib.atomic.atomic_path`): a killed
     build leaves no half stand-in, and a folder another process finished first is kept."""
@@ -493,7 +492,7 @@ def build(root: Path | None = None, *, log: Callable[[str], None] = print) -> Pa
         if dest.exists():
             continue
         log(f"rehearsal: building the stand-in for {name}")
-        _atomic_build(dest, lambda tmp, b=builder: b(ctx, tmp), is_dir=not Path(name).suffix)
+        _atomic_build(dest, lambda tmp, b=builder: b(ctx, tmp), is_dir=Path(name).suffix not in STANDIN_FILE_SUFFIXES)
     data = root / "data"
     if not data.exists():
         log(f"rehearsal: writing {N_TARGETS + N_DISTRACTORS} corpus images")

@@ -271,13 +271,12 @@ def fixed_length_reformulator(model, tok, device: str, r1_tokens: int, r2_tokens
     from dar_lib.models.reformulators import HFChatReformulator
 
     class OneReply(HFChatReformulator):
-        def _ask(self, stage, messages, parse, check, correction):
+        def _ask(self, stage, messages, read, correction):
             n = r1_tokens if stage == "R1" else r2_tokens
             self.max_new_tokens = self.model.generation_config.min_new_tokens = n  # exactly n tokens
             reply = self.chat(messages)
             self.replies.append((stage, n, self.prompt_tokens(messages)))
-            value = parse(reply)
-            problem = check(value)
+            value, problem = read(reply)
             return (value, None, None) if problem is None else (None, reply, problem)
 
         def prompt_tokens(self, messages) -> int:

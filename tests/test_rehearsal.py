@@ -397,3 +397,11 @@ def test_gpu_turn_script_tiny_cpu_mode_prints_json():
         assert all(v["median_s"] >= 0 for v in stages.values())
     assert result["n_corpus"] == 50_000 and result["corpus_dim"] == 256 and result["k_images"] == 3
     assert result["llm_tokens"]["r1_reply"] == 48 and result["llm_tokens"]["r2_reply"] == 160
+
+
+def test_each_standin_is_built_as_a_file_or_a_folder_by_its_kind():
+    """A hub id with dots in its name (Qwen2.5-1.5B-Instruct) is a folder, not a file with suffix '.5B-Instruct'."""
+    from dar_lib import rehearsal
+
+    files = {n for n in rehearsal.STANDINS if Path(n).suffix in rehearsal.STANDIN_FILE_SUFFIXES}
+    assert files == {"beit3.spm", "model_base.pth", "chatir_weights.ckpt", "beit3_base_patch16_384_coco_retrieval.pth"}
