@@ -16,16 +16,15 @@ from dar_lib.store import ArtefactStore
 
 LIB = Path(cachekeys.__file__).resolve().parent
 
-# Keys of one artefact of each kind, through the public calls that make them (they existed before
-# the policy too, so this script also runs against older code). With edits (module paths) as
+# Keys of one artefact of each kind, through the calls that make them (for the LLM kind, the code part
+# every chat reformulator's fingerprint carries). With edits (module paths) as
 # arguments, it appends a comment to each in turn and prints the keys again, then restores the file.
 _KEYS = r"""
-import importlib, json, pathlib, sys, tempfile
+import json, pathlib, sys, tempfile
 import dar_lib
 from dar_lib import cachekeys, rehearsal
 from dar_lib.benchmarks.toyworld import ToyReformulator
 from dar_lib.benchmarks.toyworld.build import build_root
-from dar_lib.models import prompts
 from dar_lib.models.generators import CachedGenerator
 from dar_lib.store import ArtefactStore
 
@@ -36,12 +35,11 @@ class Stub:
 
 def keys():
     cachekeys.code_fingerprint.cache_clear()  # a new process would read the sources afresh
-    importlib.reload(prompts)
     return {
         "toy_rules": ToyReformulator().fingerprint(),
         "toyworld": build_root(500, 20, 0).name,
         "images": CachedGenerator(Stub(), ArtefactStore(tempfile.mkdtemp())).key("a red circle", 3, 2, 3.0, 32),
-        "llm": prompts.TEMPLATE_VERSION,
+        "llm": cachekeys.code_version("llm"),  # the part of every chat reformulator's fingerprint
         "rehearsal": rehearsal.default_root().name,
     }
 

@@ -6,13 +6,6 @@ import functools
 import re
 from typing import Sequence
 
-from dar_lib.cachekeys import code_version
-
-#: Names these templates and the reply parsing by their code (:func:`dar_lib.cachekeys.code_version` of
-#: ``"llm"``, never bumped by hand); part of every reformulator fingerprint, so a changed template or
-#: parser never reuses cached LLM outputs.
-TEMPLATE_VERSION = f"llm-code-{code_version('llm')}"
-
 R1_SYSTEM = (
     "You help a user find one specific image in a large collection of photographs. "
     "You turn a conversation about the image into a single search query."
