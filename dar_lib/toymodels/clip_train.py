@@ -12,6 +12,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from dar_lib.toymodels.loop import report_loss
 from dar_lib.toymodels.loop import step as optim_step
 from dar_lib.toymodels.loop import warmup_cosine
 
@@ -196,10 +197,7 @@ def train_clip(
         pos = torch.from_numpy(positives(texts, idx)) if positives is not None else None
         loss = soft_contrastive_loss(scale * txt @ img.T, pos)
         losses.append(optim_step(opt, sched, params, loss))
-        if log_every and (step + 1) % log_every == 0:
-            recent = float(np.mean(losses[-log_every:]))
-            bar.set_postfix(loss=f"{recent:.3f}")
-            log.info("clip step %d/%d loss %.4f (%.0f s)", step + 1, steps, recent, time.time() - t0)
+        report_loss(bar, losses, step, steps, log_every, "clip", t0, log)
         run.after_step(step, steps, stop_at, "clip")
     for p in model.parameters():
         p.requires_grad_(True)

@@ -13,6 +13,7 @@ import torch
 from dar_lib.toymodels.clip_train import TextFn
 from dar_lib.toymodels.diffusion import ToyDiffusionPipeline
 from dar_lib.toymodels.loop import Checkpointer, Resumable, TensorList, warmup_cosine
+from dar_lib.toymodels.loop import report_loss
 from dar_lib.toymodels.loop import step as optim_step
 
 log = logging.getLogger(__name__)
@@ -168,10 +169,7 @@ def train_diffusion(
             d = min(ema_decay, (1 + step) / (10 + step))
             for e, p in zip(ema, params):
                 e.mul_(d).add_(p.detach(), alpha=1 - d)
-        if log_every and (step + 1) % log_every == 0:
-            recent = float(np.mean(losses[-log_every:]))
-            bar.set_postfix(loss=f"{recent:.4f}")
-            log.info("diffusion step %d/%d loss %.4f (%.0f s)", step + 1, steps, recent, time.time() - t0)
+        report_loss(bar, losses, step, steps, log_every, "diffusion", t0, log, digits=4)
         run.after_step(step, steps, stop_at, "diffusion")
     with torch.no_grad():
         for e, p in zip(ema, params):

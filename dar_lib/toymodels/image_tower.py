@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dar_lib.toymodels.loop import report_loss
 from dar_lib.toymodels.loop import step as optim_step
 from dar_lib.toymodels.loop import warmup_cosine
 
@@ -173,10 +174,7 @@ def train_image_tower(
         emb = embed(tower, images_to_pixels(images[idx]))
         loss = heads.loss(emb, {k: torch.from_numpy(v[idx]) for k, v in labels.items()})
         losses.append(optim_step(opt, sched, params, loss))
-        if log_every and (step + 1) % log_every == 0:
-            recent = float(np.mean(losses[-log_every:]))
-            bar.set_postfix(loss=f"{recent:.3f}")
-            log.info("image tower step %d/%d loss %.4f (%.0f s)", step + 1, steps, recent, time.time() - t0)
+        report_loss(bar, losses, step, steps, log_every, "image tower", t0, log)
         run.after_step(step, steps, stop_at, "image tower")
         if max_seconds is not None and time.time() - t0 >= max_seconds:
             break

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 
 import torch
 
@@ -29,6 +30,16 @@ def step(opt: torch.optim.Optimizer, sched, params, loss: torch.Tensor, max_norm
     opt.step()
     sched.step()
     return float(loss.detach())
+
+
+def report_loss(bar, losses: list[float], step: int, steps: int, every: int, label: str, t0: float,
+                logger: logging.Logger, digits: int = 3) -> None:
+    """Every ``every`` steps, show the mean of the last ``every`` losses on the tqdm ``bar`` (``digits``
+    decimals) and log it as ``"<label> step i/steps loss x (s s)"``; ``every`` 0 never reports."""
+    if every and (step + 1) % every == 0:
+        recent = sum(losses[-every:]) / len(losses[-every:])
+        bar.set_postfix(loss=f"{recent:.{digits}f}")
+        logger.info("%s step %d/%d loss %.4f (%.0f s)", label, step + 1, steps, recent, time.time() - t0)
 
 
 class TrainingStopped(Exception):
