@@ -173,10 +173,7 @@ class LiveSearch:
             raise RuntimeError("no search yet: start() with a description first")
 
     def _facts(self, turns: Sequence[str]) -> dict | None:
-        reformulator = self.pipe.reformulator
-        while not hasattr(reformulator, "facts") and hasattr(reformulator, "reformulator"):
-            reformulator = reformulator.reformulator  # the store's CachedReformulator wraps the toy one
-        reader = getattr(reformulator, "facts", None)  # the toy reader; an LLM cannot say
+        reader = getattr(self.pipe.reformulator, "facts", None)  # the toy reader; an LLM cannot say
         return None if reader is None else reader(list(turns)).known()
 
     def _view(self, turn: str, before: dict | None) -> TurnView:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from dar_lib.errors import DataError
-from dar_lib.store import atomic_write_bytes
+from dar_lib.atomic import atomic_write_bytes
 
 #: Distributions whose versions the status page lists (looked up without importing them).
 PACKAGES = (

@@ -10,7 +10,8 @@ place, so readers never see a partial file and two writers racing on one key bot
 Examples:
     >>> import tempfile
     >>> store = ArtefactStore(tempfile.mkdtemp())
-    >>> key = store.key("llm", model="toy:rules", prompt="a red circle")
+    >>> from dar_lib.cachekeys import llm_key
+    >>> key = llm_key("toy:rules", stage="R2", query="a red circle", k=1)
     >>> store.get_or_compute_json("llm", key, lambda: {"text": "a red circle"})
     {'text': 'a red circle'}
 """
@@ -30,9 +31,8 @@ import numpy as np
 from PIL import Image
 
 # The atomic write lives in dar_lib.atomic; re-exported for the callers that import it from the store.
-from dar_lib.atomic import atomic_write_bytes  # noqa: F401
+from dar_lib.atomic import atomic_write_bytes
 # Key functions live in dar_lib.cachekeys; re-exported here for the callers that import them from the store.
-from dar_lib.cachekeys import code_fingerprint, file_tag, hash_parts  # noqa: F401
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +58,6 @@ class ArtefactStore:
 
     def __repr__(self) -> str:
         return f"ArtefactStore({str(self.root)!r})"
-
-    @staticmethod
-    def key(kind: str, **parts: Any) -> str:
-        """The key of an artefact of ``kind`` produced by ``parts``."""
-        return hash_parts(kind=kind, **parts)
 
     def path(self, kind: str, key: str) -> Path:
         """The file of an entry, ``<root>/<kind>/<key[:2]>/<key>``; it need not exist."""

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import threading
 from pathlib import Path
 
@@ -147,6 +148,17 @@ def test_download_http_error_names_file(raw_server):
     with pytest.raises(DataError, match=r"chatir/Human_BLIP2.json: download from http://127.0.0.1:\d+/.* HTTP 404"):
         chatir.fetch("chatir/Human_BLIP2.json", timeout=5)
     assert list((settings.cache_dir() / "data" / "chatir").iterdir()) == []
+
+
+def test_download_unreachable_server_names_file(monkeypatch):
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setattr(chatir, "RAW_BASE", f"http://127.0.0.1:{port}")
+    monkeypatch.delenv(settings.MIRROR_ENV, raising=False)
+    with pytest.raises(DataError, match=rf"chatir/Human_BLIP2.json: download from http://127.0.0.1:{port}/.* failed"):
+        chatir.fetch("chatir/Human_BLIP2.json", timeout=5)
+    assert not (settings.cache_dir() / "data" / "chatir" / "Human_BLIP2.json").exists()
 
 
 # -- loaders on the real files ------------------------------------------------------------

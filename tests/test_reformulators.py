@@ -574,3 +574,22 @@ def test_dar_eval_with_a_keyed_endpoint_writes_no_key_and_fails_in_one_line(tmp_
     last = err.strip().splitlines()[-1]
     assert rc == 2 and "Traceback" not in err and SECRET not in err and err.count("dar: error") == 1
     assert last.startswith("dar: error: LLM endpoint http://me:***@127.0.0.1:") and "HTTP 401" in last
+
+
+def test_cached_reformulator_keys_come_from_cachekeys_and_it_passes_the_fact_reader_through(tmp_path):
+    """The cache wrapper keys each output with :func:`dar_lib.cachekeys.llm_key` (the one module of keys, with
+    the LLM kind's code version) and exposes the toy rules' fact reader, so no caller looks through it."""
+    from dar_lib.benchmarks.toyworld import ToyReformulator
+    from dar_lib.cachekeys import llm_key
+
+    store = ArtefactStore(tmp_path)
+    rules = ToyReformulator()
+    cached = R.CachedReformulator(rules, store)
+    query = cached.rewrite(["a red circle", "is it big? yes"], ref=("t.png", 1))
+    prompts = cached.prompts(query, 2)
+    assert sorted(store.keys("llm")) == sorted([
+        llm_key(rules.fingerprint(), stage="R1", turns=["a red circle", "is it big? yes"], ref=["t.png", 1]),
+        llm_key(rules.fingerprint(), stage="R2", query=query, k=2)])
+    assert store.get_json("llm", llm_key(rules.fingerprint(), stage="R2", query=query, k=2)) == {"output": prompts}
+    assert cached.facts(["a red circle"]).known() == rules.facts(["a red circle"]).known()
+    assert R.CachedReformulator(R.IdentityReformulator(), store).facts is None

@@ -4,14 +4,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dar_lib.store import ArtefactStore, atomic_write_bytes
+from dar_lib.atomic import atomic_write_bytes
+from dar_lib.store import ArtefactStore
 
 
 def test_keys_depend_on_every_part(tmp_path):
-    k = ArtefactStore.key
-    assert k("img", model="a", prompt="x", seed=1) == k("img", seed=1, prompt="x", model="a")
-    assert len({k("img", model="a", prompt="x", seed=1), k("img", model="a", prompt="x", seed=2),
-                k("img", model="b", prompt="x", seed=1), k("emb", model="a", prompt="x", seed=1)}) == 4
+    from dar_lib.cachekeys import hash_parts as k
+
+    assert k(kind="img", model="a", prompt="x", seed=1) == k(seed=1, prompt="x", model="a", kind="img")
+    assert len({k(kind="img", model="a", prompt="x", seed=1), k(kind="img", model="a", prompt="x", seed=2),
+                k(kind="img", model="b", prompt="x", seed=1), k(kind="emb", model="a", prompt="x", seed=1)}) == 4
 
 
 def test_round_trips(tmp_path):

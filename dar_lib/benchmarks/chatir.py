@@ -96,11 +96,9 @@ _CHUNK = 1 << 20
 
 # -- verified fetch -----------------------------------------------------------------------
 def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(_CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
+    import pooch
+
+    return pooch.file_hash(str(path), alg="sha256")
 
 
 def _install(dest: Path, chunks: Iterable[bytes], expected: str, relpath: str, origin: str) -> None:
@@ -126,23 +124,33 @@ def _read_chunks(path: Path) -> Iterable[bytes]:
         yield from iter(lambda: fh.read(_CHUNK), b"")
 
 
-def _download_chunks(url: str, relpath: str, timeout: float) -> Iterable[bytes]:
+def _download(entry: RemoteFile, dest: Path, relpath: str, timeout: float) -> None:
+    """Download ``entry`` to ``dest`` with pooch, which streams into a temporary file beside it, checks the
+    sha256 and only then moves it into place (a failed or wrong download leaves nothing)."""
+    import pooch
     import requests
 
+    url = entry.url
     try:
-        with requests.get(url, stream=True, timeout=timeout) as resp:
-            if resp.status_code != 200:
-                raise DataError(f"{relpath}: download from {url} failed: HTTP {resp.status_code}")
-            yield from resp.iter_content(_CHUNK)
+        pooch.retrieve(url, known_hash=f"sha256:{entry.sha256}", fname=dest.name, path=dest.parent,
+                       downloader=pooch.HTTPDownloader(timeout=timeout, progressbar=False))
+    except requests.HTTPError as exc:
+        status = exc.response.status_code if exc.response is not None else "error"
+        raise DataError(f"{relpath}: download from {url} failed: HTTP {status}") from exc
     except requests.RequestException as exc:
         raise DataError(f"{relpath}: download from {url} failed: {exc}") from exc
+    except ValueError as exc:  # pooch: the downloaded file's hash is not the pinned one (the file is deleted)
+        got = re.search(r"but got ([0-9a-f]{64})", str(exc))
+        raise DataError(f"{relpath}: checksum mismatch for the copy from {url}: expected sha256 {entry.sha256}, "
+                        f"got {got.group(1) if got else 'another hash'}") from exc
 
 
 def fetch(relpath: str, timeout: float = 60.0) -> Path:
     """Return a sha256-verified local copy of a registered file.
 
     Order: a cached copy whose hash matches; else a copy from the data mirror
-    (``DAR_DATA_MIRROR``) when one is set; else a download from the pinned upstream commit.
+    (``DAR_DATA_MIRROR``) when one is set; else a download from the pinned upstream commit (by ``pooch``,
+    which checks the sha256 before the file takes its name).
     A cached copy with the wrong hash is logged and replaced.
 
     Args:
@@ -181,7 +189,7 @@ def fetch(relpath: str, timeout: float = 60.0) -> Path:
         _install(dest, _read_chunks(src), entry.sha256, relpath, origin=str(src))
     else:
         log.info("downloading %s from %s", relpath, entry.url)
-        _install(dest, _download_chunks(entry.url, relpath, timeout), entry.sha256, relpath, origin=entry.url)
+        _download(entry, dest, relpath, timeout)
     return dest
 
 

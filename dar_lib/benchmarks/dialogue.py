@@ -185,7 +185,7 @@ def parse_corpus(paths: Any, source: str | Path) -> list[str]:
 
 def write_dialogues(dialogues: Sequence[Dialogue], path: Path) -> None:
     """Write dialogues in ChatIR's JSON format (``[{"img", "dialog"}]``), atomically."""
-    from dar_lib.store import atomic_write_bytes
+    from dar_lib.atomic import atomic_write_bytes
 
     payload = [{"img": d.image, "dialog": list(d.dialog)} for d in dialogues]
     atomic_write_bytes(Path(path), json.dumps(payload, ensure_ascii=False).encode("utf-8"))

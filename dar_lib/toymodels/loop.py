@@ -125,7 +125,7 @@ class Checkpointer:
 
         from safetensors.torch import save
 
-        from dar_lib.store import atomic_write_bytes
+        from dar_lib.atomic import atomic_write_bytes
 
         if self.path is None:
             return

@@ -18,7 +18,7 @@ from dar_lib.benchmarks.toyworld.render import render_batch
 from dar_lib.benchmarks.toyworld.scenes import Scene, make_scenes
 from dar_lib.errors import DataError
 from dar_lib.cachekeys import toy_world_key
-from dar_lib.store import atomic_write_bytes
+from dar_lib.atomic import atomic_write_bytes
 
 CORPUS_FILE = "Search_Space.json"
 SCENES_FILE = "scenes.json"

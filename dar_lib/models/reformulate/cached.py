@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
+from dar_lib.cachekeys import llm_key
 from dar_lib.models.reformulate.chat_protocol import ChatReformulator
 from dar_lib.models.reformulate.replay import IdentityReformulator
 
@@ -36,12 +37,18 @@ class CachedReformulator:
         """Fallbacks the wrapped reformulator has returned (0 for backends without fallbacks)."""
         return int(getattr(self.reformulator, "fallbacks", 0))
 
+    @property
+    def facts(self) -> Callable | None:
+        """The wrapped reformulator's fact reader (the toy rules' ``facts(turns)``, what R1 read from the
+        dialogue), or ``None`` for a backend that cannot say (an LLM): callers never look through the cache."""
+        return getattr(self.reformulator, "facts", None)
+
     def fingerprint(self) -> str:
         """The wrapped reformulator's fingerprint (caching does not change what it outputs)."""
         return self.reformulator.fingerprint()
 
     def _cached(self, key_parts: dict, fn: Callable[[], object]):
-        key = self.store.key(self.KIND, model=self.fingerprint(), **key_parts)
+        key = llm_key(self.fingerprint(), **key_parts)
         value = self.store.get_json(self.KIND, key)
         if value is not None:
             self.hits += 1
