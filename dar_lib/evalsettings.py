@@ -96,7 +96,7 @@ _SETTINGS = (
             "in every round)", _bool, False),
     Setting("steps", "sampling steps of the generator (None: its default)", _int(1, 1000, none_ok=True), None,
             int_in(1, 1000)),
-    Setting("guidance", "guidance scale of the generator (None: its default)", _float(0.0, 50.0, none_ok=True),
+    Setting("guidance", "guidance scale of the generator (None: its default)", _float(0, 50, none_ok=True),
             None, float_in(0, 50)),
     Setting("size", "side in pixels of the generated images (None: the generator's default, 1024 for SD3)",
             _size, None, int_in(8, 4096)),
@@ -139,6 +139,25 @@ NAMES: tuple[str, ...] = tuple(s.name for s in _SETTINGS if s.chapter)
 def provenance_columns(cfg: Any) -> dict[str, Any]:
     """``{name: value}`` of every provenance setting of ``cfg`` (an :class:`~dar_lib.evaluate.EvalConfig`)."""
     return {name: getattr(cfg, name) for name in PROVENANCE}
+
+
+#: Settings whose ``dar eval`` option ``cli.py`` spells itself (unset means "the protocol's"; two seed flags).
+_CLI_OWN = ("k_images", "schedule", "image_reduce", "protocol", "seed_per_round")
+
+
+def add_cli_options(parser: argparse.ArgumentParser) -> None:
+    """Add ``--name-with-dashes`` for every setting with a plain option (type, choices, default as declared)."""
+    for s in _SETTINGS:
+        if s.name in _CLI_OWN:
+            continue
+        extra = {"choices": s.choices} if s.choices else {"type": s.cli_type}
+        shown = "all" if s.name == "n_dialogues" and s.default is None else s.default
+        parser.add_argument(s.flag, dest=s.name, default=s.default, help=f"{s.doc} (default: {shown})", **extra)
+
+
+def config_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """``{name: value}`` of every setting on a parsed ``dar eval`` namespace, for ``EvalConfig(**...)``."""
+    return {name: getattr(args, name) for name in SETTINGS}
 
 
 def rule(name: str) -> Callable[[Any], None]:
