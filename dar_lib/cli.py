@@ -74,7 +74,8 @@ def _register_eval(subparsers) -> None:
     p.add_argument("--reformulator", default=toy["reformulator"], help="reformulator id (default: %(default)s)")
     p.add_argument("--methods", default=",".join(METHODS), help="comma-separated methods (default: all four)")
     # Left unset, these three take the protocol's values (--protocol released fixes them).
-    p.add_argument("-k", "--k-images", type=evalsettings.SETTINGS["k_images"].cli_type, default=None,
+    k = evalsettings.SETTINGS["k_images"]
+    p.add_argument("-k", k.flag, type=k.cli_type, default=None,
                    help=f"images generated per turn (default: {toy['k_images']}; 1 under --protocol released)")
     p.add_argument("--schedule", default=None, help="fusion weights: paper, paper-rounds-0-2, released or const:<alpha> "
                                                     f"(default: {toy['schedule']}; released under --protocol released)")

@@ -52,7 +52,8 @@ def test_cli_defaults_agree_with_the_toy_profile():
         assert value == evalsettings.default(name), name
         # n_dialogues: the book samples 150 dialogues per benchmark, dar eval runs all of them unless told
         if name in toy and name != "n_dialogues":
-            assert value == toy[name], f"dar eval's default of {name} ({value!r}) is not the toy profile's ({toy[name]!r})"
+            assert value == toy[name], \
+                f"dar eval's default of {name} ({value!r}) is not the toy profile's ({toy[name]!r})"
             compared += 1
     assert compared >= 10
 
