@@ -19,12 +19,10 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from dar_lib import profiles
+from dar_lib import evalsettings, profiles
 
 #: Chapter parameters that are :class:`~dar_lib.evaluate.EvalConfig` fields of the same meaning.
-EVAL_KEYS = ("n_dialogues", "k_images", "schedule", "image_reduce", "seed_per_round", "world_seed", "gen_seed",
-             "device", "generator", "reformulator", "toy_size", "image_root", "corpus_file", "steps", "guidance",
-             "size", "protocol")
+EVAL_KEYS = evalsettings.NAMES + ("device", "generator", "reformulator", "image_root", "corpus_file")
 
 
 def setup(namespace: Mapping[str, Any], show: bool = True) -> dict[str, Any]:

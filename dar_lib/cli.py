@@ -17,7 +17,8 @@ import logging
 import sys
 from pathlib import Path
 
-from dar_lib.argtypes import float_in, int_in
+from dar_lib import evalsettings
+from dar_lib.argtypes import float_in
 
 #: Modules that each define ``register(subparsers)``; imported lazily-cheaply (no torch at import).
 COMMAND_MODULES = (
@@ -73,34 +74,28 @@ def _register_eval(subparsers) -> None:
     p.add_argument("--reformulator", default=toy["reformulator"], help="reformulator id (default: %(default)s)")
     p.add_argument("--methods", default=",".join(METHODS), help="comma-separated methods (default: all four)")
     # Left unset, these three take the protocol's values (--protocol released fixes them).
-    p.add_argument("-k", "--k-images", type=int_in(1, 10), default=None,
+    k = evalsettings.SETTINGS["k_images"]
+    p.add_argument("-k", k.flag, type=k.cli_type, default=None,
                    help=f"images generated per turn (default: {toy['k_images']}; 1 under --protocol released)")
     p.add_argument("--schedule", default=None, help="fusion weights: paper, paper-rounds-0-2, released or const:<alpha> "
                                                     f"(default: {toy['schedule']}; released under --protocol released)")
     p.add_argument("--image-reduce", default=None, choices=("mean", "sum"),
                    help="combine the K image embeddings by mean (default) or sum (eq. 4 as written)")
-    p.add_argument("--protocol", default="default", choices=PROTOCOLS,
+    p.add_argument("--protocol", default=evalsettings.default("protocol"), choices=PROTOCOLS,
                    help="default: R1's query per round; released: the DAR authors' eval.py as written (the "
                         "caption and every rewrite so far joined with ', ', K=1, fusion 0.8/0.2 then 0.5/0.5)")
     p.add_argument("--same-seed-every-round", dest="seed_per_round", action="store_false",
-                   default=toy["seed_per_round"],
+                   default=evalsettings.default("seed_per_round"),
                    help="an unchanged prompt gives the same image in every round (the default)")
     p.add_argument("--fresh-seed-every-round", dest="seed_per_round", action="store_true",
                    help="put the round into every image seed: a fresh draw each round, even for an unchanged prompt")
-    p.add_argument("--n-dialogues", type=int_in(1), default=None, help="evaluate the first N dialogues (default: all)")
-    p.add_argument("--toy-size", default="default", choices=("default", "smoke"), help="toy world size")
-    p.add_argument("--world-seed", type=int_in(0), default=0, help="seed of the toy world and its targets")
-    p.add_argument("--gen-seed", type=int_in(0), default=0, help="base seed of the generated images")
-    p.add_argument("--steps", type=int_in(1, 1000), default=None, help="generator steps (default: the generator's)")
-    p.add_argument("--guidance", type=float_in(0, 50), default=None, help="guidance scale (default: the generator's)")
-    p.add_argument("--size", type=int_in(8, 4096), default=None, help="generated image side in pixels")
+    evalsettings.add_cli_options(p)
     p.add_argument("--image-root", default=None, help="corpus image folder (ChatIR benchmarks, your own data)")
     p.add_argument("--corpus-file", default=None,
                    help="corpus list (JSON list of image paths under --image-root): your own, with a *.json "
                         "benchmark; or a subset of ChatIR's 50k list, with a ChatIR set (dialogues whose target "
                         "is not in it are dropped)")
     p.add_argument("--device", default=None, help="torch device (default: $DAR_DEVICE or cpu)")
-    p.add_argument("--batch-size", type=int_in(1, 4096), default=64, help="images per generator/encoder batch")
     p.add_argument("--store", default=None, help="artefact store folder (default: $DAR_CACHE_DIR/store)")
     p.add_argument("--shard", default=None, help="i/n: only generate this machine's share of the images, then stop")
     p.add_argument("--backend", default="local", choices=("local", "ray"),
@@ -152,13 +147,11 @@ def _eval(args: argparse.Namespace) -> int:
 
     k_images, schedule, image_reduce = fusion_settings(args)
     # Every config is built (and so checked) before any work starts.
+    settings = {**evalsettings.config_kwargs(args), "k_images": k_images, "schedule": schedule,
+                "image_reduce": image_reduce}
     cfgs = [EvalConfig(benchmark=bench, encoder=enc, generator=args.generator, reformulator=args.reformulator,
-                       methods=methods, k_images=k_images, schedule=schedule, protocol=args.protocol,
-                       image_reduce=image_reduce, seed_per_round=args.seed_per_round,
-                       n_dialogues=args.n_dialogues, world_seed=args.world_seed, gen_seed=args.gen_seed,
-                       steps=args.steps, guidance=args.guidance, size=args.size, toy_size=args.toy_size,
-                       image_root=args.image_root, corpus_file=args.corpus_file, device=args.device,
-                       batch_size=args.batch_size)
+                       methods=methods, image_root=args.image_root, corpus_file=args.corpus_file, device=args.device,
+                       **settings)
             for bench in args.benchmark for enc in args.encoder]
     for cfg in cfgs:
         check_shard(cfg, shard)

@@ -39,7 +39,7 @@ from typing import Mapping, Protocol, Sequence
 
 import numpy as np
 
-from dar_lib.argtypes import int_span
+from dar_lib import evalsettings
 from dar_lib.errors import DataError
 from dar_lib.profiles import PROFILES
 
@@ -52,14 +52,6 @@ _TOY = PROFILES["toy"]
 
 #: K of the Hits@K every table reports (the paper's and ChatIR's Hits@10).
 HITS_K = 10
-
-
-def _check_int(name: str, value, lo: int, hi: int | None = None, none_ok: bool = False) -> None:
-    if value is None and none_ok:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo or (hi is not None and value > hi):
-        raise ValueError(f"{name} = {value!r}: must be an integer {int_span(lo, hi)}"
-                         + (" (or unset)" if none_ok else ""))
 
 
 @dataclass(frozen=True)
@@ -105,22 +97,20 @@ class EvalConfig:
     schedule: str = _TOY["schedule"]
     image_reduce: str = _TOY["image_reduce"]
     n_dialogues: int | None = None
-    world_seed: int = 0
-    gen_seed: int = 0
+    world_seed: int = evalsettings.default("world_seed")
+    gen_seed: int = evalsettings.default("gen_seed")
     seed_per_round: bool = _TOY["seed_per_round"]
     steps: int | None = None
     guidance: float | None = None
     size: int | None = None
-    toy_size: str = "default"
+    toy_size: str = evalsettings.default("toy_size")
     image_root: str | None = None
     corpus_file: str | None = None
     device: str | None = None
-    batch_size: int = 64
-    protocol: str = "default"
+    batch_size: int = evalsettings.default("batch_size")
+    protocol: str = evalsettings.default("protocol")
 
     def __post_init__(self):
-        from dar_lib.fuse import weights
-
         from dar_lib import settings
         from dar_lib.benchmarks import TOY, check_benchmark_name
 
@@ -136,26 +126,10 @@ class EvalConfig:
         if self.device is not None:
             settings.check_device(self.device)
         needs_images = any(m in IMAGE_METHODS for m in self.methods)
-        _check_int("k_images", self.k_images, 1 if needs_images else 0, 10)
-        _check_int("n_dialogues", self.n_dialogues, 1, none_ok=True)
-        _check_int("world_seed", self.world_seed, 0)
-        _check_int("gen_seed", self.gen_seed, 0)
-        _check_int("steps", self.steps, 1, 1000, none_ok=True)
-        _check_int("size", self.size, 8, 4096, none_ok=True)
-        _check_int("batch_size", self.batch_size, 1, 4096)
-        if self.guidance is not None and (isinstance(self.guidance, bool) or not isinstance(self.guidance, (int, float))
-                                          or not 0.0 <= self.guidance <= 50.0):
-            raise ValueError(f"guidance = {self.guidance!r}: must be a number in [0, 50] (or unset)")
-        if self.size is not None and self.size % 8:
-            raise ValueError(f"size = {self.size}: must be a multiple of 8 pixels")
-        try:
-            weights(0, self.schedule)
-        except ValueError as exc:
-            raise ValueError(f"schedule = {self.schedule!r}: {exc}") from None
-        if self.image_reduce not in ("sum", "mean"):
-            raise ValueError(f"image_reduce = {self.image_reduce!r}: must be 'sum' or 'mean'")
-        if self.toy_size not in ("default", "smoke"):
-            raise ValueError(f"toy_size = {self.toy_size!r}: must be 'default' or 'smoke'")
+        for name in evalsettings.SETTINGS:
+            # K = 0 is allowed when no method generates images (the text baselines alone).
+            if not (name == "k_images" and self.k_images == 0 and not needs_images):
+                evalsettings.check(name, getattr(self, name))
         from dar_lib import protocols
 
         protocols.check(self.protocol, k_images=self.k_images, schedule=self.schedule, image_reduce=self.image_reduce,
@@ -331,10 +305,7 @@ def provenance(cfg: EvalConfig, models: Mapping[str, object]) -> dict:
 
     row = {
         "benchmark": cfg.benchmark, "encoder": cfg.encoder, "generator": cfg.generator,
-        "reformulator": cfg.reformulator, "k_images": cfg.k_images, "schedule": cfg.schedule,
-        "image_reduce": cfg.image_reduce, "world_seed": cfg.world_seed, "gen_seed": cfg.gen_seed,
-        "seed_per_round": cfg.seed_per_round, "steps": cfg.steps, "guidance": cfg.guidance,
-        "size": cfg.size, "toy_size": cfg.toy_size, "protocol": cfg.protocol,
+        "reformulator": cfg.reformulator, **evalsettings.provenance_columns(cfg),
     }
     encoder = models.get("encoder")
     row["text_limit"] = getattr(encoder, "max_length", None)

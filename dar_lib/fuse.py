@@ -24,6 +24,9 @@ from __future__ import annotations
 
 import torch
 
+#: How the K image embeddings are combined (the values of the ``image_reduce`` setting, :mod:`dar_lib.evalsettings`).
+IMAGE_REDUCES = ("mean", "sum")
+
 SCHEDULES = ("paper", "paper-rounds-0-2", "released", "const:<alpha>")
 
 
@@ -49,12 +52,17 @@ def weights(round_idx: int, schedule: str = "paper") -> tuple[float, float]:
     return alpha, round(1.0 - alpha, 10)
 
 
+def _check_reduce(image_reduce: str) -> None:
+    if image_reduce not in IMAGE_REDUCES:
+        raise ValueError(f"image_reduce = {image_reduce!r}: must be one of {', '.join(map(repr, IMAGE_REDUCES))}")
+
+
 def fuse(
     text_emb: torch.Tensor,
     image_emb: torch.Tensor | None,
     round_idx: int,
     schedule: str = "paper",
-    image_reduce: str = "sum",
+    image_reduce: str = "mean",
     normalize: bool = True,
 ) -> torch.Tensor:
     """Fuse text and image embeddings (eq. 4).
@@ -65,7 +73,7 @@ def fuse(
             ``None`` (or K = 0) returns the text embedding alone.
         round_idx: the dialogue round t (chooses the weights).
         schedule: ``"paper"``, ``"released"`` or ``"const:<alpha>"``.
-        image_reduce: ``"sum"`` (eq. 4 as written) or ``"mean"``.
+        image_reduce: ``"mean"`` (default, as every results table) or ``"sum"`` (eq. 4 as written).
         normalize: L2-normalise the result (ranking by cosine is unchanged either way).
 
     Returns:
@@ -75,12 +83,8 @@ def fuse(
         out = text_emb.clone()
     else:
         alpha, beta = weights(round_idx, schedule)
-        if image_reduce == "sum":
-            img = image_emb.sum(dim=-2)
-        elif image_reduce == "mean":
-            img = image_emb.mean(dim=-2)
-        else:
-            raise ValueError(f"image_reduce must be 'sum' or 'mean', got {image_reduce!r}")
+        _check_reduce(image_reduce)
+        img = image_emb.sum(dim=-2) if image_reduce == "sum" else image_emb.mean(dim=-2)
         if img.shape != text_emb.shape:
             raise ValueError(f"text {tuple(text_emb.shape)} and images {tuple(image_emb.shape)} do not match")
         out = alpha * text_emb + beta * img
@@ -93,7 +97,7 @@ def fused_scores(
     corpus_emb: torch.Tensor,
     round_idx: int,
     schedule: str = "paper",
-    image_reduce: str = "sum",
+    image_reduce: str = "mean",
 ) -> torch.Tensor:
     """Score-level fusion as the official code does it: ``alpha * s_text + beta * reduce_k s_img``.
 
@@ -103,6 +107,7 @@ def fused_scores(
     Returns:
         ``(n_corpus,)`` scores.
     """
+    _check_reduce(image_reduce)
     alpha, beta = weights(round_idx, schedule)
     s_text = corpus_emb @ text_emb
     s_img = corpus_emb @ image_emb.T  # (n_corpus, K)

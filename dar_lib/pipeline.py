@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from dar_lib import evalsettings
 from dar_lib.fuse import fuse, weights
 from dar_lib.models.base import Encoder, Generator, Reformulator
 from dar_lib.retrieve import check_embeddings
@@ -39,9 +40,9 @@ from dar_lib.retrieve import target_ranks as _target_ranks
 from dar_lib.retrieve import top_k as _top_k
 from dar_lib.store import ArtefactStore
 
-#: The default fusion settings (the evaluation runner and the book use the same, see ``dar_lib.profiles``).
-DEFAULT_SCHEDULE = "paper"
-DEFAULT_IMAGE_REDUCE = "mean"
+#: The default fusion settings (declared in :mod:`dar_lib.evalsettings`, as the runner's and the book's).
+DEFAULT_SCHEDULE = evalsettings.default("schedule")
+DEFAULT_IMAGE_REDUCE = evalsettings.default("image_reduce")
 #: Stage names of :attr:`TurnResult.timings`, in Algorithm 1's order.
 STAGES = ("R1 reformulation", "R2 prompts", "generation", "encoding", "fusion + ranking")
 
@@ -175,11 +176,10 @@ class DARPipeline:
         store: ArtefactStore | None = None,
         questioner=None,
     ):
-        if isinstance(k_images, bool) or not isinstance(k_images, int) or not 0 <= k_images <= 10:
-            raise ValueError(f"k_images = {k_images!r}: must be an integer in 0..10")
-        if image_reduce not in ("sum", "mean"):
-            raise ValueError(f"image_reduce = {image_reduce!r}: must be 'sum' or 'mean'")
-        weights(0, schedule)  # validates the schedule
+        if k_images != 0:  # K = 0: the text-only pipeline (no generator needed)
+            evalsettings.check("k_images", k_images)
+        evalsettings.check("image_reduce", image_reduce)
+        evalsettings.check("schedule", schedule)
         if generator is not None and hasattr(generator, "resolve"):
             generator.resolve(steps, guidance, size)  # validates the generator settings
         self.encoder = encoder

@@ -22,6 +22,7 @@ import copy
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
+from dar_lib import evalsettings
 from dar_lib.argtypes import int_span
 
 #: Encoder roles every results chapter needs (Figure 3's colours are keyed by role).
@@ -113,14 +114,6 @@ def _model_id(kind: str, none_ok: bool = False):
     return check
 
 
-def _schedule(v):
-    from dar_lib.fuse import weights
-
-    if not isinstance(v, str):
-        raise ValueError("must be 'paper', 'released' or 'const:<alpha>'")
-    weights(0, v)
-
-
 def _benchmarks(v):
     from dar_lib.benchmarks import CHATIR, TOY
 
@@ -148,14 +141,6 @@ def _encoders(v):
             raise ValueError(f"role {role!r}: {exc}") from None
 
 
-def _size(v):
-    if v is None:
-        return
-    _int(8, 4096)(v)
-    if v % 8:
-        raise ValueError("must be a multiple of 8 pixels (or None)")
-
-
 def _k_values(v):
     if not isinstance(v, (list, tuple)) or not v:
         raise ValueError("must be a non-empty list of integers in 1..10")
@@ -170,17 +155,7 @@ SCHEMA: dict[str, Param] = {
     "smoke": Param("tiny sizes that run every chapter in seconds (CI)", _bool),
     "rehearsal": Param("the paper profile on tiny random stand-in models (numbers mean nothing)", _bool),
     "benchmarks": Param("the four benchmarks of Figure 3, in its order", _benchmarks),
-    "toy_size": Param("toy world size", _choice("default", "smoke")),
-    "n_dialogues": Param("dialogues evaluated per benchmark (None: all)", _int(1, none_ok=True)),
-    "k_images": Param("K, images generated per turn", _int(1, 10)),
     "k_values": Param("the values of K compared in Section 5.3", _k_values),
-    "schedule": Param("fusion weights: 'paper', 'released' or 'const:<alpha>'", _schedule),
-    "image_reduce": Param("combine the K image embeddings: 'mean' or 'sum' (eq. 4 as written)",
-                          _choice("mean", "sum")),
-    "seed_per_round": Param("fresh generator seeds every round (False: the same prompt gives the same image "
-                            "in every round)", _bool),
-    "world_seed": Param("seed of the toy world and the dialogue targets", _int(0)),
-    "gen_seed": Param("base seed of the generated images", _int(0)),
     "n_gen_seeds": Param("repeat generation with this many seeds to measure its variance", _int(1, 10)),
     "boot_seed": Param("seed of the bootstrap resampling", _int(0)),
     "n_boot": Param("bootstrap resamples per interval", _int(10)),
@@ -191,14 +166,9 @@ SCHEMA: dict[str, Param] = {
     "weak_steps": Param("sampling steps of the weaker generator (None: its default)", _int(1, 1000, none_ok=True)),
     "weak_guidance": Param("guidance scale of the weaker generator (None: its default)",
                            _float(0.0, 50.0, none_ok=True)),
-    "steps": Param("sampling steps of the generator (None: its default)", _int(1, 1000, none_ok=True)),
-    "guidance": Param("guidance scale of the generator (None: its default)", _float(0.0, 50.0, none_ok=True)),
-    "size": Param("side in pixels of the generated images (None: the generator's default, 1024 for SD3)",
-                  _size),
-    "weak_size": Param("side in pixels of the weaker generator's images (None: its default)", _size),
+    "weak_size": Param("side in pixels of the weaker generator's images (None: its default)",
+                       evalsettings.rule("size")),
     "reformulator": Param("reformulator id (R1 + R2)", _model_id("reformulator")),
-    "protocol": Param("evaluation protocol: 'default' (R1's query per round) or 'released' (the DAR release's eval.py: "
-                      "every rewrite so far joined, K=1, fusion 0.8/0.2 then 0.5/0.5)", _choice("default", "released")),
     "released_encoder": Param("encoder of the released-protocol section (the release: ChatIR's BLIP, 256 tokens)",
                               _model_id("encoder")),
     "released_reformulator": Param("reformulator of the released-protocol section (paper: the authors' released "
@@ -207,6 +177,8 @@ SCHEMA: dict[str, Param] = {
     "corpus_file": Param("a corpus list (JSON list of image paths): your own for *.json benchmarks, or a subset of "
                          "ChatIR's 50k list for the ChatIR sets", _str(none_ok=True)),
     "records_dir": Param("where chapter run records are written (status page)", _str(none_ok=True)),
+    # the evaluation settings, declared once in dar_lib.evalsettings
+    **{s.name: Param(s.doc, s.rule) for s in evalsettings.SETTINGS.values() if s.chapter},
 }
 
 #: The protocol both profiles share: DAR's settings, the seeds and the statistics.

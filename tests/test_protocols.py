@@ -97,7 +97,7 @@ def test_released_protocol_fixes_its_settings():
                    schedule="released")
     with pytest.raises(ValueError, match=r"schedule = 'paper': the released protocol fixes schedule = 'released'"):
         EvalConfig(benchmark="toy-visdial", encoder="toy:clip-zs", protocol="released", k_images=1)
-    with pytest.raises(ValueError, match=r"protocol = 'eval.py': choose one of default, released"):
+    with pytest.raises(ValueError, match=r"protocol = 'eval.py': must be one of 'default', 'released'"):
         EvalConfig(benchmark="toy-visdial", encoder="toy:clip-zs", protocol="eval.py")
 
 

@@ -143,12 +143,13 @@ class DiffusersGenerator:
         steps = steps if steps is not None else self.default_steps
         guidance = guidance if guidance is not None else self.default_guidance
         size = size if size is not None else self.default_size
-        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 1 <= steps <= 1000:
-            raise ValueError(f"{self.id}: steps = {steps!r}: must be an integer in 1..1000")
-        if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not 0.0 <= guidance <= 50.0:
-            raise ValueError(f"{self.id}: guidance = {guidance!r}: must be a number in [0, 50]")
-        if size is not None and (isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 8 or size % 8):
-            raise ValueError(f"{self.id}: size = {size!r}: must be a positive multiple of 8 pixels")
+        from dar_lib import evalsettings
+
+        try:
+            for name, value in (("steps", steps), ("guidance", guidance), ("size", size)):
+                evalsettings.check(name, value)
+        except ValueError as exc:
+            raise ValueError(f"{self.id}: {exc}") from None
         return int(steps), float(guidance), (int(size) if size is not None else None)
 
     @torch.no_grad()

@@ -1,0 +1,170 @@
+"""Each evaluation setting declared once: meaning, allowed values, default, CLI flag and provenance column."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from dar_lib.argtypes import float_in, int_in, int_span
+from dar_lib.fuse import IMAGE_REDUCES, weights
+
+
+def _int(lo: int, hi: int | None = None, none_ok: bool = False) -> Callable[[Any], None]:
+    def rule(v):
+        if v is None and none_ok:
+            return
+        import numbers
+
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < lo or (hi is not None and v > hi):
+            raise ValueError(f"must be an integer {int_span(lo, hi)}" + (" or None" if none_ok else ""))
+    return rule
+
+
+def _float(lo: float, hi: float, none_ok: bool = False) -> Callable[[Any], None]:
+    def rule(v):
+        if v is None and none_ok:
+            return
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or not lo <= v <= hi:
+            raise ValueError(f"must be a number in [{lo}, {hi}]" + (" or None" if none_ok else ""))
+    return rule
+
+
+def _choice(*options: str) -> Callable[[Any], None]:
+    def rule(v):
+        if v not in options:
+            raise ValueError(f"must be one of {', '.join(map(repr, options))}")
+    return rule
+
+
+def _bool(v) -> None:
+    if not isinstance(v, bool):
+        raise ValueError("must be True or False")
+
+
+def _size(v) -> None:
+    if v is None:
+        return
+    _int(8, 4096)(v)
+    if v % 8:
+        raise ValueError("must be a multiple of 8 pixels (or None)")
+
+
+def _schedule(v) -> None:
+    if not isinstance(v, str):
+        raise ValueError("must be 'paper', 'released' or 'const:<alpha>'")
+    weights(0, v)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One evaluation setting.
+
+    Attributes:
+        name: the EvalConfig field, chapter parameter and provenance column (``--name-with-dashes`` on the CLI).
+        doc: one line for the parameters table and ``--help``.
+        rule: ``value -> None`` raising ``ValueError("must be ...")``.
+        default: the toy profile's value (and the CLI's, unless ``cli_default`` differs by design).
+        cli_type: the argparse ``type`` (None: a string or ``choices``), ``choices`` the allowed strings.
+        provenance: whether the setting is a column of every results table.
+        chapter: whether a chapter parameter of the same name sets it (:data:`dar_lib.profiles.SCHEMA`).
+    """
+
+    name: str
+    doc: str
+    rule: Callable[[Any], None]
+    default: Any
+    cli_type: Callable[[str], Any] | None = None
+    choices: tuple[str, ...] | None = None
+    provenance: bool = True
+    chapter: bool = True
+
+    @property
+    def flag(self) -> str:
+        """The ``dar eval`` option: ``--`` and the name with dashes (``--k-images``)."""
+        return "--" + self.name.replace("_", "-")
+
+
+_SETTINGS = (
+    Setting("k_images", "K, images generated per turn", _int(1, 10), 3, int_in(1, 10)),
+    Setting("schedule", "fusion weights: 'paper', 'released' or 'const:<alpha>'", _schedule, "paper"),
+    Setting("image_reduce", "combine the K image embeddings: 'mean' or 'sum' (eq. 4 as written)",
+            _choice(*IMAGE_REDUCES), "mean", choices=IMAGE_REDUCES),
+    Setting("world_seed", "seed of the toy world and the dialogue targets", _int(0), 0, int_in(0)),
+    Setting("gen_seed", "base seed of the generated images", _int(0), 0, int_in(0)),
+    Setting("seed_per_round", "fresh generator seeds every round (False: the same prompt gives the same image "
+            "in every round)", _bool, False),
+    Setting("steps", "sampling steps of the generator (None: its default)", _int(1, 1000, none_ok=True), None,
+            int_in(1, 1000)),
+    Setting("guidance", "guidance scale of the generator (None: its default)", _float(0, 50, none_ok=True),
+            None, float_in(0, 50)),
+    Setting("size", "side in pixels of the generated images (None: the generator's default, 1024 for SD3)",
+            _size, None, int_in(8, 4096)),
+    Setting("toy_size", "toy world size", _choice("default", "smoke"), "default", choices=("default", "smoke")),
+    Setting("protocol", "evaluation protocol: 'default' (R1's query per round) or 'released' (the DAR release's "
+            "eval.py: every rewrite so far joined, K=1, fusion 0.8/0.2 then 0.5/0.5)",
+            _choice("default", "released"), "default", choices=("default", "released")),
+    Setting("n_dialogues", "dialogues evaluated per benchmark (None: all)", _int(1, none_ok=True), None,
+            int_in(1), provenance=False),
+    Setting("batch_size", "images per generator/encoder batch", _int(1, 4096), 64, int_in(1, 4096),
+            provenance=False, chapter=False),
+)
+
+#: name -> Setting, in declaration order.
+SETTINGS: dict[str, Setting] = {s.name: s for s in _SETTINGS}
+
+
+def check(name: str, value: Any) -> None:
+    """Raise ``ValueError("<name> = <value>: must be ...")`` when ``value`` is not allowed for setting ``name``.
+
+    Examples:
+        >>> check("k_images", 11)
+        Traceback (most recent call last):
+        ...
+        ValueError: k_images = 11: must be an integer in 1..10
+    """
+    try:
+        SETTINGS[name].rule(value)
+    except ValueError as exc:
+        raise ValueError(f"{name} = {value!r}: {exc}") from None
+
+
+#: The settings that are columns of every results table, in their column order.
+PROVENANCE: tuple[str, ...] = tuple(s.name for s in _SETTINGS if s.provenance)
+
+#: The settings a chapter parameter of the same name sets (``chapters.EVAL_KEYS`` adds the model ids).
+NAMES: tuple[str, ...] = tuple(s.name for s in _SETTINGS if s.chapter)
+
+
+def provenance_columns(cfg: Any) -> dict[str, Any]:
+    """``{name: value}`` of every provenance setting of ``cfg`` (an :class:`~dar_lib.evaluate.EvalConfig`)."""
+    return {name: getattr(cfg, name) for name in PROVENANCE}
+
+
+#: Settings whose ``dar eval`` option ``cli.py`` spells itself (unset means "the protocol's"; two seed flags).
+_CLI_OWN = ("k_images", "schedule", "image_reduce", "protocol", "seed_per_round")
+
+
+def add_cli_options(parser: argparse.ArgumentParser) -> None:
+    """Add ``--name-with-dashes`` for every setting with a plain option (type, choices, default as declared)."""
+    for s in _SETTINGS:
+        if s.name in _CLI_OWN:
+            continue
+        extra = {"choices": s.choices} if s.choices else {"type": s.cli_type}
+        shown = "all" if s.name == "n_dialogues" and s.default is None else s.default
+        parser.add_argument(s.flag, dest=s.name, default=s.default, help=f"{s.doc} (default: {shown})", **extra)
+
+
+def config_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """``{name: value}`` of every setting on a parsed ``dar eval`` namespace, for ``EvalConfig(**...)``."""
+    return {name: getattr(args, name) for name in SETTINGS}
+
+
+def rule(name: str) -> Callable[[Any], None]:
+    """The check of setting ``name`` (raises ``ValueError("must be ...")``), for parameters of the same kind."""
+    return SETTINGS[name].rule
+
+
+def default(name: str) -> Any:
+    """The declared default of setting ``name``."""
+    return SETTINGS[name].default
