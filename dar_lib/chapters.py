@@ -9,7 +9,7 @@ Examples:
 
     >>> P = setup({"profile": "toy", "smoke": True, "n_dialogues": None, "k_images": 2}, show=False)
     >>> P["n_dialogues"], eval_kwargs(P)
-    (8, {'n_dialogues': 8, 'k_images': 2})
+    (8, {'k_images': 2, 'n_dialogues': 8})
 """
 
 from __future__ import annotations
