@@ -10,7 +10,9 @@ from dar_lib.argtypes import float_in, int_in, int_span
 from dar_lib.fuse import IMAGE_REDUCES, weights
 
 
-def _int(lo: int, hi: int | None = None, none_ok: bool = False) -> Callable[[Any], None]:
+# -- value checks, also used by dar_lib.profiles for its own parameters (each raises ValueError("must be ..."))
+def int_rule(lo: int, hi: int | None = None, none_ok: bool = False) -> Callable[[Any], None]:
+    """A check accepting integers in ``lo..hi`` (``hi=None``: no bound; ``none_ok``: also ``None``)."""
     def rule(v):
         if v is None and none_ok:
             return
@@ -21,23 +23,27 @@ def _int(lo: int, hi: int | None = None, none_ok: bool = False) -> Callable[[Any
     return rule
 
 
-def _float(lo: float, hi: float, none_ok: bool = False) -> Callable[[Any], None]:
+def float_rule(lo: float, hi: float | None = None, none_ok: bool = False) -> Callable[[Any], None]:
+    """A check accepting finite numbers in ``[lo, hi]`` (``hi=None``: no bound; ``none_ok``: also ``None``)."""
     def rule(v):
         if v is None and none_ok:
             return
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or not lo <= v <= hi:
-            raise ValueError(f"must be a number in [{lo}, {hi}]" + (" or None" if none_ok else ""))
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or v < lo or (hi is not None and v > hi):
+            span = f"[{lo}, {hi}]" if hi is not None else f">= {lo}"
+            raise ValueError(f"must be a number in {span}" + (" or None" if none_ok else ""))
     return rule
 
 
-def _choice(*options: str) -> Callable[[Any], None]:
+def choice_rule(*options: str) -> Callable[[Any], None]:
+    """A check accepting exactly one of ``options``."""
     def rule(v):
         if v not in options:
             raise ValueError(f"must be one of {', '.join(map(repr, options))}")
     return rule
 
 
-def _bool(v) -> None:
+def bool_rule(v) -> None:
+    """Accept ``True`` or ``False`` only (not 0/1)."""
     if not isinstance(v, bool):
         raise ValueError("must be True or False")
 
@@ -45,7 +51,7 @@ def _bool(v) -> None:
 def _size(v) -> None:
     if v is None:
         return
-    _int(8, 4096)(v)
+    int_rule(8, 4096)(v)
     if v % 8:
         raise ValueError("must be a multiple of 8 pixels (or None)")
 
@@ -86,27 +92,27 @@ class Setting:
 
 
 _SETTINGS = (
-    Setting("k_images", "K, images generated per turn", _int(1, 10), 3, int_in(1, 10)),
+    Setting("k_images", "K, images generated per turn", int_rule(1, 10), 3, int_in(1, 10)),
     Setting("schedule", "fusion weights: 'paper', 'released' or 'const:<alpha>'", _schedule, "paper"),
     Setting("image_reduce", "combine the K image embeddings: 'mean' or 'sum' (eq. 4 as written)",
-            _choice(*IMAGE_REDUCES), "mean", choices=IMAGE_REDUCES),
-    Setting("world_seed", "seed of the toy world and the dialogue targets", _int(0), 0, int_in(0)),
-    Setting("gen_seed", "base seed of the generated images", _int(0), 0, int_in(0)),
+            choice_rule(*IMAGE_REDUCES), "mean", choices=IMAGE_REDUCES),
+    Setting("world_seed", "seed of the toy world and the dialogue targets", int_rule(0), 0, int_in(0)),
+    Setting("gen_seed", "base seed of the generated images", int_rule(0), 0, int_in(0)),
     Setting("seed_per_round", "fresh generator seeds every round (False: the same prompt gives the same image "
-            "in every round)", _bool, False),
-    Setting("steps", "sampling steps of the generator (None: its default)", _int(1, 1000, none_ok=True), None,
+            "in every round)", bool_rule, False),
+    Setting("steps", "sampling steps of the generator (None: its default)", int_rule(1, 1000, none_ok=True), None,
             int_in(1, 1000)),
-    Setting("guidance", "guidance scale of the generator (None: its default)", _float(0, 50, none_ok=True),
+    Setting("guidance", "guidance scale of the generator (None: its default)", float_rule(0, 50, none_ok=True),
             None, float_in(0, 50)),
     Setting("size", "side in pixels of the generated images (None: the generator's default, 1024 for SD3)",
             _size, None, int_in(8, 4096)),
-    Setting("toy_size", "toy world size", _choice("default", "smoke"), "default", choices=("default", "smoke")),
+    Setting("toy_size", "toy world size", choice_rule("default", "smoke"), "default", choices=("default", "smoke")),
     Setting("protocol", "evaluation protocol: 'default' (R1's query per round) or 'released' (the DAR release's "
             "eval.py: every rewrite so far joined, K=1, fusion 0.8/0.2 then 0.5/0.5)",
-            _choice("default", "released"), "default", choices=("default", "released")),
-    Setting("n_dialogues", "dialogues evaluated per benchmark (None: all)", _int(1, none_ok=True), None,
+            choice_rule("default", "released"), "default", choices=("default", "released")),
+    Setting("n_dialogues", "dialogues evaluated per benchmark (None: all)", int_rule(1, none_ok=True), None,
             int_in(1), provenance=False),
-    Setting("batch_size", "images per generator/encoder batch", _int(1, 4096), 64, int_in(1, 4096),
+    Setting("batch_size", "images per generator/encoder batch", int_rule(1, 4096), 64, int_in(1, 4096),
             provenance=False, chapter=False),
 )
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from dar_lib import evalsettings
-from dar_lib.argtypes import int_span
+from dar_lib.evalsettings import bool_rule, choice_rule, float_rule, int_rule
 
 #: Encoder roles every results chapter needs (Figure 3's colours are keyed by role).
 ROLES = ("zero-shot", "coco-ft", "dialogue-ft")
@@ -47,37 +47,6 @@ class Param:
 
 
 # -- value checks (each raises ValueError saying what is allowed) -----------------------------------
-def _int(lo: int, hi: int | None = None, none_ok: bool = False):
-    def check(v):
-        if v is None and none_ok:
-            return
-        if isinstance(v, bool) or not isinstance(v, int) or v < lo or (hi is not None and v > hi):
-            raise ValueError(f"must be an integer {int_span(lo, hi)}" + (" or None" if none_ok else ""))
-    return check
-
-
-def _float(lo: float, hi: float | None = None, none_ok: bool = False):
-    def check(v):
-        if v is None and none_ok:
-            return
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or v < lo or (hi is not None and v > hi):
-            span = f"[{lo}, {hi}]" if hi is not None else f">= {lo}"
-            raise ValueError(f"must be a number in {span}" + (" or None" if none_ok else ""))
-    return check
-
-
-def _choice(*options: str):
-    def check(v):
-        if v not in options:
-            raise ValueError(f"must be one of {', '.join(map(repr, options))}")
-    return check
-
-
-def _bool(v):
-    if not isinstance(v, bool):
-        raise ValueError("must be True or False")
-
-
 def _str(none_ok: bool = False):
     def check(v):
         if v is None and none_ok:
@@ -145,27 +114,27 @@ def _k_values(v):
     if not isinstance(v, (list, tuple)) or not v:
         raise ValueError("must be a non-empty list of integers in 1..10")
     for k in v:
-        _int(1, 10)(k)
+        int_rule(1, 10)(k)
 
 
 #: Every parameter a chapter or ``dar book`` may set, with its allowed values.
 SCHEMA: dict[str, Param] = {
     "profile": Param("parameter table: 'toy' (embedded world) or 'paper' (ChatIR + real checkpoints)",
-                     _choice("toy", "paper")),
-    "smoke": Param("tiny sizes that run every chapter in seconds (CI)", _bool),
-    "rehearsal": Param("the paper profile on tiny random stand-in models (numbers mean nothing)", _bool),
+                     choice_rule("toy", "paper")),
+    "smoke": Param("tiny sizes that run every chapter in seconds (CI)", bool_rule),
+    "rehearsal": Param("the paper profile on tiny random stand-in models (numbers mean nothing)", bool_rule),
     "benchmarks": Param("the four benchmarks of Figure 3, in its order", _benchmarks),
     "k_values": Param("the values of K compared in Section 5.3", _k_values),
-    "n_gen_seeds": Param("repeat generation with this many seeds to measure its variance", _int(1, 10)),
-    "boot_seed": Param("seed of the bootstrap resampling", _int(0)),
-    "n_boot": Param("bootstrap resamples per interval", _int(10)),
+    "n_gen_seeds": Param("repeat generation with this many seeds to measure its variance", int_rule(1, 10)),
+    "boot_seed": Param("seed of the bootstrap resampling", int_rule(0)),
+    "n_boot": Param("bootstrap resamples per interval", int_rule(10)),
     "device": Param("torch device ('cpu', 'cuda', 'cuda:1', ...)", _device()),
     "encoders": Param("encoder role -> id", _encoders),
     "generator": Param("generator id", _model_id("generator")),
     "weak_generator": Param("the weaker generator of Section 5.2", _model_id("generator")),
-    "weak_steps": Param("sampling steps of the weaker generator (None: its default)", _int(1, 1000, none_ok=True)),
+    "weak_steps": Param("sampling steps of the weaker generator (None: its default)", int_rule(1, 1000, none_ok=True)),
     "weak_guidance": Param("guidance scale of the weaker generator (None: its default)",
-                           _float(0.0, 50.0, none_ok=True)),
+                           float_rule(0.0, 50.0, none_ok=True)),
     "weak_size": Param("side in pixels of the weaker generator's images (None: its default)",
                        evalsettings.rule("size")),
     "reformulator": Param("reformulator id (R1 + R2)", _model_id("reformulator")),
