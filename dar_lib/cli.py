@@ -79,7 +79,7 @@ def _register_eval(subparsers) -> None:
                    help=f"images generated per turn (default: {toy['k_images']}; 1 under --protocol released)")
     p.add_argument("--schedule", default=None, help="fusion weights: paper, paper-rounds-0-2, released or const:<alpha> "
                                                     f"(default: {toy['schedule']}; released under --protocol released)")
-    p.add_argument("--image-reduce", default=None, choices=("mean", "sum"),
+    p.add_argument("--image-reduce", default=None, choices=evalsettings.SETTINGS["image_reduce"].choices,
                    help="combine the K image embeddings by mean (default) or sum (eq. 4 as written)")
     p.add_argument("--protocol", default=evalsettings.default("protocol"), choices=PROTOCOLS,
                    help="default: R1's query per round; released: the DAR authors' eval.py as written (the "

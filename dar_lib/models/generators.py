@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from dar_lib import evalsettings
 from dar_lib.cachekeys import image_key
 
 log = logging.getLogger(__name__)
@@ -143,8 +144,6 @@ class DiffusersGenerator:
         steps = steps if steps is not None else self.default_steps
         guidance = guidance if guidance is not None else self.default_guidance
         size = size if size is not None else self.default_size
-        from dar_lib import evalsettings
-
         try:
             for name, value in (("steps", steps), ("guidance", guidance), ("size", size)):
                 evalsettings.check(name, value)
