@@ -19,21 +19,29 @@ import sys
 import time
 from pathlib import Path
 
-#: name -> (patch size, layers, width, data seed): each candidate draws its own training scenes.
+#: name -> (builder keywords, data seed): each candidate draws its own training scenes. ``patch_size``
+#: makes a ViT (:func:`~dar_lib.toymodels.image_tower.new_vit_tower`), else the CNN (v3, shipped).
 CANDIDATES = {
-    "vit-p4-l4 (as v2, fact heads)": (4, 4, 128, 101),
-    "vit-p2-l4 (2-px patches)": (2, 4, 128, 102),
-    "vit-p4-l6 (deeper)": (4, 6, 128, 103),
+    "cnn (v3, shipped recipe)": ({}, 100),
+    "vit-p4-l4 (as v2, fact heads)": (dict(patch_size=4, layers=4, width=128), 101),
+    "vit-p2-l4 (2-px patches)": (dict(patch_size=2, layers=4, width=128), 102),
+    "vit-p4-l6 (deeper)": (dict(patch_size=4, layers=6, width=128), 103),
 }
+
+
+def new_candidate(kw: dict, seed: int):
+    from dar_lib.toymodels import image_tower
+
+    return image_tower.new_vit_tower(seed, **kw) if "patch_size" in kw else image_tower.new_image_tower(seed, **kw)
 
 
 def position_report(folder: Path, longest: int) -> dict:
     """Position-embedding norms of a text tower: trained positions vs the untouched tail."""
-    import torch
-    from transformers import CLIPModel
+    from dar_lib.toymodels.cnn_tower import load_dual_encoder
 
-    model = CLIPModel.from_pretrained(str(folder), dtype=torch.float32)
-    norms = model.text_model.embeddings.position_embedding.weight.norm(dim=1)
+    model = load_dual_encoder(folder)
+    text = getattr(model.text_model, "text_model", model.text_model)
+    norms = text.embeddings.position_embedding.weight.norm(dim=1)
     init = 0.02 * model.config.text_config.hidden_size ** 0.5  # std-0.02 init: expected norm
     return {"norm 0-24": round(float(norms[:25].mean()), 3), "norm 25-%d" % (longest - 1): round(float(norms[25:longest].mean()), 3),
             "norm past longest": round(float(norms[longest:].mean()), 3) if longest < len(norms) else None,
@@ -57,11 +65,10 @@ def main(argv=None) -> int:
 
     assets = args.assets or ASSETS
     report: dict = {"threads": torch.get_num_threads()}
-    from transformers import CLIPModel
-
     from dar_lib.toymodels.clip_train import embed_images_array
+    from dar_lib.toymodels.cnn_tower import load_dual_encoder
 
-    shipped = CLIPModel.from_pretrained(str(assets / "clip-full"), dtype=torch.float32)
+    shipped = load_dual_encoder(assets / "clip-full")
     t0 = time.time()
     old = image_tower_probe(lambda imgs: embed_images_array(shipped, imgs))
     report["shipped image tower probe (%)"] = old
@@ -75,20 +82,20 @@ def main(argv=None) -> int:
     if args.skip_candidates:
         print(json.dumps(report))
         return 0
-    for name, (patch, layers, width, seed) in CANDIDATES.items():
+    for name, (kw, seed) in CANDIDATES.items():
         scenes = independent_scenes(args.n_train, seed=seed)
         images = tw.render_batch(scenes, size=32)
         labels = image_tower.scene_labels(scenes)
-        tower = image_tower.new_image_tower(seed, width=width, layers=layers, patch_size=patch)
+        tower = new_candidate(kw, seed)
         t0 = time.time()
         # the schedule is sized for the steps the budget allows at this candidate's speed
-        probe_steps = image_tower.train_image_tower(tower, images, labels, steps=5, batch_size=128, lr=1e-3,
-                                                    seed=seed, warmup=1, progress=False)
+        probe_steps = image_tower.train_image_tower(tower, images, labels, steps=5, batch_size=128, lr=3e-3,
+                                                    seed=seed, progress=False)
         per_step = (time.time() - t0) / len(probe_steps)
         steps = max(20, int(args.budget_s / per_step))
-        tower = image_tower.new_image_tower(seed, width=width, layers=layers, patch_size=patch)
+        tower = new_candidate(kw, seed)
         t0 = time.time()
-        losses = image_tower.train_image_tower(tower, images, labels, steps=steps, batch_size=128, lr=1e-3,
+        losses = image_tower.train_image_tower(tower, images, labels, steps=steps, batch_size=128, lr=3e-3,
                                                seed=seed, progress=False, max_seconds=args.budget_s)
         wall = time.time() - t0
         acc = image_tower_probe(lambda imgs: image_tower.embed_array(tower, imgs))

@@ -76,8 +76,6 @@ def encoder_goals(results: list, world, assets: Path | None, n_dialogues: int, s
     from dar_lib.stats import rank_matrix
     from dar_lib.toymodels.quality import asymmetry_table
 
-    from transformers import CLIPModel
-
     from dar_lib.toymodels.clip_train import embed_images_array
     from dar_lib.toymodels.quality import image_tower_probe
 
@@ -86,7 +84,9 @@ def encoder_goals(results: list, world, assets: Path | None, n_dialogues: int, s
 
     import torch
 
-    tower = CLIPModel.from_pretrained(str((assets or ASSETS) / "clip-full"), dtype=torch.float32)
+    from dar_lib.toymodels.cnn_tower import load_dual_encoder
+
+    tower = load_dual_encoder((assets or ASSETS) / "clip-full")
     probe = image_tower_probe(lambda images: embed_images_array(tower, images))
     for attr, acc in probe.items():
         goal(results, f"image tower linear probe (held out), {attr}", acc, acc >= 95, ">= 95")

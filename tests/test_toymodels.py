@@ -230,7 +230,7 @@ def test_train_toy_cli_trains_every_stage_and_the_factory_loads_them(tmp_path):
 
     rc = main(["train-toy", "--out", str(tmp_path), "--steps-scale", "0.002", "--n-train", "64", "--batch-size", "8"])
     assert rc == 0
-    for name in ("probe", "clip-full", "clip-zs", "clip-cocoft", "clip-chatir", "sd"):
+    for name in ("probe", "image-tower", "clip-full", "clip-zs", "clip-cocoft", "clip-chatir", "sd"):
         rec = json.loads((tmp_path / name / ("config.json" if name == "probe" else "training.json")).read_text())
         rec = rec.get("training", rec)
         assert rec["steps"] >= 1 and np.isfinite(rec["loss_last"])
@@ -252,7 +252,7 @@ def test_train_toy_resume_skips_finished_stages_and_continues_a_stopped_one(tmp_
     from dar_lib.toymodels import train
     from dar_lib.toymodels.loop import TrainingStopped
 
-    kw = dict(steps_scale=0.01, n_train=64, batch_size=8, progress=False, only=("probe", "clip-full", "clip-zs"))
+    kw = dict(steps_scale=0.01, n_train=64, batch_size=8, progress=False, only=("probe", "image-tower", "clip-full", "clip-zs"))
     straight = train.train_all(tmp_path / "a", **kw)
     with pytest.raises(TrainingStopped):
         train.train_all(tmp_path / "b", stop_at={"clip-zs": 4}, **kw)
@@ -280,7 +280,7 @@ def test_a_checkpoint_or_finished_stage_of_another_run_is_never_resumed(tmp_path
     assert Checkpointer(tmp_path / "x.pt", run="run-b").load() is None
 
     kw = dict(steps_scale=0.01, n_train=64, batch_size=8, progress=False)
-    train.train_all(tmp_path, only=("clip-full", "clip-zs"), **kw)
+    train.train_all(tmp_path, only=("image-tower", "clip-full", "clip-zs"), **kw)
     assert set(train.train_all(tmp_path, resume=True, only=("clip-zs",), **kw)) == {"total_wall_s"}
     weights = tmp_path / "clip-full" / "model.safetensors"
     tensors = load_file(weights)
@@ -303,7 +303,7 @@ def test_shipped_assets_are_small_and_load_offline():
     from dar_lib.models import load_encoder, load_generator
     from dar_lib.toymodels import ASSETS
 
-    needed = ("clip-full", "clip-zs", "clip-cocoft", "clip-chatir", "sd", "probe")
+    needed = ("image-tower", "clip-full", "clip-zs", "clip-cocoft", "clip-chatir", "sd", "probe")
     missing = [n for n in needed if not (ASSETS / n).is_dir()]
     assert not missing, f"missing shipped toy models {missing}; run `dar train-toy`"
     total = sum(p.stat().st_size for p in ASSETS.rglob("*") if p.is_file())

@@ -222,7 +222,8 @@ class _HFDualEncoder:
             for name in self._image_modules:
                 for key, t in sorted(getattr(self.model, name).state_dict().items()):
                     h.update(f"{name}.{key}:{t.dtype}:{tuple(t.shape)}".encode())
-                    h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+                    # reshape: a 0-d buffer (batch norm's num_batches_tracked) has no byte view of its own
+                    h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
             self._image_fp = (f"{self.kind}-image:{h.hexdigest()[:16]}|img={self.preprocess.describe()}"
                               f"|dtype={str(self.dtype).replace('torch.', '')}")
         return self._image_fp
@@ -428,18 +429,24 @@ class ClipEncoder(_HFDualEncoder):
     @classmethod
     def from_pretrained(cls, path_or_id: str, revision: str | None = None, *, device: str | None = None,
                         dtype=None, batch_size: int = 64, max_length: int | None = None,
-                        trust_remote_code: bool = False) -> "ClipEncoder":
+                        trust_remote_code: bool = False, model_class=None) -> "ClipEncoder":
         """Load a ``CLIPModel`` with its tokenizer and image settings (hub id or local folder).
 
         A folder written by ``save_pretrained`` of a ``CLIPModel`` plus any tokenizer
         (``AutoTokenizer``) and optionally a ``CLIPImageProcessor`` works offline; without an
         image processor config the image size comes from ``config.vision_config.image_size``.
+
+        Args:
+            model_class: the transformers class that loads the weights (default ``CLIPModel``); any dual
+                encoder with CLIP's attribute names works, e.g. ``AutoModel`` for the toy encoders'
+                ``VisionTextDualEncoderModel`` (:mod:`dar_lib.toymodels.cnn_tower`).
         """
         from transformers import AutoTokenizer, CLIPModel
 
         from dar_lib.cachekeys import local_revision
 
-        model = CLIPModel.from_pretrained(str(path_or_id), revision=revision, trust_remote_code=trust_remote_code)
+        model_class = model_class or CLIPModel
+        model = model_class.from_pretrained(str(path_or_id), revision=revision, trust_remote_code=trust_remote_code)
         tok = AutoTokenizer.from_pretrained(str(path_or_id), revision=revision, trust_remote_code=trust_remote_code)
         d = _processor_dict(path_or_id, revision)
         pre = ImagePreprocessor.from_processor_dict(d, model.config.vision_config.image_size, crop=True)

@@ -46,6 +46,9 @@ def resolve(name: str, kind: str, known: tuple[str, ...]) -> Path:
 def load_encoder(name: str, device: str | None = None, **kw):
     """A toy dual encoder as a :class:`~dar_lib.models.encoders.ClipEncoder`.
 
+    The model is a transformers ``VisionTextDualEncoderModel``: the convolutional image tower of
+    :mod:`dar_lib.toymodels.cnn_tower` (batch norm in eval mode) and a CLIP text transformer.
+
     Args:
         name: ``clip-full``, ``clip-zs``, ``clip-cocoft``, ``clip-chatir`` or a trained folder.
         device: torch device (default ``settings.default_device()``).
@@ -54,11 +57,15 @@ def load_encoder(name: str, device: str | None = None, **kw):
     Returns:
         The encoder; its ``id`` is ``"toy:<name>"``.
     """
+    from transformers import AutoModel
+
     from dar_lib.models.encoders import ClipEncoder
+    from dar_lib.toymodels import cnn_tower  # noqa: F401  registers the CNN image tower with AutoModel
 
     folder = resolve(name, "encoder", ENCODERS)
     kw.setdefault("batch_size", 512)
-    enc = ClipEncoder.from_pretrained(str(folder), device=device, **kw)
+    # AutoModel: a v3 folder holds a VisionTextDualEncoderModel (CNN image tower, CLIP text tower)
+    enc = ClipEncoder.from_pretrained(str(folder), device=device, model_class=AutoModel, **kw)
     enc.id = f"toy:{name}" if name in ENCODERS else f"toy:{folder}"
     enc.revision = f"weights-{weights_digest(folder)}"  # retrained weights never reuse cached embeddings
     return enc

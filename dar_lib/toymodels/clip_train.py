@@ -1,4 +1,9 @@
-"""Contrastive training of the toy CLIP-style dual encoder (transformers ``CLIPModel``) and its variants."""
+"""Contrastive training of the toy dual encoders' text towers against a locked image tower.
+
+The model is a transformers dual encoder with CLIP's attribute names (``text_model``,
+``text_projection``, ``vision_model``, ``visual_projection``, ``logit_scale``): the v3
+``VisionTextDualEncoderModel`` of :mod:`dar_lib.toymodels.cnn_tower`, or a ``CLIPModel``.
+"""
 
 from __future__ import annotations
 
@@ -61,12 +66,45 @@ def images_to_pixels(images: np.ndarray) -> torch.Tensor:
     return (x - mean) / std
 
 
-def embed_text(model, tokenizer, texts: Sequence[str], max_length: int | None = None) -> torch.Tensor:
-    """Unit-norm projected text embeddings (with gradients when the model trains)."""
+def length_buckets(lengths: Sequence[int], first: int = 32) -> list[np.ndarray]:
+    """Indices grouped by token length into buckets ``<= first``, ``<= 2 first``, ``<= 4 first``, ...
+
+    Padding each bucket to its own longest text costs at most twice the real tokens, where padding a
+    batch with a few long texts to the longest one costs up to ``max / mean`` times as much.
+    """
+    lengths = np.asarray(lengths)
+    level = np.maximum(0, np.ceil(np.log2(np.maximum(lengths, 1) / first))).astype(int)
+    return [np.flatnonzero(level == b) for b in np.unique(level)]
+
+
+def embed_text(model, tokenizer, texts: Sequence[str], max_length: int | None = None,
+               lengths: list[int] | None = None) -> torch.Tensor:
+    """Unit-norm projected text embeddings ``(n, dim)`` (with gradients when the model trains).
+
+    Texts are embedded in length buckets (:func:`length_buckets`), each padded to its own longest
+    text; right padding under the attention mask leaves each text's embedding as it is, so the
+    result equals one padded batch's up to float rounding.
+
+    Args:
+        lengths: when a list, receives each text's token count (with ``[BOS]``/``[EOS]``, after truncation).
+    """
     max_length = max_length or model.config.text_config.max_position_embeddings
-    batch = tokenizer(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-    out = model.text_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-    return F.normalize(model.text_projection(out.pooler_output), dim=-1)
+    ids = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+    if lengths is not None:
+        lengths.extend(len(i) for i in ids)
+    pad = tokenizer.pad_token_id
+    out = [None] * len(ids)
+    for bucket in length_buckets([len(i) for i in ids]):
+        width = max(len(ids[i]) for i in bucket)
+        input_ids = torch.full((len(bucket), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(bucket), width), dtype=torch.long)
+        for row, i in enumerate(bucket):
+            input_ids[row, :len(ids[i])] = torch.tensor(ids[i])
+            mask[row, :len(ids[i])] = 1
+        pooled = model.text_model(input_ids=input_ids, attention_mask=mask).pooler_output
+        for row, i in enumerate(bucket):
+            out[i] = pooled[row]
+    return F.normalize(model.text_projection(torch.stack(out)), dim=-1)
 
 
 def embed_pixels(model, pixels: torch.Tensor) -> torch.Tensor:
@@ -92,11 +130,14 @@ def new_clip(tokenizer, seed: int, **config_kw):
 
 
 def reinit_text_tower(model, seed: int) -> None:
-    """Re-initialise the text transformer and text projection (locked-image tuning starts here)."""
-    from transformers import CLIPModel
+    """Re-initialise the text transformer and text projection (locked-image tuning starts here).
 
+    Args:
+        model: a dual encoder (``VisionTextDualEncoderModel`` or ``CLIPModel``): a fresh model of its
+            class and config, seeded, gives the new text weights; the image side is kept.
+    """
     torch.manual_seed(seed)
-    fresh = CLIPModel(model.config)
+    fresh = type(model)(model.config)
     model.text_model.load_state_dict(fresh.text_model.state_dict())
     model.text_projection.load_state_dict(fresh.text_projection.state_dict())
     with torch.no_grad():
@@ -140,11 +181,12 @@ def train_clip(
     checkpoint=None,
     resume: bool = False,
     stop_at: int | None = None,
+    stats: dict | None = None,
 ) -> list[float]:
     """Train with the symmetric InfoNCE loss; with ``train_vision=False`` the image tower is locked.
 
     Args:
-        model: a ``CLIPModel``; trained in place.
+        model: a dual encoder (module docstring); trained in place.
         tokenizer: its tokenizer.
         images: uint8 ``(N, H, W, 3)`` training images.
         text_fn: ``text_fn(idx, rng)`` returns a training text for image ``idx``.
@@ -162,6 +204,8 @@ def train_clip(
         checkpoint: a :class:`~dar_lib.toymodels.loop.Checkpointer` (``None``: never save).
         resume: continue from the checkpoint when there is one.
         stop_at: stop after this step, writing a checkpoint (raises ``TrainingStopped``).
+        stats: when a dict, receives ``max_train_tokens``: the longest training text this call read, in
+            tokens (with ``[BOS]``/``[EOS]``, after truncation); its position embeddings up to there trained.
 
     Returns:
         The loss of every step.
@@ -187,11 +231,14 @@ def train_clip(
     losses = run.losses
     model.train()
     t0 = time.time()
+    longest = 0
     bar = tqdm(range(start, steps), desc="clip", disable=not progress, mininterval=5)
     for step in bar:
         idx = gen.choice(n, size=min(batch_size, n), replace=False)
         texts = [text_fn(int(i), rng) for i in idx]
-        txt = embed_text(model, tokenizer, texts)
+        lengths: list[int] = []
+        txt = embed_text(model, tokenizer, texts, lengths=lengths)
+        longest = max(longest, max(lengths))
         img = frozen_emb[idx] if frozen_emb is not None else embed_pixels(model, images_to_pixels(images[idx]))
         scale = model.logit_scale.clamp(max=math.log(100)).exp()
         pos = torch.from_numpy(positives(texts, idx)) if positives is not None else None
@@ -202,6 +249,8 @@ def train_clip(
     for p in model.parameters():
         p.requires_grad_(True)
     model.eval()
+    if stats is not None:
+        stats["max_train_tokens"] = longest
     return losses
 
 

@@ -1,10 +1,12 @@
 """The toy encoders' shared image tower, trained first with supervised scene-fact heads, then locked.
 
-The v2 recipe trained the image tower contrastively with ``clip-full``'s text tower; a linear probe
+The v2 recipe trained a ViT image tower contrastively with ``clip-full``'s text tower; a linear probe
 on its frozen embeddings read the salient object's shape at 39% and its position at 18%, so no text
-tower could retrieve those facts. v3 trains the CLIP vision tower (the same transformers
-``CLIPVisionModelWithProjection`` every encoder variant loads) with linear heads on its unit-norm
-projected embedding, one softmax head per fact the world states: the background, the object count,
+tower could retrieve those facts, and a ViT trained with fact heads still read shape at 32-40%
+(4-px patches fragment 6-10 px shapes). v3 trains a small CNN
+(:class:`~dar_lib.toymodels.cnn_tower.ToyCnnVisionModelWithProjection`, :func:`new_image_tower`) with
+linear heads on its unit-norm projected embedding, one softmax head per fact the world states: the
+background, the object count,
 the salient object's colour, shape, size and cell, and for each of the nine cells the colour, shape
 and size of the object there (or none). Linear heads on the embedding itself make every fact
 linearly readable from it, which is what a contrastive text tower needs. The heads are discarded;
@@ -25,7 +27,6 @@ import torch.nn.functional as F
 
 from dar_lib.toymodels.loop import report_loss
 from dar_lib.toymodels.loop import step as optim_step
-from dar_lib.toymodels.loop import warmup_cosine
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +91,22 @@ class FactHeads(torch.nn.Module):
         return torch.stack([F.cross_entropy(logits[n], labels[n]) for n in self.names]).mean()
 
 
-def new_image_tower(seed: int, width: int = 128, layers: int = 4, patch_size: int = 4, image_size: int = 32):
-    """A freshly initialised ``CLIPVisionModelWithProjection`` sized for the toy world (seeded)."""
+def new_image_tower(seed: int, widths=(32, 64, 64, 128, 128), strides=(1, 2, 1, 2, 1), projection_dim: int = 128,
+                    image_size: int = 32):
+    """A freshly initialised convolutional image tower with its projection (the v3 recipe; seeded).
+
+    Args: as :class:`~dar_lib.toymodels.cnn_tower.ToyCnnVisionConfig`.
+    """
+    from dar_lib.toymodels.cnn_tower import ToyCnnVisionConfig, ToyCnnVisionModelWithProjection
+
+    torch.manual_seed(seed)
+    return ToyCnnVisionModelWithProjection(ToyCnnVisionConfig(image_size=image_size, widths=widths, strides=strides,
+                                                              projection_dim=projection_dim))
+
+
+def new_vit_tower(seed: int, width: int = 128, layers: int = 4, patch_size: int = 4, image_size: int = 32):
+    """A freshly initialised ``CLIPVisionModelWithProjection`` sized for the toy world (seeded): the v2
+    architecture, kept as a candidate for ``measure/toy_image_towers.py``."""
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
     torch.manual_seed(seed)
@@ -102,7 +117,7 @@ def new_image_tower(seed: int, width: int = 128, layers: int = 4, patch_size: in
 
 
 def embed(tower, pixels: torch.Tensor) -> torch.Tensor:
-    """Unit-norm projected embeddings of normalised pixels (the same vectors a ``CLIPModel`` with this tower gives)."""
+    """Unit-norm projected embeddings of normalised pixels (the same vectors a dual encoder with this tower gives)."""
     return F.normalize(tower(pixel_values=pixels).image_embeds, dim=-1)
 
 
@@ -123,7 +138,6 @@ def train_image_tower(
     batch_size: int = 128,
     lr: float = 1e-3,
     seed: int = 0,
-    warmup: int = 50,
     log_every: int = 50,
     progress: bool = True,
     checkpoint=None,
@@ -135,14 +149,16 @@ def train_image_tower(
     """Train the image tower (in place) with the supervised fact heads; the heads are not kept.
 
     Args:
-        tower: a ``CLIPVisionModelWithProjection`` (:func:`new_image_tower`).
+        tower: :func:`new_image_tower` (or a ``CLIPVisionModelWithProjection``, :func:`new_vit_tower`);
+            batch norm uses batch statistics while it trains and is left in eval mode.
         images: uint8 ``(n, 32, 32, 3)`` training images.
         labels: :func:`scene_labels` of their scenes.
-        steps: optimiser steps (cosine schedule after a linear warm-up).
+        steps: optimiser steps (torch's ``OneCycleLR`` with its defaults: warm-up over the first 30%
+            from ``lr / 25``, then cosine decay; the recipe of issue 29).
         batch_size: images per step.
         lr: peak learning rate (AdamW).
         seed: seeds batch sampling.
-        warmup, log_every, progress: schedule warm-up, logging period, tqdm bar.
+        log_every, progress: logging period, tqdm bar.
         checkpoint, resume, stop_at: as in :func:`dar_lib.toymodels.clip_train.train_clip`.
         max_seconds: stop early after this many seconds (comparisons on one wall-clock budget).
         heads: the heads to train (default: fresh :class:`FactHeads`).
@@ -161,7 +177,7 @@ def train_image_tower(
     heads = heads or FactHeads(tower.config.projection_dim)
     params = list(tower.parameters()) + list(heads.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.05)
-    sched = warmup_cosine(opt, warmup, steps)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(2, steps))
     run = Resumable(checkpoint, rng, gen, model=tower, heads=heads, optimizer=opt, schedule=sched)
     start = run.restore(resume, "image tower")
     losses = run.losses
@@ -182,12 +198,6 @@ def train_image_tower(
     return losses
 
 
-def load_into_clip(clip_model, tower) -> None:
-    """Copy a trained image tower (vision transformer and projection) into a ``CLIPModel``."""
-    clip_model.vision_model.load_state_dict(tower.vision_model.state_dict())
-    clip_model.visual_projection.load_state_dict(tower.visual_projection.state_dict())
-
-
 def save_image_tower(tower, folder, extra: dict | None = None, dtype: torch.dtype = torch.float16) -> None:
     """Save the tower (safetensors, half precision by default) and its ``training.json`` into ``folder``."""
     import copy
@@ -202,7 +212,14 @@ def save_image_tower(tower, folder, extra: dict | None = None, dtype: torch.dtyp
 
 
 def load_image_tower(folder):
-    """A saved tower (:func:`save_image_tower`) in float32."""
+    """A saved tower (:func:`save_image_tower`) in float32 and eval mode: the CNN tower, or a ViT candidate."""
+    import json
+    from pathlib import Path
+
     from transformers import CLIPVisionModelWithProjection
 
-    return CLIPVisionModelWithProjection.from_pretrained(str(folder), dtype=torch.float32)
+    from dar_lib.toymodels.cnn_tower import MODEL_TYPE, ToyCnnVisionModelWithProjection
+
+    kind = json.loads((Path(folder) / "config.json").read_text()).get("model_type")
+    cls = ToyCnnVisionModelWithProjection if kind == MODEL_TYPE else CLIPVisionModelWithProjection
+    return cls.from_pretrained(str(folder), dtype=torch.float32).eval()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Iterable
 
 
@@ -10,6 +11,7 @@ def n_tokens(tokenizer, texts: Iterable[str]) -> list[int]:
     return [len(ids) for ids in tokenizer(list(texts), truncation=False)["input_ids"]]
 
 
+@functools.lru_cache(maxsize=8)
 def longest_dialogue_tokens(n_scenes: int = 2000, seed: int = 0, styles: Iterable[str] | None = None) -> int:
     """The longest round-10 raw dialogue, in tokens, over ``n_scenes`` scenes in every style.
 
@@ -20,7 +22,7 @@ def longest_dialogue_tokens(n_scenes: int = 2000, seed: int = 0, styles: Iterabl
     Args:
         n_scenes: scenes simulated per style (the world's own dialogue simulator).
         seed: seeds the scenes and dialogues.
-        styles: dialogue styles (default: all four).
+        styles: dialogue styles (default: all four; a tuple, as the result is cached per argument).
     """
     import random
 
