@@ -68,6 +68,8 @@ PRODUCERS: dict[str, tuple[str, ...]] = {
                  "dar_lib.benchmarks.toyworld.scenes", "dar_lib.benchmarks.toyworld.render",
                  "dar_lib.benchmarks.toyworld.text", "dar_lib.benchmarks.toyworld.facts",
                  "dar_lib.benchmarks.dialogue"),
+    # A toy model training run (dar train-toy's run id: a checkpoint of other training code is never resumed).
+    "toy_training": ("dar_lib.toymodels",),
     # The paper rehearsal's stand-in models and corpus.
     "rehearsal": ("dar_lib.rehearsal",),
     # Finished result tables: everything in the library can change a rank.

@@ -36,7 +36,7 @@ def toy_models():
     if folder and Path(folder, "sd").is_dir() and Path(folder, "clip-zs").is_dir():
         return {"encoder": f"toy:{Path(folder, 'clip-zs')}", "generator": f"toy:{Path(folder, 'sd')}"}
     pytest.skip("needs trained toy models: run `dar train-toy`, or set DAR_TEST_TOY_MODELS to a folder "
-                "written by `dar train-toy --out DIR --only clip-full clip-zs sd --steps-scale 0.01`")
+                "written by `dar train-toy --out DIR --only image-tower clip-full clip-zs sd --steps-scale 0.01`")
 
 
 @pytest.fixture(scope="module")

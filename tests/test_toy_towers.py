@@ -31,6 +31,23 @@ def test_scene_labels_name_the_salient_object_and_every_cell():
     assert all(int(labels[k].max()) < sizes[k] for k in sizes)
 
 
+def test_fact_heads_weigh_each_kind_of_fact_alike():
+    """The six scene-level heads weigh one each, the 27 per-cell heads one together (not 27/33 of the loss)."""
+    import torch.nn.functional as F
+
+    scenes = independent_scenes(16, seed=5)
+    labels = {k: torch.from_numpy(v) for k, v in image_tower.scene_labels(scenes).items()}
+    torch.manual_seed(0)
+    heads, emb = image_tower.FactHeads(8), F.normalize(torch.randn(16, 8), dim=1)
+    logits = heads(emb)
+    ce = {n: F.cross_entropy(logits[n], labels[n]) for n in heads.names}
+    cells = [n for n in ce if n.startswith("cell")]
+    assert len(cells) == 27 and len(ce) == 33
+    want = (sum(ce[n] for n in ce if n not in cells) + sum(ce[n] for n in cells) / 27) / 7
+    torch.testing.assert_close(heads.loss(emb, labels), want)
+    assert not torch.allclose(heads.loss(emb, labels), torch.stack(list(ce.values())).mean())
+
+
 def test_linear_probe_reads_a_planted_feature_and_not_noise():
     rng = np.random.default_rng(0)
     labels = [{"color": random.Random(i).choice(tw.COLORS)} for i in range(600)]

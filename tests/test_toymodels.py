@@ -265,6 +265,7 @@ def test_train_toy_resume_skips_finished_stages_and_continues_a_stopped_one(tmp_
     a = json.loads((tmp_path / "a" / "clip-zs" / "training.json").read_text())
     b = json.loads((tmp_path / "b" / "clip-zs" / "training.json").read_text())
     assert b["loss_last"] == pytest.approx(a["loss_last"], rel=1e-5) and b["steps"] == a["steps"]
+    assert b["max_train_tokens"] == a["max_train_tokens"]  # the running maximum is in the checkpoint
     assert straight["clip-zs"]["loss_first"] == pytest.approx(b["loss_first"], rel=1e-5)
 
 
@@ -289,6 +290,30 @@ def test_a_checkpoint_or_finished_stage_of_another_run_is_never_resumed(tmp_path
     save_file(tensors, weights, metadata={"format": "pt"})
     again = train.train_all(tmp_path, resume=True, only=("clip-zs",), **kw)
     assert "clip-zs" in again  # the fine-tune of the old base is not kept
+
+
+def test_a_stage_without_its_base_is_refused_before_any_work(tmp_path):
+    from dar_lib.toymodels import train
+
+    with pytest.raises(ValueError, match=r"clip-full starts from image-tower.*--only image-tower clip-full"):
+        train.train_all(tmp_path, only=("clip-full",), steps_scale=0.01, n_train=16, batch_size=8, progress=False)
+    assert not any(tmp_path.iterdir())
+
+
+def test_long_text_reaches_its_length_and_stays_within_the_positions():
+    import random
+
+    from dar_lib.benchmarks import toyworld as tw
+    from dar_lib.toymodels import train
+
+    scene = tw.make_scenes(1, seed=3)[0]
+    rng = random.Random(0)
+    text = train.long_text(tw.alt_text, scene, rng, 120)
+    assert len(tw.tokenize(text)) >= 120 - text.count(", ") - 1 and ", " in text
+    capped = train.long_text(tw.alt_text, scene, rng, 10_000, max_words=60)
+    assert len(tw.tokenize(capped)) <= 60
+    one = train.long_text(lambda s, r: "word " * 80, scene, rng, 200, max_words=10)
+    assert one == "word " * 80  # the first part is always kept
 
 
 def test_unknown_toy_model_names_the_choices():

@@ -397,10 +397,11 @@ class BlipEncoder(_HFDualEncoder):
 
 
 class ClipEncoder(_HFDualEncoder):
-    """CLIP features from a transformers ``CLIPModel`` (projected pooled outputs, L2-normalised).
+    """CLIP features from a transformers ``CLIPModel`` (projected pooled outputs, L2-normalised), or from
+    any dual encoder with CLIP's attribute names (the toy encoders' ``VisionTextDualEncoderModel``).
 
-    Args: as :class:`BlipEncoder`; ``max_length`` is capped at the text model's 77 positions,
-    and images are resized on the shortest side and centre-cropped.
+    Args: as :class:`BlipEncoder`; ``max_length`` is capped at the text model's positions (77 for
+    CLIP, 256 for the toy encoders), and images are resized on the shortest side and centre-cropped.
     """
 
     kind = "clip"

@@ -204,15 +204,16 @@ def train_clip(
         checkpoint: a :class:`~dar_lib.toymodels.loop.Checkpointer` (``None``: never save).
         resume: continue from the checkpoint when there is one.
         stop_at: stop after this step, writing a checkpoint (raises ``TrainingStopped``).
-        stats: when a dict, receives ``max_train_tokens``: the longest training text this call read, in
-            tokens (with ``[BOS]``/``[EOS]``, after truncation); its position embeddings up to there trained.
+        stats: when a dict, receives ``max_train_tokens``: the longest training text read (every segment
+            of a resumed run), in tokens with ``[BOS]``/``[EOS]``, after truncation: the position
+            embeddings up to there are trained.
 
     Returns:
         The loss of every step.
     """
     from tqdm import tqdm
 
-    from dar_lib.toymodels.loop import Resumable
+    from dar_lib.toymodels.loop import Resumable, RunningMax
 
     torch.manual_seed(seed)
     rng = random.Random(seed)
@@ -226,19 +227,19 @@ def train_clip(
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.05 if train_vision else 0.01)
     sched = warmup_cosine(opt, warmup, steps)
-    run = Resumable(checkpoint, rng, gen, model=model, optimizer=opt, schedule=sched)
+    longest = RunningMax()
+    run = Resumable(checkpoint, rng, gen, model=model, optimizer=opt, schedule=sched, longest=longest)
     start = run.restore(resume, "clip")
     losses = run.losses
     model.train()
     t0 = time.time()
-    longest = 0
     bar = tqdm(range(start, steps), desc="clip", disable=not progress, mininterval=5)
     for step in bar:
         idx = gen.choice(n, size=min(batch_size, n), replace=False)
         texts = [text_fn(int(i), rng) for i in idx]
         lengths: list[int] = []
         txt = embed_text(model, tokenizer, texts, lengths=lengths)
-        longest = max(longest, max(lengths))
+        longest.update(max(lengths))
         img = frozen_emb[idx] if frozen_emb is not None else embed_pixels(model, images_to_pixels(images[idx]))
         scale = model.logit_scale.clamp(max=math.log(100)).exp()
         pos = torch.from_numpy(positives(texts, idx)) if positives is not None else None
@@ -250,7 +251,7 @@ def train_clip(
         p.requires_grad_(True)
     model.eval()
     if stats is not None:
-        stats["max_train_tokens"] = longest
+        stats["max_train_tokens"] = longest.value
     return losses
 
 

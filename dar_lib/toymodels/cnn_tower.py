@@ -76,7 +76,8 @@ class ToyCnnVisionConfig(PretrainedConfig):
 class ToyCnnVisionModel(PreTrainedModel):
     """The convolutional image tower: ``pixel_values (n, 3, H, W)`` -> ``pooler_output (n, hidden_size)``.
 
-    ``last_hidden_state`` is the last feature map ``(n, widths[-1], H/4, W/4)``; ``pooler_output`` is it
+    ``last_hidden_state`` is the last feature map ``(n, widths[-1], map_size, map_size)`` (8 x 8 for 32 px
+    and the default strides); ``pooler_output`` is it
     flattened (channel-major, as ``torch.flatten``). Batch norm uses batch statistics in ``train()``
     mode and its running statistics in ``eval()`` mode (every encoder puts its model in eval mode).
     """
@@ -173,8 +174,9 @@ def new_dual_encoder(tower: ToyCnnVisionModelWithProjection, vocab_size: int, se
                           num_hidden_layers=layers, num_attention_heads=max(1, width // 32),
                           max_position_embeddings=max_length, pad_token_id=PAD_ID, bos_token_id=BOS_ID,
                           eos_token_id=EOS_ID, projection_dim=tower.config.projection_dim)
-    config = VisionTextDualEncoderConfig.from_vision_text_configs(
-        tower.config, text, projection_dim=tower.config.projection_dim, logit_scale_init_value=2.6592)
+    vision = {k: v for k, v in tower.config.to_dict().items() if k not in ("_name_or_path", "architectures")}
+    config = VisionTextDualEncoderConfig(vision_config=vision, text_config=text.to_dict(),
+                                         projection_dim=tower.config.projection_dim, logit_scale_init_value=2.6592)
     torch.manual_seed(seed)
     model = VisionTextDualEncoderModel(config)
     model.vision_model.load_state_dict(tower.vision_model.state_dict())

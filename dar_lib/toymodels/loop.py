@@ -221,6 +221,26 @@ class TensorList:
             t.copy_(v)
 
 
+class RunningMax:
+    """A running maximum kept in a trainer's checkpoint (e.g. the longest training text read so far), so a
+    resumed run reports the maximum over every segment, not only its last."""
+
+    def __init__(self, value: int = 0):
+        self.value = int(value)
+
+    def update(self, value: int) -> None:
+        """Keep the larger of the current maximum and ``value``."""
+        self.value = max(self.value, int(value))
+
+    def state_dict(self) -> dict:
+        """``{"value": int}``."""
+        return {"value": self.value}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`'s value."""
+        self.value = int(state["value"])
+
+
 class Resumable:
     """One trainer's whole state, checkpointed every few minutes and restored on resume.
 

@@ -8,9 +8,10 @@ stages and continues a stopped one from its checkpoint, taking the same batches 
 
 The recipe (encoders v3, world v2): the image tower is a small CNN trained alone with one
 supervised head per scene fact (:mod:`dar_lib.toymodels.image_tower`), then locked; every text
-tower is trained against its cached embeddings. Every text tower learns from partial descriptions as
-well as complete ones (the queries it will read at round 0 are partial) and from long texts that
-reach the longest round-10 dialogue (:func:`long_text`), so all its positions are trained;
+tower is trained against its cached embeddings. ``clip-full`` learns from partial descriptions as
+well as complete ones (the queries it will read at round 0 are partial); ``clip-full`` and ``clip-zs``
+(whose positions the fine-tunes inherit) also read long texts that reach the longest round-10
+dialogue (:func:`long_text`), so every position a raw dialogue reaches is trained;
 contrastive batches count every true pair as a positive (look-alike scenes are not pushed apart);
 the generator is an SD3-style joint-attention
 transformer trained with clean-image prediction and an object-weighted loss (see
@@ -33,10 +34,14 @@ log = logging.getLogger(__name__)
 #: Training scenes come from their own seed, so no benchmark corpus scene is a training scene.
 TRAIN_SEED = 7919
 N_TRAIN = 20_000
-#: Training order: each stage needs the one before it (full wraps the image tower, zs copies full's).
+#: Training order: a stage comes after its base (:data:`BASES`).
 STAGES = ("probe", "image-tower", "clip-full", "clip-zs", "clip-cocoft", "clip-chatir", "sd")
-#: The stage each one starts from (its weights are part of the run's id).
+#: The stage each one starts from, read from ``out/<base>`` (its weights are part of the run's id):
+#: ``clip-full`` wraps the image tower, ``clip-zs`` copies ``clip-full``'s and re-learns the text tower.
 BASES = {"clip-full": "image-tower", "clip-zs": "clip-full", "clip-cocoft": "clip-zs", "clip-chatir": "clip-zs"}
+#: At most this many scenes for the image tower (one per example it draws, :data:`PLAN`): 250,000 are
+#: 0.7 GB of pixels; a longer run (``--steps-scale`` > 1.6) draws some of them twice.
+MAX_TOWER_SCENES = 250_000
 #: Seconds between checkpoints of a running stage.
 CHECKPOINT_EVERY_S = 180.0
 
@@ -70,7 +75,7 @@ TEXT_POSITIONS = 256
 LONG_TEXT_SHARE = 0.15
 
 
-def long_text(fn, scene, rng, n_words: int) -> str:
+def long_text(fn, scene, rng, n_words: int, max_words: int = TEXT_POSITIONS - 2) -> str:
     """Several texts ``fn(scene, rng)`` about one scene joined with ``", "``, at least ``n_words`` words long.
 
     A raw-dialogue query is long (ChatIR joins a caption and ten question-answer turns), while
@@ -84,13 +89,20 @@ def long_text(fn, scene, rng, n_words: int) -> str:
         rng: draws the parts.
         n_words: minimum length in the world's word tokens (:func:`~dar_lib.benchmarks.toyworld.tokenize`,
             which splits punctuation as the toy tokenizer does; ``[BOS]``/``[EOS]`` not counted).
+        max_words: a part that would make the text longer is left out (the text tower reads
+            ``TEXT_POSITIONS`` tokens and cuts the rest, while the batch's positives parse all of it);
+            the first part is always kept.
     """
     from dar_lib.benchmarks import toyworld as tw
 
     parts, n = [], 0
     while n < n_words:
-        parts.append(fn(scene, rng))
-        n += len(tw.tokenize(parts[-1])) + 1
+        part = fn(scene, rng)
+        words = len(tw.tokenize(part)) + 1  # and a comma
+        if parts and n + words > max_words:
+            break
+        parts.append(part)
+        n += words
     return ", ".join(parts)
 
 
@@ -157,15 +169,16 @@ def world_positives(scenes):
 
 
 def run_id(name: str, plan: Stage, n_train: int, base: Path | None) -> str:
-    """Names one training run of a stage: its recipe, the training data (size, seed, the world's code)
-    and, for a fine-tune, the weights it starts from. A checkpoint or a finished stage from another run
+    """Names one training run of a stage: its recipe (plan and the training code), the training data (size,
+    seed, the world's code) and, for a fine-tune, the weights it starts from. A checkpoint or a finished stage from another run
     is never resumed or skipped (a fine-tune of an older base is retrained)."""
     import hashlib
 
     from dar_lib.cachekeys import code_version, weights_digest
 
     parts = {"stage": name, **asdict(plan), "n_train": n_train, "train_seed": TRAIN_SEED,
-             "world_code": code_version("toyworld"), "base": weights_digest(base) if base is not None else None}
+             "world_code": code_version("toyworld"), "recipe_code": code_version("toy_training"),
+             "base": weights_digest(base) if base is not None else None}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -199,7 +212,7 @@ def train_all(
         out: output folder; the shipped models' folder (:data:`~dar_lib.toymodels.ASSETS`) only with
             ``overwrite_shipped=True``.
         steps_scale: multiplies every stage's steps (at least 1 step each); 1.0 is the shipped run.
-        only: train just these stages; the variants load ``clip-full`` / ``clip-zs`` from ``out``.
+        only: train just these stages; a stage with a base (:data:`BASES`) loads it from ``out``.
         n_train: number of training scenes.
         batch_size: overrides every stage's batch size (for quick runs).
         progress: show progress bars.
@@ -212,8 +225,9 @@ def train_all(
         Per stage: steps, first and last losses, wall seconds (a resumed stage counts every segment).
 
     Raises:
-        ValueError: an unknown stage or a non-positive setting, or ``out`` is the shipped models'
-            folder and ``overwrite_shipped`` is not set (checked before any work).
+        ValueError: an unknown stage or a non-positive setting, ``out`` is the shipped models' folder and
+            ``overwrite_shipped`` is not set, or a stage's base is neither in ``out`` nor trained
+            before it (each checked before any work).
     """
     import numpy as np
     import torch
@@ -233,6 +247,11 @@ def train_all(
     if steps_scale <= 0 or n_train < 2 or (batch_size is not None and batch_size < 2):
         raise ValueError("steps_scale must be > 0, n_train >= 2 and batch_size >= 2")
     todo = [s for s in STAGES if not only or s in only]
+    for name in todo:
+        base = BASES.get(name)
+        if base and base not in todo and not (out / base / "config.json").is_file():
+            raise ValueError(f"stage {name} starts from {base}, which is not in {out}: "
+                             f"train it too (--only {base} {name}) or point --out at a folder that holds it")
     t0 = time.time()
     scenes = tw.make_scenes(n_train, seed=TRAIN_SEED)
     images = tw.render_batch(scenes, size=32)
@@ -284,7 +303,7 @@ def train_all(
             # as many scenes as the stage draws examples (random batches: most scenes are seen at most
             # once). On the 20,000 shared scenes, each seen 8 times, the tower memorised them (loss
             # 0.004) and a linear probe read colour at 93%; on 153,600 fresh ones, 98%
-            n_img = max(n_train, scaled.steps * bs)
+            n_img = max(n_train, min(scaled.steps * bs, MAX_TOWER_SCENES))
             img_scenes = scenes if n_img == n_train else tw.make_scenes(n_img, seed=TRAIN_SEED)
             img_images = images if n_img == n_train else tw.render_batch(img_scenes, size=32)
             tower = image_tower.new_image_tower(seed=plan.seed)
@@ -358,7 +377,9 @@ def register(subparsers) -> None:
                    help=f"allow --out to be the shipped models' folder ({ASSETS}), replacing what every toy: id loads")
     p.add_argument("--steps-scale", type=float_in(0, 100, open_low=True), default=1.0,
                    help="multiply every stage's steps (0.01: a quick check)")
-    p.add_argument("--only", nargs="+", choices=STAGES, help="train only these stages")
+    p.add_argument("--only", nargs="+", choices=STAGES,
+                   help="train only these stages; one with a base (clip-full: image-tower, clip-zs: clip-full, "
+                        "clip-cocoft and clip-chatir: clip-zs) loads it from --out")
     p.add_argument("--n-train", type=int_in(2), default=N_TRAIN, help="number of training scenes")
     p.add_argument("--batch-size", type=int_in(2, 4096), default=None, help="override every stage's batch size")
     p.add_argument("--resume", action="store_true",
