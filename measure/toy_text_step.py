@@ -71,7 +71,8 @@ def main(argv=None) -> int:
         parts["forward+backward, one padded batch"] += time.perf_counter() - t
         model.zero_grad(set_to_none=True)
         tokens["real"] += sum(lengths)
-        tokens["padded, buckets"] += sum(len(b) * max(lengths[i] for i in b) for b in clip_train.length_buckets(lengths))
+        buckets = clip_train.length_buckets(lengths)
+        tokens["padded, buckets"] += sum(len(b) * max(lengths[i] for i in b) for b in buckets)
         tokens["padded, one batch"] += len(lengths) * max(lengths)
     report = {"stage": args.stage, "batch_size": args.batch_size, "threads": torch.get_num_threads(),
               "s_per_step": {k: round(v / args.steps, 4) for k, v in parts.items()},

@@ -82,7 +82,9 @@ def test_a_stopped_image_tower_run_resumes_to_the_same_weights(tmp_path):
     scenes = independent_scenes(48, seed=4)
     images, labels = tw.render_batch(scenes), image_tower.scene_labels(scenes)
     kw = dict(steps=6, batch_size=16, lr=3e-3, seed=1, progress=False)
-    tiny = lambda seed: image_tower.new_image_tower(seed, widths=(8, 16), strides=(2, 2), projection_dim=16)  # noqa: E731
+    def tiny(seed):
+        return image_tower.new_image_tower(seed, widths=(8, 16), strides=(2, 2), projection_dim=16)
+
     straight = tiny(0)
     want = image_tower.train_image_tower(straight, images, labels, **kw)
     ckpt = Checkpointer(tmp_path / "tower.safetensors", every_s=1e9)

@@ -169,9 +169,9 @@ def world_positives(scenes):
 
 
 def run_id(name: str, plan: Stage, n_train: int, base: Path | None) -> str:
-    """Names one training run of a stage: its recipe (plan and the training code), the training data (size,
-    seed, the world's code) and, for a fine-tune, the weights it starts from. A checkpoint or a finished stage from another run
-    is never resumed or skipped (a fine-tune of an older base is retrained)."""
+    """Names one training run of a stage: its recipe (plan and the training code), the training data
+    (size, seed, the world's code) and, for a fine-tune, the weights it starts from. A checkpoint or a
+    finished stage from another run is never resumed or skipped (a fine-tune of an older base is retrained)."""
     import hashlib
 
     from dar_lib.cachekeys import code_version, weights_digest
@@ -301,8 +301,8 @@ def train_all(
             continue
         if name == "image-tower":
             # as many scenes as the stage draws examples (random batches: most scenes are seen at most
-            # once). On the 20,000 shared scenes, each seen 8 times, the tower memorised them (loss
-            # 0.004) and a linear probe read colour at 93%; on 153,600 fresh ones, 98%
+            # once). Trained on the 20,000 shared scenes, each seen 8 times, the tower generalised worse:
+            # a linear probe on unseen scenes read colour at 93%, against 98% after 153,600 fresh ones
             n_img = max(n_train, min(scaled.steps * bs, MAX_TOWER_SCENES))
             img_scenes = scenes if n_img == n_train else tw.make_scenes(n_img, seed=TRAIN_SEED)
             img_images = images if n_img == n_train else tw.render_batch(img_scenes, size=32)
