@@ -116,3 +116,20 @@ def test_length_buckets_give_the_padded_batch_embeddings():
 def test_length_buckets_double():
     buckets = clip_train.length_buckets([5, 40, 32, 33, 200, 64, 65])
     assert [b.tolist() for b in buckets] == [[0, 2], [1, 3, 5], [6], [4]]
+
+
+def test_clear_errors_for_one_string_and_for_an_image_tower_folder(saved, tmp_path):
+    """One string is refused (iterating it embedded each character), and a folder holding only the
+    image tower is named as such instead of failing in the tokenizer."""
+    from dar_lib.models import load_encoder
+
+    enc = load_encoder(f"toy:{saved}")
+    with pytest.raises(TypeError, match=r"one string .*pass \[text\]"):
+        enc.encode_text("a red circle")
+    tower = image_tower.new_image_tower(0, widths=(8, 16), strides=(2, 2), projection_dim=16)
+    image_tower.save_image_tower(tower, tmp_path / "image-tower")
+    with pytest.raises(ValueError, match="holds only an image tower"):
+        load_encoder(f"toy:{tmp_path / 'image-tower'}")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="holds no dual encoder"):
+        load_encoder(f"toy:{tmp_path / 'empty'}")

@@ -298,6 +298,9 @@ def test_a_stage_without_its_base_is_refused_before_any_work(tmp_path):
     with pytest.raises(ValueError, match=r"clip-full starts from image-tower.*--only image-tower clip-full"):
         train.train_all(tmp_path, only=("clip-full",), steps_scale=0.01, n_train=16, batch_size=8, progress=False)
     assert not any(tmp_path.iterdir())
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(ValueError, match="exists and is not a folder"):
+        train.train_all(tmp_path / "afile", only=("probe",), steps_scale=0.01, n_train=16, batch_size=8, progress=False)
 
 
 def test_long_text_reaches_its_length_and_stays_within_the_positions():

@@ -246,7 +246,13 @@ class _HFDualEncoder:
         the tokenizer's own truncation, which keeps the start; ``left``: keep the newest text, i.e.
         the first special token and the last ``max_length - 1`` tokens); each one is counted in
         ``truncated_texts`` and reported with a logged warning.
+
+        Raises:
+            TypeError: ``texts`` is one string (iterating it would embed each character).
         """
+        if isinstance(texts, str):
+            raise TypeError(f"{self.id}: encode_text takes a sequence of texts, got one string "
+                            f"({texts[:40]!r}); pass [text]")
         texts = [str(t) for t in texts]
         out = []
         for chunk in self._batches(texts, f"encode text ({self.id})"):

@@ -63,12 +63,35 @@ def load_encoder(name: str, device: str | None = None, **kw):
     from dar_lib.toymodels import cnn_tower  # noqa: F401  registers the CNN image tower with AutoModel
 
     folder = resolve(name, "encoder", ENCODERS)
+    _check_dual_encoder(folder, name)
     kw.setdefault("batch_size", 512)
     # AutoModel: a v3 folder holds a VisionTextDualEncoderModel (CNN image tower, CLIP text tower)
     enc = ClipEncoder.from_pretrained(str(folder), device=device, model_class=AutoModel, **kw)
     enc.id = f"toy:{name}" if name in ENCODERS else f"toy:{folder}"
     enc.revision = f"weights-{weights_digest(folder)}"  # retrained weights never reuse cached embeddings
     return enc
+
+
+def _check_dual_encoder(folder: Path, name: str) -> None:
+    """Refuse, by name, a folder that holds no dual encoder (e.g. ``dar train-toy``'s ``image-tower`` stage).
+
+    Raises:
+        ValueError: ``config.json`` is missing or names another kind of model.
+    """
+    import json
+
+    from dar_lib.toymodels.cnn_tower import MODEL_TYPE
+
+    try:
+        kind = json.loads((folder / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError):
+        kind = None
+    if kind == MODEL_TYPE:
+        raise ValueError(f"toy encoder {name!r}: {folder} holds only an image tower (dar train-toy's image-tower "
+                         f"stage), not a dual encoder; load a text tower trained on it, e.g. toy:{folder.parent}/clip-full")
+    if kind not in ("vision-text-dual-encoder", "clip"):
+        raise ValueError(f"toy encoder {name!r}: {folder} holds no dual encoder (config.json model_type {kind!r}); "
+                         f"a folder written by dar train-toy's clip-* stages is one")
 
 
 def load_generator(name: str = "sd", device: str | None = None, **kw):

@@ -246,6 +246,8 @@ def train_all(
         raise ValueError(f"unknown stage(s) {sorted(unknown)}; choose from {list(STAGES)}")
     if steps_scale <= 0 or n_train < 2 or (batch_size is not None and batch_size < 2):
         raise ValueError("steps_scale must be > 0, n_train >= 2 and batch_size >= 2")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: exists and is not a folder; name a new or existing folder")
     todo = [s for s in STAGES if not only or s in only]
     for name in todo:
         base = BASES.get(name)
