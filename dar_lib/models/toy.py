@@ -87,8 +87,9 @@ def _check_dual_encoder(folder: Path, name: str) -> None:
     except (OSError, ValueError):
         kind = None
     if kind == MODEL_TYPE:
-        raise ValueError(f"toy encoder {name!r}: {folder} holds only an image tower (dar train-toy's image-tower "
-                         f"stage), not a dual encoder; load a text tower trained on it, e.g. toy:{folder.parent}/clip-full")
+        raise ValueError(f"toy encoder {name!r}: {folder} holds only an image tower (dar train-toy's "
+                         f"image-tower stage), not a dual encoder; load a text tower trained on it, "
+                         f"e.g. toy:{folder.parent}/clip-full")
     if kind not in ("vision-text-dual-encoder", "clip"):
         raise ValueError(f"toy encoder {name!r}: {folder} holds no dual encoder (config.json model_type {kind!r}); "
                          f"a folder written by dar train-toy's clip-* stages is one")
