@@ -92,19 +92,14 @@ def embed_text(model, tokenizer, texts: Sequence[str], max_length: int | None = 
     ids = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
     if lengths is not None:
         lengths.extend(len(i) for i in ids)
-    pad = tokenizer.pad_token_id
-    out = [None] * len(ids)
-    for bucket in length_buckets([len(i) for i in ids]):
-        width = max(len(ids[i]) for i in bucket)
-        input_ids = torch.full((len(bucket), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(bucket), width), dtype=torch.long)
-        for row, i in enumerate(bucket):
-            input_ids[row, :len(ids[i])] = torch.tensor(ids[i])
-            mask[row, :len(ids[i])] = 1
-        pooled = model.text_model(input_ids=input_ids, attention_mask=mask).pooler_output
-        for row, i in enumerate(bucket):
-            out[i] = pooled[row]
-    return F.normalize(model.text_projection(torch.stack(out)), dim=-1)
+    buckets = length_buckets([len(i) for i in ids])
+    pooled = []
+    for bucket in buckets:
+        batch = tokenizer.pad({"input_ids": [ids[i] for i in bucket]}, return_tensors="pt")
+        out = model.text_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        pooled.append(out.pooler_output)
+    back = torch.from_numpy(np.argsort(np.concatenate(buckets)))  # bucket order -> the texts' order
+    return F.normalize(model.text_projection(torch.cat(pooled)[back]), dim=-1)
 
 
 def embed_pixels(model, pixels: torch.Tensor) -> torch.Tensor:
