@@ -19,6 +19,7 @@ from pathlib import Path
 
 from dar_lib import evalsettings
 from dar_lib.argtypes import float_in
+from dar_lib.atomic import atomic_writer, check_output
 
 #: Modules that each define ``register(subparsers)``; imported lazily-cheaply (no torch at import).
 COMMAND_MODULES = (
@@ -141,7 +142,7 @@ def _eval(args: argparse.Namespace) -> int:
     if args.ray_address is not None and args.backend != "ray":
         raise ValueError(f"--ray-address {args.ray_address!r} needs --backend ray")
     if args.out:
-        _check_writable(Path(args.out))
+        _check_out(args)
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     from dar_lib.protocols import truncation_table
 
@@ -172,7 +173,8 @@ def _eval(args: argparse.Namespace) -> int:
         tables.append(table)
     table = pd.concat(tables, ignore_index=True)
     if args.out:
-        table.to_csv(args.out, index=False)
+        with atomic_writer(args.out, "w", encoding="utf-8", newline="") as fh:  # a failed write keeps the old file
+            table.to_csv(fh, index=False)
         print(f"wrote {len(table)} rows to {args.out}")
     print(summary_table(table).to_string(index=False))
     cuts = truncation_table(table)
@@ -184,15 +186,16 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_writable(path: Path) -> None:
-    """Refuse, before any work, an output path that is a folder or cannot be written."""
-    import os
+def _check_out(args: argparse.Namespace) -> None:
+    """Refuse, before any work, an ``--out`` that is a folder, cannot be written, or is one of the run's inputs
+    (a dialogue file, the corpus list, a local model file): the results would replace it."""
+    from dar_lib.models import local_content
 
-    if path.is_dir():
-        raise IsADirectoryError(f"--out {path}: is a folder; give a file name such as {path / 'ranks.csv'}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise PermissionError(f"--out {path}: cannot write there")
+    models = [p for kind in ("encoder", "generator", "reformulator")
+              for spec in (getattr(args, kind) if isinstance(getattr(args, kind), list) else [getattr(args, kind)])
+              for p in local_content(kind, spec)]
+    check_output(args.out, "--out", {"--benchmark": args.benchmark, "--corpus-file": [args.corpus_file],
+                                     "a model id": models})
 
 
 def _merge(args: argparse.Namespace) -> int:
@@ -203,6 +206,7 @@ def _merge(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"{src} is not a folder")
         if ArtefactStore(src).is_empty():
             raise FileNotFoundError(f"{src} holds no store entries: give the --store folder of a `dar eval` run")
+    check_output(args.into, "--into", {"a source store": args.sources}, folder=True)
     into = ArtefactStore(args.into)
     for src in args.sources:
         damaged: list = []

@@ -114,6 +114,12 @@ _SETTINGS = (
             int_in(1), provenance=False),
     Setting("batch_size", "images per generator/encoder batch", int_rule(1, 4096), 64, int_in(1, 4096),
             provenance=False, chapter=False),
+    Setting("llm_timeout", "seconds an LLM endpoint (openai:) may take to connect and between bytes of a reply "
+            "(None: the backend's 60)", float_rule(0.01, 3600, none_ok=True), None, float_in(0.01, 3600),
+            provenance=False),
+    Setting("llm_deadline", "seconds one LLM call may take in all, retries and a trickling reply included "
+            "(None: twice llm_timeout)", float_rule(0.01, 86400, none_ok=True), None, float_in(0.01, 86400),
+            provenance=False),
 )
 
 #: name -> Setting, in declaration order.

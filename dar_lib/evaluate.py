@@ -83,6 +83,9 @@ class EvalConfig:
         batch_size: images per encoder or generator batch (1..4096).
         protocol: ``default`` (ours) or ``released`` (the DAR authors' ``eval.py`` as written:
             cumulative joined rewrites, K = 1, the ``released`` schedule; :mod:`dar_lib.protocols`).
+        llm_timeout, llm_deadline: seconds an LLM endpoint may be silent, and may take for one call in all
+            (default: the backend's); not part of the results' key (they change no answer, only when one
+            is given up).
 
     Raises:
         ValueError: a field outside its range or an unknown name (the message names the field).
@@ -109,6 +112,8 @@ class EvalConfig:
     device: str | None = None
     batch_size: int = evalsettings.default("batch_size")
     protocol: str = evalsettings.default("protocol")
+    llm_timeout: float | None = evalsettings.default("llm_timeout")
+    llm_deadline: float | None = evalsettings.default("llm_deadline")
 
     def __post_init__(self):
         from dar_lib import settings
@@ -234,7 +239,8 @@ def build_pipeline(cfg: EvalConfig, store, *, generator: bool = True):
     from dar_lib.pipeline import DARPipeline
 
     gen = load_model("generator", cfg.generator, cfg.device) if generator else None
-    return DARPipeline(load_model("reformulator", cfg.reformulator, cfg.device), gen,
+    llm = {"timeout": cfg.llm_timeout, "deadline": cfg.llm_deadline}
+    return DARPipeline(load_model("reformulator", cfg.reformulator, cfg.device, **llm), gen,
                        load_model("encoder", cfg.encoder, cfg.device), k_images=cfg.k_images,
                        schedule=cfg.schedule, image_reduce=cfg.image_reduce, seed=cfg.gen_seed,
                        seed_per_round=cfg.seed_per_round, steps=cfg.steps, guidance=cfg.guidance, size=cfg.size,

@@ -50,12 +50,30 @@ def notebook_text(benchmark: str = DEFAULT_BENCHMARK, smoke: bool = False) -> st
 
 
 def voila_command(notebook: Path, port: int, open_browser: bool) -> list[str]:
-    """The ``voila`` command line: this Python, 127.0.0.1 only, the given port."""
+    """The ``voila`` command line: this Python, 127.0.0.1 only, the given port and no other (Voila would
+    otherwise move to the next free port while ``dar explore`` announces this one)."""
     cmd = [sys.executable, "-m", "voila", str(notebook), f"--port={port}", "--Voila.ip=127.0.0.1",
-           "--show_tracebacks=True"]
+           "--Voila.port_retries=0", "--show_tracebacks=True"]
     if not open_browser:
         cmd.append("--no-browser")
     return cmd
+
+
+def check_port(port: int) -> None:
+    """Refuse a port another program listens on at 127.0.0.1, before anything is announced there.
+
+    Raises:
+        OSError: ``port P on 127.0.0.1 is in use ...`` (one line; choose another with ``--port``).
+    """
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds it
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise type(exc)(f"port {port} on 127.0.0.1 is in use by another program ({exc.strerror}); "
+                            f"choose another with --port") from None
 
 
 def handler(args: argparse.Namespace) -> int:
@@ -68,6 +86,7 @@ def handler(args: argparse.Namespace) -> int:
 
     from dar_lib.errors import MissingDependencyError
 
+    check_port(args.port)
     if importlib.util.find_spec("voila") is None:
         raise MissingDependencyError('dar explore needs Voila: pip install -e ".[live]"')
     print(f"dar explore: loading the toy models and indexing {args.benchmark}'s corpus (cached after the first start)",
@@ -76,6 +95,7 @@ def handler(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="dar-explore-") as tmp:
         notebook = Path(tmp) / "dar_live.ipynb"
         notebook.write_text(notebook_text(args.benchmark, args.smoke))
+        check_port(args.port)  # again: indexing took a while
         print(f"dar explore: serving http://127.0.0.1:{args.port}/ (Ctrl-C stops it)", flush=True)
         return subprocess.call(voila_command(notebook, args.port, not args.no_browser))
 

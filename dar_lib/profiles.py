@@ -160,6 +160,8 @@ PROTOCOL: dict[str, Any] = {
     "schedule": "paper",
     "image_reduce": "mean",
     "protocol": "default",
+    "llm_timeout": None,  # an LLM endpoint's own timeouts (openai: 60 s, the whole call twice that)
+    "llm_deadline": None,
     # The image seed comes from the prompt and gen_seed (pipeline.image_seed): the same prompt gives the same
     # image, as a deterministic system would; fresh seeds every round gave DAR extra draws under cumulative
     # Hits@10 (+6.7 pp on the FLAN twin, issue 16). True keeps that policy for comparison (chapter 04).

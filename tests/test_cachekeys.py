@@ -128,14 +128,16 @@ def test_changed_sd_folder_weights_give_new_images(tmp_path, monkeypatch):
     folder = tmp_path / "my-sd"
     (folder / "unet").mkdir(parents=True)
     (folder / "model_index.json").write_text("{}")
-    (folder / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"weights v1")
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(2)}, folder / "unet" / "diffusion_pytorch_model.safetensors")  # weights v1
     monkeypatch.setattr(diffusers.StableDiffusionPipeline, "from_pretrained",
                         classmethod(lambda cls, path, **kw: _CountingPipe()))
     store = ArtefactStore(tmp_path / "store")
     old = CachedGenerator(load_generator(f"sd:{folder}"), store)
     old.generate(["a red cat"], [0])
     assert old.misses == 1 and CachedGenerator(load_generator(f"sd:{folder}"), store).generate(["a red cat"], [0])
-    (folder / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"weights v2")
+    save_file({"w": torch.ones(2)}, folder / "unet" / "diffusion_pytorch_model.safetensors")  # weights v2
     new = CachedGenerator(load_generator(f"sd:{folder}"), store)
     assert new.fingerprint() != old.fingerprint()
     new.generate(["a red cat"], [0])

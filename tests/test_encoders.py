@@ -282,7 +282,7 @@ def test_factory_loads_local_folders(tmp_path):
         load_encoder("nope:x")
 
 
-def test_factory_toy_delegates_lazily(monkeypatch):
+def test_factory_toy_delegates_lazily(monkeypatch, tmp_path):
     import sys
     import types
 
@@ -293,6 +293,8 @@ def test_factory_toy_delegates_lazily(monkeypatch):
     fake.load_encoder = lambda name, **kw: calls.append(("enc", name, kw)) or "E"
     fake.load_generator = lambda name, **kw: calls.append(("gen", name, kw)) or "G"
     fake.load_reformulator = lambda name, **kw: calls.append(("ref", name, kw)) or "R"
+    fake.ENCODERS, fake.GENERATORS = ("clip-zs",), ("diffusion",)
+    fake.resolve = lambda name, kind, known: tmp_path / name  # no such folder: nothing local to check
     monkeypatch.setitem(sys.modules, "dar_lib.models.toy", fake)
     monkeypatch.setattr(models, "toy", fake, raising=False)
     assert models.load_encoder("toy:clip-zs", device="cpu") == "E"

@@ -28,6 +28,8 @@ BAD = {
     "protocol": ("eval.py", "must be one of 'default', 'released'"),
     "n_dialogues": (0, "must be an integer >= 1"),
     "batch_size": (0, "must be an integer in 1..4096"),
+    "llm_timeout": (0, "must be a number in [0.01, 3600]"),
+    "llm_deadline": (float("nan"), "must be a number in [0.01, 86400]"),
 }
 
 

@@ -12,7 +12,7 @@ LIB = REPO / "dar_lib"
 #: any layer below; importing from a layer above is an upward arrow.
 LAYERS: list[tuple[str, ...]] = [
     ("dar_lib", "dar_lib.errors", "dar_lib.settings", "dar_lib.cachekeys", "dar_lib.store", "dar_lib.argtypes",
-     "dar_lib.redact", "dar_lib.atomic"),   # ground floor
+     "dar_lib.redact", "dar_lib.atomic", "dar_lib.weightfiles"),   # ground floor
     ("dar_lib.fuse", "dar_lib.retrieve", "dar_lib.metrics", "dar_lib.evalsettings"),            # the math, the settings
     ("dar_lib.benchmarks",),                                                                    # data
     ("dar_lib.toymodels",),                                                                     # the toy wing

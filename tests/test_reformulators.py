@@ -133,6 +133,9 @@ class FakeOpenAI:
                 elif kind == "silent":  # accepts, then says nothing for longer than any test timeout
                     time.sleep(3)
                     return
+                elif kind in ("trickle-body", "trickle-head"):  # one byte every 50 ms: no read ever times out
+                    owner.trickle(self, kind)
+                    return
                 else:
                     payload, code = b'{"error": "boom"}', int(kind)
                 try:
@@ -146,7 +149,29 @@ class FakeOpenAI:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        #: Trickled replies: bytes sent before the client hung up, and whether it did (set when done).
+        self.trickled, self.hung_up, self.trickle_done = 0, False, threading.Event()
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def trickle(self, handler, kind: str) -> None:
+        """Send a good answer one byte every 50 ms: the body only (``trickle-body``) or the status line and
+        headers too (``trickle-head``); stop when the client hangs up (``hung_up``)."""
+        payload = json.dumps({"choices": [{"message": {"content": "a red dog " * 40}}]}).encode()
+        head = (f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
+                "\r\n").encode()
+        if kind == "trickle-body":
+            handler.wfile.write(head)
+            handler.wfile.flush()
+        try:
+            for byte in (payload if kind == "trickle-body" else head + payload):
+                handler.wfile.write(bytes([byte]))
+                handler.wfile.flush()
+                self.trickled += 1
+                time.sleep(0.05)
+        except (BrokenPipeError, ConnectionResetError):
+            self.hung_up = True
+        finally:
+            self.trickle_done.set()
 
     def __enter__(self):
         self.thread.start()
@@ -542,6 +567,33 @@ def test_openai_whole_call_ends_by_its_deadline_retries_included():
             ref.chat([{"role": "user", "content": "hi"}])
         assert len(srv.requests) <= 2  # 0.3 s each within 0.5 s, not max_retries + 1 = 5
     assert R.OpenAIReformulator("m", "http://h/v1", timeout=3).deadline == 6.0  # default: 2 x timeout
+
+
+@pytest.mark.parametrize("kind", ["trickle-body", "trickle-head"])
+def test_openai_call_ends_by_its_deadline_whatever_the_server_trickles(kind):
+    """One byte every 50 ms never trips a per-read timeout; the deadline still ends the call and hangs up
+    (before the fix, ``requests`` read on for the whole reply: 25 s with ``timeout=3``)."""
+    from dar_lib.errors import EndpointError
+
+    with FakeOpenAI([kind]) as srv:
+        ref = R.OpenAIReformulator("tiny-gpt", srv.url, max_retries=0, timeout=0.3, deadline=0.5)
+        with pytest.raises(EndpointError, match=r"deadline 0.5 s"):
+            ref.chat([{"role": "user", "content": "hi"}])
+        assert srv.trickle_done.wait(10), "the server was still sending: nobody hung up"
+        assert srv.hung_up and srv.trickled < 200
+
+
+def test_dar_eval_takes_the_llm_deadline(capsys):
+    from dar_lib import cli
+
+    with FakeOpenAI(["trickle-body"]) as srv:
+        code = cli.main(["eval", "--benchmark", "toy-flan", "--encoder", "toy:clip-zs", "--toy-size", "smoke",
+                         "--n-dialogues", "1", "--methods", "reformulated", "--quiet",
+                         "--reformulator", f"openai:tiny-gpt@{srv.url}", "--llm-timeout", "0.3",
+                         "--llm-deadline", "0.5"])
+        err = capsys.readouterr().err
+        assert code == 2 and "deadline 0.5 s" in err and len(err.strip().splitlines()) == 1, err
+        srv.trickle_done.wait(10)
 
 
 def test_openai_bad_base_url_is_named_redacted():

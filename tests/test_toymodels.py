@@ -299,7 +299,7 @@ def test_a_stage_without_its_base_is_refused_before_any_work(tmp_path):
         train.train_all(tmp_path, only=("clip-full",), steps_scale=0.01, n_train=16, batch_size=8, progress=False)
     assert not any(tmp_path.iterdir())
     (tmp_path / "afile").write_text("")
-    with pytest.raises(ValueError, match="exists and is not a folder"):
+    with pytest.raises(NotADirectoryError, match="exists and is not a folder"):
         train.train_all(tmp_path / "afile", only=("probe",), steps_scale=0.01, n_train=16, batch_size=8, progress=False)
 
 

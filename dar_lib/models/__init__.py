@@ -160,7 +160,7 @@ def parse_spec(spec: str, backends: tuple[str, ...], kind: str) -> ModelSpec:
     return ModelSpec(backend, model, revision, options)
 
 
-def load_model(kind: str, spec: str, device: str | None = None):
+def load_model(kind: str, spec: str, device: str | None = None, **settings):
     """Load a model by kind and id once per process and per content of its local files (the evaluation
     runner, the book's chapters and the Ray workers share these instances; weights retrained into the
     same folder are loaded again, see :func:`local_content`).
@@ -169,17 +169,20 @@ def load_model(kind: str, spec: str, device: str | None = None):
         kind: ``"encoder"``, ``"generator"`` or ``"reformulator"``.
         spec: the model id.
         device: torch device.
+        **settings: passed to the loader where not ``None`` (a reformulator's ``timeout``, ``deadline``);
+            part of the instance's key.
 
     Raises:
         ValueError: an unknown kind or a bad id.
     """
-    return _load_model(kind, spec, device, tuple(sorted(local_content(kind, spec).items())))
+    given = tuple(sorted((k, v) for k, v in settings.items() if v is not None))
+    return _load_model(kind, spec, device, tuple(sorted(local_content(kind, spec).items())), given)
 
 
 @functools.lru_cache(maxsize=16)
-def _load_model(kind: str, spec: str, device: str | None, content: tuple) -> object:
+def _load_model(kind: str, spec: str, device: str | None, content: tuple, settings: tuple = ()) -> object:
     loaders = {"encoder": load_encoder, "generator": load_generator, "reformulator": load_reformulator}
-    return loaders[kind](spec, device=device)
+    return loaders[kind](spec, device=device, **dict(settings))
 
 
 def local_content(kind: str, spec: str) -> dict[str, str]:
@@ -199,6 +202,15 @@ def local_content(kind: str, spec: str) -> dict[str, str]:
     """
     from dar_lib.cachekeys import weights_digest
 
+    return {str(p): weights_digest(p) for p in local_paths(kind, spec)}
+
+
+def local_paths(kind: str, spec: str) -> list[Path]:
+    """The existing local files and folders a model id names (:func:`local_content` without the digests).
+
+    Raises:
+        ValueError: an unknown kind or a bad id (as the loader would say).
+    """
     backends = {"encoder": ENCODER_BACKENDS, "generator": GENERATOR_BACKENDS, "reformulator": REFORMULATOR_BACKENDS}
     if kind not in backends:
         raise ValueError(f"unknown model kind {kind!r}; choose one of {', '.join(backends)}")
@@ -213,7 +225,7 @@ def local_content(kind: str, spec: str) -> dict[str, str]:
     else:
         whole = Path(s.model).expanduser()
         paths = [whole] if whole.exists() else [Path(p).expanduser() for p in s.model.split("+") if p]
-    return {str(p): weights_digest(p) for p in paths if p.exists()}
+    return [p for p in paths if p.exists()]
 
 
 def list_backends() -> dict[str, tuple[str, ...]]:
@@ -249,6 +261,11 @@ def _hub_errors(kind: str):
     def wrap(loader):
         @functools.wraps(loader)
         def load(spec, *args, **kwargs):
+            from ..redact import redact
+            from ..weightfiles import check_model_files
+
+            for root in local_paths(kind, spec):  # damaged weights: one line naming the file, not a traceback
+                check_model_files(root, f"{kind} {redact(spec)!r}")
             try:
                 return loader(spec, *args, **kwargs)
             except pickle.UnpicklingError as exc:  # transformers / diffusers read a pickled .bin weights-only
@@ -436,7 +453,8 @@ def load_generator(spec: str, *, revision: str | None = None, device: str | None
 
 @_hub_errors("reformulator")
 def load_reformulator(spec: str, *, revision: str | None = None, device: str | None = None, dtype=None,
-                      trust_remote_code: bool = False, **kwargs):
+                      trust_remote_code: bool = False, timeout: float | None = None, deadline: float | None = None,
+                      **kwargs):
     """Load a reformulator (R1 + R2) by id.
 
     Args:
@@ -447,6 +465,9 @@ def load_reformulator(spec: str, *, revision: str | None = None, device: str | N
         device: torch device for ``hf-llm`` (default ``settings.default_device()``).
         dtype: torch dtype for ``hf-llm``.
         trust_remote_code: allow hub code (never on by default).
+        timeout, deadline: seconds an ``openai:`` endpoint may be silent, and may take for one call in all
+            (``dar eval --llm-timeout/--llm-deadline``; default: the backend's); other backends take no
+            network time and ignore them.
         **kwargs: backend settings (``max_new_tokens``, ``timeout``, ``max_retries``, ...).
 
     Returns:
@@ -470,7 +491,8 @@ def load_reformulator(spec: str, *, revision: str | None = None, device: str | N
                                                     device=device or settings.default_device(), dtype=dtype,
                                                     trust_remote_code=trust_remote_code, **kwargs)
     if s.backend == "openai":
-        return R.OpenAIReformulator(s.model, s.revision or "https://api.openai.com/v1", **kwargs)
+        return R.OpenAIReformulator(s.model, s.revision or "https://api.openai.com/v1",
+                                    **_given(timeout=timeout, deadline=deadline), **kwargs)
     if s.backend == "gguf":
         return R.LlamaCppReformulator(s.model, **kwargs)
     # replay

@@ -190,6 +190,10 @@ def load_dual_encoder(folder: str | Path, dtype: torch.dtype = torch.float32):
 
     Raises:
         OSError: no model in ``folder`` (transformers' own error, naming the folder).
+        DataError: a damaged weight or config file (named).
     """
+    from dar_lib.weightfiles import check_model_files
+
+    check_model_files(folder, f"toy dual encoder {str(folder)!r}")
     model = AutoModel.from_pretrained(str(folder), dtype=dtype)
     return model.eval()

@@ -232,7 +232,9 @@ def load_image_tower(folder):
     from transformers import CLIPVisionModelWithProjection
 
     from dar_lib.toymodels.cnn_tower import MODEL_TYPE, ToyCnnVisionModelWithProjection
+    from dar_lib.weightfiles import check_model_files
 
+    check_model_files(folder, f"toy image tower {str(folder)!r}")
     kind = json.loads((Path(folder) / "config.json").read_text()).get("model_type")
     cls = ToyCnnVisionModelWithProjection if kind == MODEL_TYPE else CLIPVisionModelWithProjection
     return cls.from_pretrained(str(folder), dtype=torch.float32).eval()

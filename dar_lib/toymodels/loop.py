@@ -11,6 +11,22 @@ import torch
 log = logging.getLogger(__name__)
 
 
+def seed_everything(seed: int) -> None:
+    """Seed every generator a stage may draw from (torch, numpy's global one, Python's ``random``).
+
+    ``dar train-toy`` calls it at the start of each stage, before the stage builds its model, so two
+    runs of one recipe give byte-identical weights whatever ran before (a model's random
+    initialisation draws from torch's global generator).
+    """
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
 def warmup_cosine(opt: torch.optim.Optimizer, warmup: int, steps: int, floor: float = 0.0):
     """Linear warm-up over ``warmup`` steps (capped at ``max(1, steps // 5)``), then cosine decay to ``floor`` x the peak rate."""
     warmup = min(warmup, max(1, steps // 5))

@@ -79,10 +79,17 @@ class AttributeProbe(nn.Module):
 
     @classmethod
     def load(cls, folder: Path) -> "AttributeProbe":
-        """Load a probe saved with :meth:`save`."""
+        """Load a probe saved with :meth:`save`.
+
+        Raises:
+            DataError: a damaged ``model.safetensors`` or ``config.json`` (named).
+        """
         from safetensors.torch import load_file
 
+        from dar_lib.weightfiles import check_model_files
+
         folder = Path(folder)
+        check_model_files(folder, f"attribute probe {str(folder)!r}")
         cfg = json.loads((folder / CONFIG).read_text())
         probe = cls(cfg["attributes"], width=int(cfg.get("width", 32)))
         state = {k: (v.float() if v.is_floating_point() else v) for k, v in load_file(str(folder / WEIGHTS)).items()}

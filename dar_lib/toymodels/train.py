@@ -27,6 +27,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from dar_lib.atomic import check_output
 from dar_lib.toymodels import ASSETS
 
 log = logging.getLogger(__name__)
@@ -183,15 +184,34 @@ def run_id(name: str, plan: Stage, n_train: int, base: Path | None) -> str:
 
 
 def _done(folder: Path, run: str) -> bool:
-    """A stage whose ``training.json`` records the same run (:func:`run_id`) is finished (``--resume`` skips it)."""
-    path = folder / "training.json"
-    if not path.is_file():
-        path = folder / "config.json"  # the probe keeps its record in its config
+    """A stage is finished (``--resume`` skips it) when its ``training.json`` records the same run
+    (:func:`run_id`) and its files are whole: the size and sha256 of each, recorded at save, match
+    (:func:`~dar_lib.weightfiles.record_mismatch`); damaged, missing or replaced files are retrained."""
+    from dar_lib.weightfiles import record_mismatch
+
     try:
-        rec = json.loads(path.read_text())
+        rec = json.loads((folder / "training.json").read_text())
     except (OSError, ValueError):
         return False
-    return rec.get("training", rec).get("run") == run
+    if not isinstance(rec, dict) or rec.get("run") != run:
+        return False
+    why = record_mismatch(folder, rec.get("files"))
+    if why:
+        log.warning("%s: finished earlier, but %s; training it again", folder.name, why)
+    return why is None
+
+
+def _save_stage(folder: Path, save, rec: dict) -> None:
+    """Write a finished stage atomically: ``save(tmp)`` fills a temporary sibling folder, ``training.json``
+    records ``rec`` with the size and sha256 of every file (:func:`_done` checks them), then the
+    folder replaces ``folder`` (a stopped save leaves the previous one, or none)."""
+    from dar_lib.atomic import atomic_path
+    from dar_lib.weightfiles import file_record
+
+    with atomic_path(folder, directory=True, replace=True) as tmp:
+        save(tmp)
+        rec["files"] = file_record(tmp)
+        (tmp / "training.json").write_text(json.dumps(rec, indent=1, sort_keys=True) + "\n")
 
 
 def train_all(
@@ -236,7 +256,7 @@ def train_all(
     from dar_lib.cachekeys import code_version
     from dar_lib.toymodels import clip_train, diffusion_train, image_tower, probe as probe_mod
     from dar_lib.toymodels.cnn_tower import load_dual_encoder, new_dual_encoder
-    from dar_lib.toymodels.loop import Checkpointer
+    from dar_lib.toymodels.loop import Checkpointer, seed_everything
     from dar_lib.toymodels.tokenizer import world_tokenizer
 
     out = Path(out)
@@ -246,8 +266,7 @@ def train_all(
         raise ValueError(f"unknown stage(s) {sorted(unknown)}; choose from {list(STAGES)}")
     if steps_scale <= 0 or n_train < 2 or (batch_size is not None and batch_size < 2):
         raise ValueError("steps_scale must be > 0, n_train >= 2 and batch_size >= 2")
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out}: exists and is not a folder; name a new or existing folder")
+    check_output(out, "--out", folder=True)  # created and written once now, not when the first stage saves
     todo = [s for s in STAGES if not only or s in only]
     for name in todo:
         base = BASES.get(name)
@@ -283,6 +302,7 @@ def train_all(
         started = time.time()
         ckpt.extra = lambda: {"elapsed_s": previous + time.time() - started}
         kw = dict(progress=progress, checkpoint=ckpt, resume=resume, stop_at=(stop_at or {}).get(name))
+        seed_everything(plan.seed)  # before the stage builds anything: two runs give the same weights
 
         def record(losses: list[float], **more) -> dict:
             k = max(1, min(50, len(losses) // 5))
@@ -298,7 +318,8 @@ def train_all(
             probe = probe_mod.AttributeProbe(tw.ATTRIBUTES)
             labels = [tw.attributes(s) for s in scenes]
             losses = probe_mod.train_probe(probe, images, labels, scaled.steps, bs, plan.lr, plan.seed, **kw)
-            probe.save(out / name, extra=record(losses))
+            rec = record(losses)
+            _save_stage(out / name, lambda d: probe.save(d, extra=rec), rec)
             ckpt.clear()
             continue
         if name == "image-tower":
@@ -312,7 +333,8 @@ def train_all(
             losses = image_tower.train_image_tower(tower, img_images, image_tower.scene_labels(img_scenes),
                                                    scaled.steps, bs, plan.lr, plan.seed, **kw)
             del img_images
-            image_tower.save_image_tower(tower, out / name, extra=record(losses, n_scenes=n_img))
+            rec = record(losses, n_scenes=n_img)
+            _save_stage(out / name, lambda d: image_tower.save_image_tower(tower, d), rec)
             ckpt.clear()
             continue
         fn = texts[name]
@@ -323,7 +345,8 @@ def train_all(
             pipe = diffusion_train.new_pipeline(world_tokenizer(max_length=40), seed=plan.seed)
             losses = diffusion_train.train_diffusion(pipe, images, text_fn, scaled.steps, bs, plan.lr, plan.seed,
                                                      masks=masks, **kw)
-            diffusion_train.save_pipeline(pipe, out / name, extra=record(losses))
+            rec = record(losses)
+            _save_stage(out / name, lambda d: diffusion_train.save_pipeline(pipe, d), rec)
             ckpt.clear()
             continue
         from transformers import AutoTokenizer
@@ -341,7 +364,8 @@ def train_all(
         # locked-image tuning: every variant reads the same image tower's cached embeddings
         losses = clip_train.train_clip(model, tok, images, text_fn, scaled.steps, bs, plan.lr, plan.seed,
                                        train_vision=False, positives=positives, stats=stats, **kw)
-        clip_train.save_clip(model, tok, out / name, extra=record(losses, **stats))
+        rec = record(losses, **stats)
+        _save_stage(out / name, lambda d: clip_train.save_clip(model, tok, d), rec)
         ckpt.clear()
     report["total_wall_s"] = {"wall_s": round(time.time() - t0, 1)}
     return report
@@ -398,6 +422,7 @@ def _run(args: argparse.Namespace) -> int:
         raise ValueError("--resume continues an earlier run: give its folder with --out")
     out = args.out if args.out is not None else default_out()
     check_out(out, args.overwrite_shipped)
+    check_output(out, "--out", folder=True)
     print(f"dar train-toy: writing the toy models to {Path(out).resolve()} (load them as toy:<that folder>/<stage>)",
           file=sys.stderr)
     report = train_all(out, args.steps_scale, tuple(args.only) if args.only else None, args.n_train,

@@ -24,7 +24,10 @@ class OpenAIReformulator(ChatReformulator):
 
     Each request has a connect and a read timeout (``timeout``); timeouts, refused connections and
     HTTP 5xx/429 are retried with exponential backoff up to ``max_retries`` times, and the whole
-    call (retries and waits included) ends by ``deadline``. Anything else that is not a usable
+    call (retries and waits included) ends by ``deadline`` whatever the server does: a server that
+    trickles its reply a byte at a time never trips a per-read timeout, so each request runs in a
+    worker thread that the call stops waiting for at the deadline; the worker then hangs up at
+    its next byte. Anything else that is not a usable
     answer (another HTTP 4xx, a body that is not chat-completions JSON, e.g. an HTML page, empty
     or null content) raises :class:`~dar_lib.errors.EndpointError`: one line naming the endpoint.
 
@@ -125,7 +128,7 @@ class OpenAIReformulator(ChatReformulator):
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
         end = time.monotonic() + self.deadline
-        last, attempts = "", 0
+        last, attempts, late = "", 0, False
         for attempt in range(self.max_retries + 1):
             if attempt:
                 wait = self.backoff * 2 ** (attempt - 1)
@@ -138,11 +141,15 @@ class OpenAIReformulator(ChatReformulator):
             attempts += 1
             per = min(self.timeout, left)
             try:
-                resp = requests.post(self.url, json=body, headers=headers, auth=self.auth, timeout=(per, per))
+                resp = _post_by(end, self.url, json=body, headers=headers, auth=self.auth, timeout=(per, per))
             except (requests.Timeout, requests.ConnectionError) as exc:
                 last = f"{type(exc).__name__}: {_first_reason(exc)}"
                 log.warning("%s: attempt %d failed (%s)", self.endpoint, attempt + 1, last)
                 continue
+            except TimeoutError:
+                last, late = "the reply was still arriving at the deadline", True
+                log.warning("%s: attempt %d failed (%s)", self.endpoint, attempt + 1, last)
+                break
             if resp.status_code >= 500 or resp.status_code == 429:
                 last = f"HTTP {resp.status_code}: {resp.text[:200]}"
                 log.warning("%s: attempt %d failed (%s)", self.endpoint, attempt + 1, " ".join(last.split()))
@@ -161,6 +168,60 @@ class OpenAIReformulator(ChatReformulator):
             return content
         raise self._error(f"no answer after {attempts} attempt{'s' if attempts != 1 else ''} "
                           f"(max_retries={self.max_retries}, deadline {self.deadline:g} s); last error: {last or 'none'}")
+
+
+class _Reply:
+    """What :func:`_post_by` hands back: status, headers and the whole body (as ``requests.Response`` has them)."""
+
+    def __init__(self, status_code: int, headers, content: bytes, encoding: str | None):
+        self.status_code, self.headers, self.content = status_code, headers, content
+        self.text = content.decode(encoding or "utf-8", errors="replace")
+
+    def json(self):
+        import json
+
+        return json.loads(self.content)
+
+
+def _post_by(end: float, url: str, **kwargs) -> _Reply:
+    """``requests.post(url, **kwargs)`` that returns by ``end`` (``time.monotonic()``) or raises ``TimeoutError``.
+
+    The request runs in a daemon thread and streams its body in small pieces; at the deadline the
+    caller stops waiting and the thread closes the connection at its next piece (or when its
+    per-read timeout fires), so a server that trickles forever is hung up on, not read to the end.
+    Errors of ``requests`` are raised in the caller as they were raised in the thread.
+    """
+    import threading
+
+    import requests
+
+    box: dict = {}
+    stop = threading.Event()
+
+    def work():
+        try:
+            with requests.post(url, stream=True, **kwargs) as resp:
+                chunks = []
+                while not stop.is_set():  # else the caller gave up: leaving the block closes the connection
+                    chunk = resp.raw.read1(8192, decode_content=True)  # what has arrived, not 8192 bytes
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+                if stop.is_set():
+                    return
+                box["reply"] = _Reply(resp.status_code, resp.headers, b"".join(chunks), resp.encoding)
+        except BaseException as exc:  # handed to the caller
+            box["error"] = exc
+
+    worker = threading.Thread(target=work, name="openai-request", daemon=True)
+    worker.start()
+    worker.join(max(0.0, end - time.monotonic()))
+    if worker.is_alive():
+        stop.set()
+        raise TimeoutError("deadline")
+    if "error" in box:
+        raise box["error"]
+    return box["reply"]
 
 
 def _first_reason(exc: BaseException) -> str:
