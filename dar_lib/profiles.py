@@ -150,24 +150,16 @@ SCHEMA: dict[str, Param] = {
     **{s.name: Param(s.doc, s.rule) for s in evalsettings.SETTINGS.values() if s.chapter},
 }
 
-#: The protocol both profiles share: DAR's settings, the seeds and the statistics.
+#: The protocol both profiles share: DAR's settings, the seeds and the statistics. The evaluation settings
+#: (K, schedule, image reduction, protocol, seeds, sampler, LLM timeouts, ...) take their declared defaults
+#: (:mod:`dar_lib.evalsettings`, where each is explained: e.g. ``seed_per_round`` False, because fresh seeds
+#: every round gave DAR extra draws under cumulative Hits@10, +6.7 pp on the FLAN twin, issue 16); a profile
+#: sets ``n_dialogues`` itself.
 PROTOCOL: dict[str, Any] = {
+    **{s.name: s.default for s in evalsettings.SETTINGS.values() if s.chapter},
     "smoke": False,
     "rehearsal": False,
-    "toy_size": "default",
-    "k_images": 3,
     "k_values": [1, 2, 3, 5],
-    "schedule": "paper",
-    "image_reduce": "mean",
-    "protocol": "default",
-    "llm_timeout": None,  # an LLM endpoint's own timeouts (openai: 60 s, the whole call twice that)
-    "llm_deadline": None,
-    # The image seed comes from the prompt and gen_seed (pipeline.image_seed): the same prompt gives the same
-    # image, as a deterministic system would; fresh seeds every round gave DAR extra draws under cumulative
-    # Hits@10 (+6.7 pp on the FLAN twin, issue 16). True keeps that policy for comparison (chapter 04).
-    "seed_per_round": False,
-    "world_seed": 0,
-    "gen_seed": 0,
     # chapter 05 repeats the FLAN twin's DAR run with 3 generation seeds to show generation variance
     "n_gen_seeds": 3,
     "boot_seed": 0,
@@ -175,9 +167,6 @@ PROTOCOL: dict[str, Any] = {
     # about the 0.06% quantile, ~6 resamples deep (at 1,000 it was below the first); dar_lib.stats resamples
     # with one matrix product, so this costs seconds per chapter.
     "n_boot": 10000,
-    "steps": None,
-    "guidance": None,
-    "size": None,
     "weak_size": None,
     "image_root": None,
     "corpus_file": None,
