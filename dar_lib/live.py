@@ -31,6 +31,11 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 
+class Refusal(RuntimeError):
+    """A person's action that cannot apply now (an answer after the end, undo at round 0, an empty answer):
+    the app shows its message in one line, not as a Python error."""
+
+
 @dataclass
 class TurnView:
     """What one turn showed: the answer's turn text, the facts read from it, and the ranking.
@@ -103,25 +108,33 @@ class LiveSearch:
         """One turn: add the answer (to ``question`` or the pending one) and re-rank.
 
         Raises:
-            RuntimeError: not started, or the search already ended with a marked target.
-            ValueError: an empty answer or no question (from :meth:`Session.answer`).
+            RuntimeError: not started.
+            Refusal: the search already ended with a marked image, or an empty answer.
+            ValueError: no question (from :meth:`Session.answer`).
         """
         self._check_started()
         if self.found is not None:
-            raise RuntimeError("this search is over (a target was marked); undo or reset to go on")
+            raise Refusal(f"this search is over: you marked image {self.found['id']} at round {self.found['round']}; "
+                          "press undo to go on searching, or reset to start a new one")
+        if not answer or not answer.strip():
+            raise Refusal("type an answer first (a few words about the image you are looking for)")
         before = self._facts(self.session.turns)
         result = self.session.answer(answer, question=question)
         self.views.append(self._view(self.session.turns[-1], before=before))
         return result
 
     def undo(self) -> bool:
-        """Drop the last turn (or the mark "this is it"); False when only round 0 is left."""
+        """Drop the last turn (or the mark "this is it").
+
+        Raises:
+            Refusal: only round 0 is left (nothing to undo).
+        """
         self._check_started()
         if self.found is not None:
             self.found = None
             return True
         if len(self.session.turns) <= 1:
-            return False
+            raise Refusal("nothing to undo: this is the first round (reset starts a new search)")
         self.session.turns.pop()
         self.session.results.pop()
         self.session.pending_question = None
@@ -151,6 +164,16 @@ class LiveSearch:
         self.found = {"id": top[position], "round": rnd, "turns_to_success": rnd,
                       "correct": None if self.target_id is None else top[position] == self.target_id}
         return self.found
+
+    def marked_ranks(self) -> list[float]:
+        """1-based expected rank, after each round so far, of the image marked "this is it" (empty before a mark):
+        in a free search (no known target) how the search closed in on the image the person wanted."""
+        import torch
+
+        if self.found is None:
+            return []
+        fused = torch.stack([r.fused_emb for r in self.session.results])
+        return [1.0 + float(r) for r in self.pipe.target_ranks(fused, [self.found["id"]] * len(fused))]
 
     # -- reading -----------------------------------------------------------------------------
     @property
@@ -203,21 +226,32 @@ def png_bytes(image: Any) -> bytes:
     return buf.getvalue()
 
 
-def rank_plot_png(ranks: Sequence[float], n_corpus: int) -> bytes:
-    """The target's 1-based rank per round as a small log-scale line plot (PNG bytes)."""
+def rank_plot_png(ranks: Sequence[float], n_corpus: int, label: str = "target rank") -> bytes:
+    """A 1-based rank per round as a log-scale line plot of fixed size (PNG bytes, 240 x 150 px).
+
+    The y ticks are plain numbers (1, 10, 100, ...), best at the top; the x axis shows rounds 0..10
+    whatever the number played, so the plot neither grows nor rescales from turn to turn.
+    """
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FixedLocator, NullLocator
 
-    fig = Figure(figsize=(3.0, 1.6), dpi=80)
+    fig = Figure(figsize=(3.0, 1.875), dpi=80)
     ax = fig.add_subplot()
     ax.plot(range(len(ranks)), ranks, marker="o", color="#0072B2")
     ax.set_yscale("log")
-    ax.set_ylim(max(n_corpus, 10), 0.8)
+    top = max(n_corpus, 10)
+    ax.set_ylim(top, 0.8)
+    ticks = [t for t in (1, 10, 100, 1000, 10000, 100000) if t <= top]
+    ax.yaxis.set_major_locator(FixedLocator(ticks))
+    ax.yaxis.set_minor_locator(NullLocator())
+    ax.set_yticklabels([f"{t:,}" for t in ticks])
+    ax.set_xlim(-0.5, max(10, len(ranks) - 1) + 0.5)
+    ax.set_xticks(range(0, max(10, len(ranks) - 1) + 1, 2))
     ax.set_xlabel("round")
-    ax.set_ylabel("target rank")
-    ax.set_xticks(range(len(ranks)))
+    ax.set_ylabel(label)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
@@ -229,11 +263,16 @@ IMAGE_PX = 96  #: generated and retrieved images are shown at one size (pixels)
 _STYLE = """<style>
 .dar-live img{image-rendering:pixelated}
 .dar-live .dar-target-mark img{outline:3px solid #000;box-shadow:0 0 0 6px #fff,0 0 0 9px #000}
+.dar-live .dar-marked img{outline:4px solid #009E73;box-shadow:0 0 0 7px #fff,0 0 0 10px #009E73}
 .dar-live .dar-unread{color:#b00020;font-weight:bold}
+.dar-live .dar-refusal{color:#8a4b00;font-weight:bold}
+.dar-live .dar-question-text{font-size:15px;padding:2px 0}
 </style>"""
 
 
 def _turns_html(search: LiveSearch) -> str:
+    n = len(search.bench.corpus_paths)
+    marked = search.marked_ranks()
     rows = []
     for j, v in enumerate(search.views):
         text = html.escape(v.turn)
@@ -243,8 +282,25 @@ def _turns_html(search: LiveSearch) -> str:
             note = "read: " + html.escape(", ".join(f"{k}={v.read[k]}" for k in v.read))
         else:
             note = ""
+        if v.target_rank is not None:
+            note += f" <span class='dar-rank'>target rank {v.target_rank:,.0f} of {n:,}</span>"
+        elif j < len(marked):
+            note += f" <span class='dar-rank'>the image you marked: rank {marked[j]:,.0f} of {n:,}</span>"
         rows.append(f"<li value='{j}'>{text}<br><small>{note}</small></li>")
     return "<b>dialogue so far</b><ol class='dar-turns'>" + "".join(rows) + "</ol>"
+
+
+def _intro_html(pipe) -> str:
+    reader = html.escape(str(getattr(pipe.encoder, "id", "the encoder")))
+    k = int(getattr(pipe, "k_images", 3))
+    return (
+        "<h3 style='margin:4px 0'>Find an image by describing it: Diffusion Augmented Retrieval (DAR)</h3>"
+        "<p style='margin:2px 0;max-width:1100px'>Describe the image you are looking for and press Enter (or pick "
+        "a dialogue from the benchmark to search for its target). DAR rewrites everything said so far into one "
+        f"search query, <i>imagines</i> {k} pictures from it with a text-to-image model, and ranks every image "
+        "of the collection by the query and the imagined pictures together. Answer each question in a few words "
+        "and press Enter; when you see your image among the top 10, press <b>this is it</b> under it.</p>"
+        f"<p style='margin:2px 0'><small>reader (encoder): <code class='dar-reader'>{reader}</code></small></p>")
 
 
 #: Torch intra-op threads during a live turn. A turn is a few small batches; on a shared 2-core CPU a
@@ -257,10 +313,15 @@ def live_app(pipe, bench, questioner=None, dialog_idx: int | None = None,
              torch_threads: int | None = LIVE_TORCH_THREADS):
     """The live explorer as one ``ipywidgets.VBox`` (new widgets each call).
 
-    Controls: a description field (Enter starts) or a benchmark dialogue to pick (its caption and
-    target); an answer field (Enter submits; the question comes from the questioner, or is typed);
-    undo, reset, and a "this is it" button under each top-10 candidate. While a turn runs the
-    controls are disabled and the status says so; an error in a turn is shown in the app.
+    The first screen says what DAR does and what to type, and names the reader (the encoder). Controls:
+    a description field (Enter starts) or a benchmark dialogue to pick (its caption and target); the
+    question (text, from the questioner; without one the person types it) and an answer field (Enter
+    submits), both right under the description so the newest turn needs no scrolling; undo, reset,
+    and a "this is it" button under each top-10 candidate. While a turn runs the controls are
+    disabled and the status says so. After "this is it" the marked image is outlined, the number of
+    turns shown and the answer disabled until undo or reset. A refusal (an empty answer, an answer
+    after the end, undo at round 0) is one line in the app; an unexpected error in a turn is shown
+    in the app too, with its type.
 
     Args:
         pipe: an indexed :class:`~dar_lib.pipeline.DARPipeline`.
@@ -286,14 +347,19 @@ def live_app(pipe, bench, questioner=None, dialog_idx: int | None = None,
         questioner = load_questioner("toy", scenes=bench.meta["scenes"])
     pipe.questioner = questioner
     search = LiveSearch(pipe, bench)
+    n_corpus = len(bench.corpus_paths)
 
-    description = W.Text(placeholder="describe the image you are looking for, then press Enter",
+    description = W.Text(placeholder="describe the image you are looking for, e.g. 'a red circle on a blue "
+                                     "background', then press Enter",
                          continuous_update=False, layout=W.Layout(width="70%"))
     start_btn = W.Button(description="start", button_style="primary")
     picker = W.Dropdown(options=[(f"{bench.name} dialogue {i}", i) for i in range(min(50, len(bench.dialogues)))],
                         layout=W.Layout(width="40%"))
     pick_btn = W.Button(description="search for its target")
-    question = W.Text(description="question", continuous_update=False, layout=W.Layout(width="90%"))
+    # the questioner's question is shown as text; without a questioner the person types one
+    question = W.HTML() if questioner is not None else W.Text(
+        description="question", placeholder="type a question about the image", continuous_update=False,
+        layout=W.Layout(width="90%"))
     answer = W.Text(description="answer", placeholder="type your answer and press Enter",
                     continuous_update=False, layout=W.Layout(width="90%"))
     answer_btn = W.Button(description="answer", button_style="primary")
@@ -306,9 +372,12 @@ def live_app(pipe, bench, questioner=None, dialog_idx: int | None = None,
     target_box = W.VBox()
     gen_box = W.HBox()
     top_box = W.HBox(layout=W.Layout(flex_flow="row nowrap", overflow="auto"))
-    rank_img = W.Image(format="png", layout=W.Layout(width="240px"))
+    rank_img = W.Image(format="png", layout=W.Layout(width="240px", height="150px", object_fit="contain",
+                                                     flex="0 0 auto"))
     found = W.HTML()
-    controls = [description, start_btn, pick_btn, question, answer, answer_btn, undo_btn, reset_btn]
+    controls = [description, start_btn, pick_btn, answer, answer_btn, undo_btn, reset_btn]
+    if questioner is None:
+        controls.append(question)
     busy = {"on": False}
 
     def img(image, caption, extra=None):
@@ -317,30 +386,59 @@ def live_app(pipe, bench, questioner=None, dialog_idx: int | None = None,
                      + ([extra] if extra is not None else []))
         return box
 
+    def question_text() -> str:
+        """The pending question (the questioner's), or what the person typed."""
+        if questioner is None:
+            return question.value or None
+        return search.session.pending_question if search.started else None
+
+    def set_question(text: str) -> None:
+        if questioner is not None:
+            question.value = (f"<div class='dar-question-text'><b>question:</b> {html.escape(text)}</div>"
+                              if text else "")
+        else:
+            question.value = text
+
+    def enable() -> None:
+        """Controls as the search's state allows: no answer before a start or after "this is it"."""
+        for w in controls:
+            w.disabled = False
+        ended = search.started and search.found is not None
+        answer.disabled = answer_btn.disabled = not search.started or ended
+        undo_btn.disabled = not search.started
+        if questioner is None:
+            question.disabled = answer.disabled
+
     def render():
         if not search.started:
             for w in (turns, query, found):
                 w.value = ""
             gen_box.children, top_box.children, target_box.children = (), (), ()
             rank_img.layout.display = "none"
-            answer_btn.disabled = undo_btn.disabled = True
-            question.value = ""
+            set_question("")
             return
         res = search.result
         turns.value = _turns_html(search)
-        query.value = f"<b>query S<sub>t</sub> (round {res.round_idx})</b><div class='dar-query'>{html.escape(res.query)}</div>"
-        gen_box.children = [img(im, f"k={k + 1}: {res.prompts[k] if k < len(res.prompts) else ''}")
+        query.value = (f"<b>query S<sub>t</sub> (round {res.round_idx})</b>"
+                       f"<div class='dar-query'>{html.escape(res.query)}</div>")
+        gen_box.children = [img(im, f"picture {k + 1}, drawn from: {res.prompts[k] if k < len(res.prompts) else ''}")
                             for k, im in enumerate(res.images)]
         top = [int(i) for i in res.top_ids]
         boxes = []
+        marked = search.found["id"] if search.found else None
         for j, (cid, im) in enumerate(zip(top, bench.corpus_images(top))):
-            mark = W.Button(description="this is it", layout=W.Layout(width=f"{IMAGE_PX + 8}px"))
+            mark = W.Button(description="this is it", layout=W.Layout(width=f"{IMAGE_PX + 8}px"),
+                            disabled=marked is not None)
             mark.on_click(lambda _b, j=j: guarded(lambda: search.mark(j)))
             mark.add_class("dar-mark")
-            box = img(im, f"#{j + 1} (id {cid})" + (" target" if cid == search.target_id else ""), mark)
+            label = f"#{j + 1} (id {cid})" + (" target" if cid == search.target_id else "") + \
+                (" - marked" if cid == marked else "")
+            box = img(im, label, mark)
             box.add_class("dar-candidate")
             if cid == search.target_id:
                 box.add_class("dar-target-mark")
+            if cid == marked:
+                box.add_class("dar-marked")
             boxes.append(box)
         top_box.children = boxes
         if search.target_id is not None:
@@ -349,25 +447,27 @@ def live_app(pipe, bench, questioner=None, dialog_idx: int | None = None,
             target_box.children = [tbox]
         else:
             target_box.children = ()
-        ranks = search.rank_history()
+        ranks, label = search.rank_history(), "target rank"
+        if not ranks and search.found is not None:
+            ranks, label = search.marked_ranks(), "marked image's rank"
         if ranks:
-            rank_img.value = rank_plot_png(ranks, len(bench.corpus_paths))
+            rank_img.value = rank_plot_png(ranks, n_corpus, label)
             rank_img.layout.display = None
         else:
             rank_img.layout.display = "none"
         if search.found:
             f = search.found
-            verdict = "" if f["correct"] is None else (" - the target" if f["correct"] else " - not the target")
-            found.value = (f"<b class='dar-found'>marked id {f['id']} at round {f['round']}: "
-                           f"{f['turns_to_success']} turns to success{verdict}</b>")
+            verdict = "" if f["correct"] is None else (": the target" if f["correct"] else ": not the target")
+            turns_word = "turn" if f["turns_to_success"] == 1 else "turns"
+            found.value = (f"<b class='dar-found'>found in {f['turns_to_success']} {turns_word}: you marked image "
+                           f"{f['id']} at round {f['round']}{verdict}</b> (undo to go on searching, reset for a new "
+                           "search)")
         else:
             found.value = ""
-        answer_btn.disabled = undo_btn.disabled = False
-        if search.found is None and questioner is not None:
-            question.value = search.ask() or ""
+        set_question(search.ask() or "" if search.found is None and questioner is not None else "")
 
     def guarded(action, note="imagining..."):
-        """Run one action with the controls disabled; its error goes into the app, not a lost traceback."""
+        """Run one action with the controls disabled; a refusal or error goes into the app, not a lost traceback."""
         if busy["on"]:
             return
         busy["on"] = True
@@ -378,18 +478,18 @@ def live_app(pipe, bench, questioner=None, dialog_idx: int | None = None,
         try:
             out = action()
             render()
-            status.value = f"round {search.result.round_idx} done" if search.started else "ready"
+            status.value = (f"round {search.result.round_idx} done" if search.started else "ready")
             return out
-        except Exception as exc:  # shown in the app: a person sees what went wrong
+        except (Refusal, ValueError, IndexError) as exc:  # the person's action cannot apply now: say so
+            error.value = f"<div class='dar-refusal'>{html.escape(str(exc))}</div>"
+            status.value = f"round {search.result.round_idx} done" if search.started else "ready"
+        except Exception as exc:  # an unexpected failure: shown in the app, with its type
             error.value = (f"<pre class='dar-error' style='color:#b00020;white-space:pre-wrap'>"
                            f"{html.escape(type(exc).__name__ + ': ' + str(exc))}</pre>")
             status.value = "error"
             traceback.print_exc()
         finally:
-            for w in controls:
-                w.disabled = False
-            if not search.started:
-                answer_btn.disabled = undo_btn.disabled = True
+            enable()
             busy["on"] = False
 
     def on_start(*_):
@@ -401,11 +501,11 @@ def live_app(pipe, bench, questioner=None, dialog_idx: int | None = None,
 
     def on_answer(*_):
         text = answer.value.strip()
-        if not text or not search.started:
-            return  # an empty submit (a double click after the turn cleared it) changes nothing
+        if not search.started:
+            return
 
         def turn():
-            search.answer(text, question=question.value or None)
+            search.answer(text, question=question_text())
             answer.value = ""
         guarded(turn)
 
@@ -413,7 +513,12 @@ def live_app(pipe, bench, questioner=None, dialog_idx: int | None = None,
         guarded(search.undo, note="undoing...")
 
     def on_reset(*_):
-        guarded(search.reset, note="resetting...")
+        def reset():
+            search.reset()
+            description.value = answer.value = ""
+            if questioner is None:
+                question.value = ""
+        guarded(reset, note="resetting...")
 
     # Enter submits: with continuous_update=False a Text's value syncs on Enter (or leaving the field).
     description.observe(lambda ch: on_start() if ch["new"].strip() else None, names="value")
@@ -431,13 +536,14 @@ def live_app(pipe, bench, questioner=None, dialog_idx: int | None = None,
                    (found, "dar-found-box"), (start_btn, "dar-start"), (picker, "dar-picker"), (pick_btn, "dar-pick")):
         w.add_class(cls)
     app = W.VBox([
-        W.HTML(_STYLE),
+        W.HTML(_STYLE), W.HTML(_intro_html(pipe)),
         W.HBox([description, start_btn]),
         W.HBox([W.Label("or"), picker, pick_btn]),
+        question, answer, W.HBox([answer_btn, undo_btn, reset_btn, status]), error, found,
+        W.HTML("<b>top 10 (press \"this is it\" under the image you are looking for)</b>"), top_box,
+        W.HTML(f"<b>what DAR imagined this round: {int(getattr(pipe, 'k_images', 3))} pictures drawn from prompts "
+               "written from the query</b>"), gen_box,
         W.HBox([target_box, W.VBox([turns, query], layout=W.Layout(flex="1")), rank_img]),
-        W.HTML("<b>K prompts and generated images</b>"), gen_box,
-        W.HTML("<b>top-10 retrieved (click \"this is it\" under the one you were looking for)</b>"), top_box,
-        found, question, answer, W.HBox([answer_btn, undo_btn, reset_btn, status]), error,
     ])
     app.add_class("dar-live")
     app.search = search
@@ -446,4 +552,5 @@ def live_app(pipe, bench, questioner=None, dialog_idx: int | None = None,
         guarded(lambda: search.start_dialogue(dialog_idx))
     else:
         render()
+        enable()
     return app

@@ -4,12 +4,18 @@ One command, no replay first: it indexes the toy corpus once (cached in the arte
 later starts are quick), writes a one-cell notebook that builds :func:`dar_lib.live.live_app`, and
 runs ``voila`` on it, bound to 127.0.0.1, opening the browser. Voila is the ``live`` extra
 (``pip install -e ".[live]"``, pinned in ``pyproject.toml``).
+
+Nothing is left running: SIGINT (Ctrl-C), SIGTERM (what a service manager sends) and SIGHUP (a
+closed terminal) stop Voila and every process it started (its kernels run in sessions of their own,
+so they are found as Voila's descendants, not by process group), then the temporary notebook folder
+is removed.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import subprocess
 import sys
 import tempfile
@@ -18,13 +24,19 @@ from pathlib import Path
 #: The toy benchmarks a live search can draw its dialogues (and targets) from.
 DEFAULT_BENCHMARK = "toy-chatgpt"
 DEFAULT_PORT = 8866
+#: The encoder role (of the toy profile's ``encoders``) a live search reads with by default: the one that
+#: reads every fact a person can state (``full``; ``zero-shot`` cannot read the background by design, the
+#: premise chapter's model). ``dar explore --encoder`` picks another.
+DEFAULT_ENCODER = "full"
 
 
-def toy_app(benchmark: str = DEFAULT_BENCHMARK, smoke: bool = False):
-    """The live app over the toy profile's zero-shot pipeline and ``benchmark``'s corpus (indexed once, cached).
+def toy_app(benchmark: str = DEFAULT_BENCHMARK, smoke: bool = False, encoder: str = DEFAULT_ENCODER):
+    """The live app over the toy profile's pipeline with the ``encoder`` role and ``benchmark``'s corpus (indexed
+    once, cached).
 
     Raises:
-        ValueError: ``benchmark`` is not a toy benchmark (the message lists them).
+        ValueError: ``benchmark`` is not a toy benchmark, or ``encoder`` not a role of the toy profile (the
+            message lists them).
     """
     from dar_lib import chapters, profiles
     from dar_lib.benchmarks import TOY
@@ -33,15 +45,18 @@ def toy_app(benchmark: str = DEFAULT_BENCHMARK, smoke: bool = False):
     if benchmark not in TOY:
         raise ValueError(f"dar explore: benchmark {benchmark!r} is not a toy benchmark; choose one of {', '.join(TOY)}")
     params = profiles.parameters("toy", smoke)
+    if encoder not in params["encoders"]:
+        raise ValueError(f"dar explore: encoder {encoder!r} is not one of the toy profile's: "
+                         f"{', '.join(params['encoders'])}")
     bench = chapters.benchmark(params, benchmark)
-    pipe = chapters.pipeline(params, "zero-shot", bench=bench)
+    pipe = chapters.pipeline(params, encoder, bench=bench)
     return live_app(pipe, bench)
 
 
-def notebook_text(benchmark: str = DEFAULT_BENCHMARK, smoke: bool = False) -> str:
+def notebook_text(benchmark: str = DEFAULT_BENCHMARK, smoke: bool = False, encoder: str = DEFAULT_ENCODER) -> str:
     """The one-cell notebook Voila serves (nbformat 4 JSON)."""
     source = ("from dar_lib.live_server import toy_app\n"
-              f"toy_app({benchmark!r}, smoke={smoke!r})\n")
+              f"toy_app({benchmark!r}, smoke={smoke!r}, encoder={encoder!r})\n")
     nb = {"cells": [{"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
                      "source": source}],
           "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}},
@@ -91,24 +106,88 @@ def handler(args: argparse.Namespace) -> int:
         raise MissingDependencyError('dar explore needs Voila: pip install -e ".[live]"')
     print(f"dar explore: loading the toy models and indexing {args.benchmark}'s corpus (cached after the first start)",
           flush=True)
-    toy_app(args.benchmark, smoke=args.smoke)  # fills the store, so the served kernel starts at once
+    toy_app(args.benchmark, smoke=args.smoke, encoder=args.encoder)  # fills the store: the kernel starts at once
     with tempfile.TemporaryDirectory(prefix="dar-explore-") as tmp:
         notebook = Path(tmp) / "dar_live.ipynb"
-        notebook.write_text(notebook_text(args.benchmark, args.smoke))
+        notebook.write_text(notebook_text(args.benchmark, args.smoke, args.encoder))
         check_port(args.port)  # again: indexing took a while
         print(f"dar explore: serving http://127.0.0.1:{args.port}/ (Ctrl-C stops it)", flush=True)
-        return subprocess.call(voila_command(notebook, args.port, not args.no_browser))
+        return serve(voila_command(notebook, args.port, not args.no_browser))
+
+
+class _Stopped(Exception):
+    """A stop signal arrived (its number in ``args[0]``)."""
+
+
+#: Signals that stop ``dar explore`` (and everything it started).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def serve(cmd: list[str], grace_s: float = 15.0) -> int:
+    """Run ``cmd`` (Voila) until it exits or a stop signal arrives; then stop it and all it started.
+
+    On SIGINT, SIGTERM or SIGHUP, Voila gets SIGTERM (it shuts its kernels down), and after
+    ``grace_s`` seconds whatever is left of it and its descendants is killed.
+
+    Returns:
+        Voila's exit status, or ``128 + signal number`` when stopped by a signal.
+    """
+    def stop(signum, _frame):
+        raise _Stopped(signum)
+
+    proc = subprocess.Popen(cmd)
+    previous = {s: signal.signal(s, stop) for s in STOP_SIGNALS}
+    try:
+        return proc.wait()
+    except (_Stopped, KeyboardInterrupt) as exc:
+        signum = exc.args[0] if isinstance(exc, _Stopped) else signal.SIGINT
+        for s in STOP_SIGNALS:  # a second signal must not cut the clean-up short
+            signal.signal(s, signal.SIG_IGN)
+        stop_tree(proc, grace_s)
+        print(f"dar explore: stopped ({signal.Signals(signum).name})", file=sys.stderr, flush=True)
+        return 128 + int(signum)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def stop_tree(proc: subprocess.Popen, grace_s: float = 15.0) -> None:
+    """SIGTERM ``proc``; after ``grace_s`` seconds kill it and every descendant still alive (kernels included)."""
+    import psutil
+
+    try:
+        family = [psutil.Process(proc.pid)] + psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        family = []
+    proc.terminate()
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    _, alive = psutil.wait_procs(family, timeout=grace_s / 3)
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=5)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``dar explore`` to the ``dar`` command."""
     from dar_lib.argtypes import int_in
+    from dar_lib.profiles import PROFILES
 
     p = subparsers.add_parser("explore", help="search yourself, turn by turn, in the browser (toy models, Voila)",
                               description=__doc__.split("\n\n")[0])
     p.add_argument("--benchmark", default=DEFAULT_BENCHMARK,
                    help=f"toy benchmark whose corpus and dialogues to use (default {DEFAULT_BENCHMARK})")
-    p.add_argument("--port", type=int_in(1, 65535), default=DEFAULT_PORT, help=f"port on 127.0.0.1 (default {DEFAULT_PORT})")
+    p.add_argument("--port", type=int_in(1, 65535), default=DEFAULT_PORT,
+                   help=f"port on 127.0.0.1 (default {DEFAULT_PORT})")
+    p.add_argument("--encoder", default=DEFAULT_ENCODER, choices=tuple(PROFILES["toy"]["encoders"]),
+                   help=f"which toy encoder reads the search (default {DEFAULT_ENCODER}: it reads every fact; "
+                        "zero-shot cannot read backgrounds, by design)")
     p.add_argument("--no-browser", action="store_true", help="do not open a browser")
     p.add_argument("--smoke", action="store_true", help="the tiny smoke-size world (quick to index; for tests)")
     p.set_defaults(func=handler)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 import pytest
 
 from dar_lib.benchmarks import load_benchmark
@@ -47,16 +49,18 @@ def test_person_drives_a_search_with_enter_undo_mark_and_reset(pipe, bench):
     _one(app, "dar-description").value = "a black square in the bottom left on an orange background"  # Enter
     assert search.started and search.result.round_idx == 0
     assert len(_one(app, "dar-gen").children) == K and len(_one(app, "dar-top").children) == 10
-    question = _one(app, "dar-question").value
-    assert question.endswith("?")
+    question = search.session.pending_question
+    assert question.endswith("?") and html.escape(question) in _one(app, "dar-question").value  # shown as text
     _one(app, "dar-answer").value = "no other objects, only the black square"  # Enter submits
-    assert search.result.round_idx == 1 and search.session.turns[-1] == f"{question} no other objects, only the black square"
+    assert search.result.round_idx == 1
+    assert search.session.turns[-1] == f"{question} no other objects, only the black square"
     assert "single black square" in search.result.query  # no phantom second object
     assert "count=1" in _one(app, "dar-turns-box").value
     assert _one(app, "dar-answer").value == "" and "round 1 done" in _one(app, "dar-status").value
-    # a second click on the button after the turn (answer now empty) changes nothing
+    # a second click on the button after the turn (answer now empty) changes nothing, and says why
     _one(app, "dar-answer-btn").click()
     assert search.result.round_idx == 1 and "round 1 done" in _one(app, "dar-status").value
+    assert "type an answer first" in _one(app, "dar-error-box").value
     # an answer the reader cannot use is flagged
     _one(app, "dar-answer").value = "hmm, hard to say"
     assert search.views[-1].unread and "not understood" in _one(app, "dar-turns-box").value
@@ -67,9 +71,30 @@ def test_person_drives_a_search_with_enter_undo_mark_and_reset(pipe, bench):
     assert len(marks) == 10
     marks[2].click()
     assert search.found == {"id": int(search.result.top_ids[2]), "round": 1, "turns_to_success": 1, "correct": None}
-    assert "1 turns to success" in _one(app, "dar-found-box").value
+    assert "found in 1 turn: you marked image" in _one(app, "dar-found-box").value
+    assert ["dar-marked" in box._dom_classes for box in _one(app, "dar-top").children] == [j == 2 for j in range(10)]
+    assert _one(app, "dar-answer").disabled and _one(app, "dar-answer-btn").disabled  # over until undo or reset
+    assert "the image you marked: rank" in _one(app, "dar-turns-box").value  # free search: its rank per round
+    search_ranks = search.marked_ranks()
+    assert len(search_ranks) == 2 and search_ranks[-1] == 3.0  # it was #3 when marked
     _one(app, "dar-reset").click()
     assert not search.started and _one(app, "dar-top").children == ()
+    assert _one(app, "dar-description").value == "" and _one(app, "dar-answer").value == ""
+
+
+def test_refusals_are_one_line_messages_not_errors(pipe, bench):
+    app = live_app(pipe, bench, dialog_idx=0)
+    assert "toy:clip-zs" in _find(app, "dar-live")[0].children[1].value  # the reader is named on the first screen
+    _one(app, "dar-undo").click()  # undo at round 0
+    box = _one(app, "dar-error-box").value
+    assert "nothing to undo" in box and "dar-refusal" in box and "Error" not in box
+    app.search.mark(0)
+    app.render()
+    _one(app, "dar-answer").value = "red"  # an answer after the end
+    box = _one(app, "dar-error-box").value
+    assert "this search is over" in box and "Error" not in box and app.search.result.round_idx == 0
+    _one(app, "dar-undo").click()  # takes the mark back
+    assert app.search.found is None and not _one(app, "dar-answer").disabled
 
 
 def test_benchmark_dialogue_shows_its_target_and_rank_plot(pipe, bench):
@@ -81,6 +106,7 @@ def test_benchmark_dialogue_shows_its_target_and_rank_plot(pipe, bench):
     ranks = app.search.rank_history()
     assert len(ranks) == 2 and all(1 <= r <= len(bench.corpus_paths) for r in ranks)
     assert _one(app, "dar-rank-plot").value[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"target rank {ranks[-1]:,.0f} of {len(bench.corpus_paths):,}" in _one(app, "dar-turns-box").value
     app.search.mark(0)
     assert app.search.found["correct"] == (int(app.search.result.top_ids[0]) == target)
 
@@ -122,7 +148,8 @@ def test_dar_explore_serves_on_localhost_and_names_its_extra(monkeypatch, tmp_pa
     from dar_lib import cli, live_server
 
     nb = json.loads(live_server.notebook_text("toy-flan", smoke=True))
-    assert nb["cells"][0]["source"] == "from dar_lib.live_server import toy_app\ntoy_app('toy-flan', smoke=True)\n"
+    assert nb["cells"][0]["source"] == ("from dar_lib.live_server import toy_app\n"
+                                       "toy_app('toy-flan', smoke=True, encoder='full')\n")
     cmd = live_server.voila_command(tmp_path / "x.ipynb", 9999, open_browser=False)
     assert "--Voila.ip=127.0.0.1" in cmd and "--port=9999" in cmd and "--no-browser" in cmd
     real = importlib.util.find_spec

@@ -67,7 +67,7 @@ def live_url(tmp_path_factory):
         log.close()
 
 
-def _wait(driver, predicate, what: str, timeout: float = 120):
+def _wait(drv, predicate, what: str, timeout: float = 120):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         try:
@@ -77,26 +77,26 @@ def _wait(driver, predicate, what: str, timeout: float = 120):
         except Exception:  # an element re-rendered between finding and reading it
             pass
         time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}; status: "
-                         + driver.execute_script("var s=document.querySelector('.dar-status');return s?s.innerText:'(none)'"))
+    status = drv.execute_script("var s=document.querySelector('.dar-status');return s?s.innerText:'(none)'")
+    raise AssertionError(f"timed out waiting for {what}; status: " + status)
 
 
-def _count(driver, css: str) -> int:
-    return driver.execute_script(f"return document.querySelectorAll({css!r}).length")
+def _count(drv, css: str) -> int:
+    return drv.execute_script(f"return document.querySelectorAll({css!r}).length")
 
 
-def _text(driver, css: str) -> str:
-    return driver.execute_script(f"var e=document.querySelector({css!r}); return e ? e.innerText : ''")
+def _text(drv, css: str) -> str:
+    return drv.execute_script(f"var e=document.querySelector({css!r}); return e ? e.innerText : ''")
 
 
-def test_a_person_searches_in_the_browser(live_url, driver, tmp_path):  # noqa: F811
+def test_a_person_searches_in_the_browser(live_url, driver, tmp_path):  # noqa: F811  (the imported fixture)
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
     from dar_lib import profiles
 
     k = profiles.parameters("toy", True)["k_images"]
-    driver.set_window_size(1400, 1100)
+    driver.set_window_size(1400, 900)
     driver.get(live_url)
     description = _wait(driver, lambda: driver.find_element(By.CSS_SELECTOR, ".dar-description input"),
                         "the description field", timeout=240)
@@ -113,10 +113,16 @@ def test_a_person_searches_in_the_browser(live_url, driver, tmp_path):  # noqa: 
     turn_done(0)
     shots[1] = tmp_path / "live_turn1.png"
     driver.save_screenshot(str(shots[1]))
+    assert "Diffusion Augmented Retrieval" in _text(driver, ".dar-live h3")  # the first screen says what this is
+    assert _text(driver, ".dar-reader") == "toy:clip-full"  # the best reader, named
     for round_idx, answer in ((1, "no other objects, only the black square"), (2, "large")):
-        question = driver.find_element(By.CSS_SELECTOR, ".dar-question input").get_attribute("value")
-        assert question.endswith("?")
+        question = _text(driver, ".dar-question")  # shown as text, not an editable field
+        assert question.startswith("question:") and question.endswith("?"), question
         field = driver.find_element(By.CSS_SELECTOR, ".dar-answer input")
+        # the newest question and the answer field are in view without scrolling (1400 x 900)
+        assert driver.execute_script("return window.scrollY") == 0
+        assert driver.execute_script("return arguments[0].getBoundingClientRect().bottom", field) <= \
+            driver.execute_script("return window.innerHeight")
         field.send_keys(answer + Keys.ENTER)  # Enter submits: no button is clicked
         turn_done(round_idx)
         assert answer in driver.find_elements(By.CSS_SELECTOR, ".dar-turns-box li")[-1].text
@@ -126,9 +132,24 @@ def test_a_person_searches_in_the_browser(live_url, driver, tmp_path):  # noqa: 
     assert "a single large black square" in query and " and " not in query, query  # no phantom second object
     shots[3] = tmp_path / "live_turn3.png"
     driver.save_screenshot(str(shots[3]))
+    # an empty answer is a one-line message, not silence and not a Python error
+    driver.find_element(By.CSS_SELECTOR, ".dar-answer-btn").click()
+    refusal = _wait(driver, lambda: _text(driver, ".dar-error-box"), "the empty-answer message")
+    assert refusal.startswith("type an answer first") and "Error" not in refusal
     driver.find_elements(By.CSS_SELECTOR, ".dar-mark button, button.dar-mark")[0].click()
     found = _wait(driver, lambda: _text(driver, ".dar-found-box"), "the marked target")
-    assert "at round 2: 2 turns to success" in found
+    assert found.startswith("found in 2 turns: you marked image") and "at round 2" in found
+    assert _count(driver, ".dar-top .dar-marked img") == 1  # the marked image is outlined
+    assert "the image you marked: rank" in _text(driver, ".dar-turns-box")  # its rank per round, as a number
+    assert not driver.find_element(By.CSS_SELECTOR, ".dar-answer input").is_enabled()  # over until undo or reset
+    shots[4] = tmp_path / "live_found.png"
+    driver.save_screenshot(str(shots[4]))
+    driver.find_element(By.CSS_SELECTOR, ".dar-undo").click()  # takes the mark back: the search goes on
+    _wait(driver, lambda: not _text(driver, ".dar-found-box"), "the mark undone")
+    _wait(driver, lambda: driver.find_element(By.CSS_SELECTOR, ".dar-answer input").is_enabled(), "answer enabled")
+    driver.find_element(By.CSS_SELECTOR, ".dar-reset").click()
+    _wait(driver, lambda: _count(driver, ".dar-top .dar-candidate img") == 0, "the reset")
+    assert driver.find_element(By.CSS_SELECTOR, ".dar-description input").get_attribute("value") == ""
     if os.environ.get(SCREENSHOT_ENV):
         out = Path(os.environ[SCREENSHOT_ENV])
         out.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,70 @@
+"""Nothing left running (issue 31, item 6): SIGTERM, SIGINT and SIGHUP to ``dar explore`` stop Voila and its
+kernels, close the port and remove the temporary notebook folder."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import psutil
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=lambda s: s.name)
+def test_a_stop_signal_leaves_nothing_running(sig, tmp_path):
+    port = _free_port()
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    log = open(tmp_path / "explore.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "dar_lib.cli", "explore", "--smoke", "--no-browser", "--port",
+                             str(port)], env={**os.environ, "TMPDIR": str(scratch)}, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not _listening(port):
+            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "explore.log").read_text()
+            time.sleep(0.5)
+        # a page request starts a kernel, as a person's browser would
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=240) as page:
+            assert page.status == 200
+            page.read()
+        deadline = time.monotonic() + 60
+        while True:
+            family = psutil.Process(proc.pid).children(recursive=True)
+            if any("ipykernel" in " ".join(p.cmdline()) for p in family) or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert any("ipykernel" in " ".join(p.cmdline()) for p in family), [p.cmdline() for p in family]
+        assert [p.name for p in scratch.glob("dar-explore-*")], "the notebook folder was not where expected"
+        os.kill(proc.pid, sig)
+        assert proc.wait(90) == 128 + sig
+        gone, alive = psutil.wait_procs(family, timeout=10)
+        assert not alive, [p.cmdline() for p in alive]
+        assert not _listening(port)
+        assert list(scratch.glob("dar-explore-*")) == []
+        assert f"dar explore: stopped ({sig.name})" in (tmp_path / "explore.log").read_text()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
