@@ -599,7 +599,8 @@ def parse_overrides(params_files: Sequence[Path] = (), items: Sequence[str] = ()
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
             raise ValueError(f"{params_file}: cannot read parameter overrides: {exc}") from None
         if data is not None and not isinstance(data, dict):
-            raise ValueError(f"{params_file}: expected a mapping of parameter names to values, got {type(data).__name__}")
+            raise ValueError(f"{params_file}: expected a mapping of parameter names to values, "
+                             f"got {type(data).__name__}")
         out.update(data or {})
     for item in items:
         name, eq, value = item.partition("=")

@@ -195,7 +195,8 @@ def query_lengths(reformulator, benches) -> pd.DataFrame:
     for bench in benches:
         for r in range(bench.dialogues[0].n_rounds):
             raw = [len(d.query_text(r).split()) for d in bench.dialogues]
-            qry = [len(reformulator.rewrite(list(d.dialog[: r + 1]), ref=(d.image, r)).split()) for d in bench.dialogues]
+            qry = [len(reformulator.rewrite(list(d.dialog[: r + 1]), ref=(d.image, r)).split())
+                   for d in bench.dialogues]
             rows.append({"benchmark": bench.name, "round_idx": r, "raw_words": float(np.mean(raw)),
                          "query_words": float(np.mean(qry))})
     return pd.DataFrame(rows)
@@ -222,7 +223,8 @@ def alpha_sweep(params: Mapping[str, Any], benchmark: str, role: str = "zero-sho
     return pd.DataFrame(rows)
 
 
-def seed_policy_difference(params: Mapping[str, Any], benchmark: str, role: str = "zero-shot", round_idx: int = 10) -> dict:
+def seed_policy_difference(params: Mapping[str, Any], benchmark: str, role: str = "zero-shot",
+                           round_idx: int = 10) -> dict:
     """DAR's Hits@10 with fresh image seeds every round minus prompt-derived seeds (the default), paired.
 
     Under cumulative Hits@10 a fresh draw of an unchanged prompt is an extra chance for the target,
@@ -283,7 +285,8 @@ def attribution(df: pd.DataFrame, params: Mapping[str, Any], prefix: str, role: 
 
     flan = params["benchmarks"][3]
     sel = lambda m: {"benchmark": flan, "encoder": role, "method": m}  # noqa: E731
-    h = {m: stats.hits_per_dialogue(df, sel(m))[:, round_idx] for m in ("baseline", "reformulated", "images-only", "dar")}
+    h = {m: stats.hits_per_dialogue(df, sel(m))[:, round_idx]
+         for m in ("baseline", "reformulated", "images-only", "dar")}
     gains = {m: h[m] - h["baseline"] for m in ("reformulated", "images-only", "dar")}
     kw = {"n_boot": params["n_boot"], "seed": params["boot_seed"]}
     dar = stats.paired_difference(df, sel("dar"), sel("baseline"), round_idx=round_idx, **kw)

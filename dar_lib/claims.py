@@ -64,7 +64,8 @@ def _robustness(P: Mapping[str, Any]) -> list[dict]:
 
 
 def _vs_finetuned(P: Mapping[str, Any]) -> list[dict]:
-    """Section 4.4: DAR_zs beats ChatIR on FLAN_BLIP2 (+4.22), trails it on VisDial by only 3.01, competitive elsewhere."""
+    """Section 4.4: DAR_zs beats ChatIR on FLAN_BLIP2 (+4.22), trails it on VisDial by only 3.01, competitive
+    elsewhere."""
     visdial, chatgpt, human, flan = P["benchmarks"]
     M = NONINFERIORITY_MARGIN
     out = [{"claim": f"DAR_zs > ChatIR on {flan}", "a": _sel(flan, "zero-shot", "dar"),
@@ -79,7 +80,8 @@ def _vs_finetuned(P: Mapping[str, Any]) -> list[dict]:
 
 
 def _compat(P: Mapping[str, Any]) -> list[dict]:
-    """Section 4.5: DAR_chatir beats ChatIR (+2.42 on VisDial, up to +9.4 elsewhere); DAR helps BLIP_cocoft (Figure 3)."""
+    """Section 4.5: DAR_chatir beats ChatIR (+2.42 on VisDial, up to +9.4 elsewhere); DAR helps BLIP_cocoft
+    (Figure 3)."""
     visdial = P["benchmarks"][0]
     out = [{"claim": f"DAR_chatir > ChatIR on {b}", "a": _sel(b, "dialogue-ft", "dar"),
             "b": _sel(b, "dialogue-ft", "baseline"), "paper": "+2.42" if b == visdial else "up to +9.4",
@@ -101,8 +103,8 @@ def _single_turn(P: Mapping[str, Any]) -> list[dict]:
 
 def _premise(P: Mapping[str, Any]) -> list[dict]:
     """The toy world's premise (chapter 10): DAR helps the zero-shot encoder, and does little for ``full``."""
-    return [{"claim": f"DAR helps the {e} encoder at round 10 on {b}", "a": _sel(b, e, "dar"), "b": _sel(b, e, "baseline"),
-             "paper": "(premise)"} for b in P["benchmarks"] for e in ("zero-shot", "full")]
+    return [{"claim": f"DAR helps the {e} encoder at round 10 on {b}", "a": _sel(b, e, "dar"),
+             "b": _sel(b, e, "baseline"), "paper": "(premise)"} for b in P["benchmarks"] for e in ("zero-shot", "full")]
 
 
 #: Section 5.2's numbers for the encoders it names (VisDial, round 10) by encoder role.

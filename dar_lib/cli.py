@@ -78,8 +78,9 @@ def _register_eval(subparsers) -> None:
     k = evalsettings.SETTINGS["k_images"]
     p.add_argument("-k", k.flag, type=k.cli_type, default=None,
                    help=f"images generated per turn (default: {toy['k_images']}; 1 under --protocol released)")
-    p.add_argument("--schedule", default=None, help="fusion weights: paper, paper-rounds-0-2, released or const:<alpha> "
-                                                    f"(default: {toy['schedule']}; released under --protocol released)")
+    p.add_argument("--schedule", default=None,
+                   help="fusion weights: paper, paper-rounds-0-2, released or const:<alpha> "
+                        f"(default: {toy['schedule']}; released under --protocol released)")
     p.add_argument("--image-reduce", default=None, choices=evalsettings.SETTINGS["image_reduce"].choices,
                    help="combine the K image embeddings by mean (default) or sum (eq. 4 as written)")
     p.add_argument("--protocol", default=evalsettings.default("protocol"), choices=PROTOCOLS,
@@ -211,8 +212,9 @@ def _merge(args: argparse.Namespace) -> int:
     for src in args.sources:
         damaged: list = []
         copied = into.merge_from(src, damaged)
-        print(f"{src}: copied {copied} entries into {Path(args.into).resolve()}" + (f"; {len(damaged)} damaged entries not copied (left in place; "
-                                                    "a run recomputes them):" if damaged else ""))
+        print(f"{src}: copied {copied} entries into {Path(args.into).resolve()}"
+              + (f"; {len(damaged)} damaged entries not copied (left in place; a run recomputes them):"
+                 if damaged else ""))
         for path, reason in damaged:
             print(f"  {path}: {reason}")
     return 0
@@ -224,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from dar_lib.redact import RedactingFormatter, redact
 
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:  # every log line goes out redacted (an id may hold a key)
         if not isinstance(handler.formatter, RedactingFormatter):
             handler.setFormatter(RedactingFormatter(handler.formatter))

@@ -3,8 +3,9 @@
 One home for corpus encoding: :class:`~dar_lib.pipeline.DARPipeline.index`, the evaluation runner
 and the Ray backend all call :func:`embed_chunk` with the same chunks and
 :func:`dar_lib.cachekeys.corpus_chunk_key` with the same keys, so a chunk embedded anywhere is found
-everywhere, and a killed run keeps its finished chunks. Every chunk is checked (:func:`~dar_lib.retrieve.check_embeddings`) before it is
-stored: a broken encoder fails here, naming itself, instead of ranking NaNs.
+everywhere, and a killed run keeps its finished chunks. Every chunk is checked
+(:func:`~dar_lib.retrieve.check_embeddings`) before it is stored: a broken encoder fails here, naming
+itself, instead of ranking NaNs.
 
 Examples:
     >>> import tempfile

@@ -4,8 +4,8 @@ The two expensive stages of an evaluation run on a pool of Ray actors, each hold
 replica (one GPU per actor when the cluster has GPUs, one CPU otherwise). Actors write into the
 same content-addressed :class:`~dar_lib.store.ArtefactStore` as a local run, under keys made by the
 same functions (:func:`dar_lib.cachekeys.image_key` for images, :func:`dar_lib.cachekeys.corpus_chunk_key`
-for corpus chunks) from what the workers' own models report, so a Ray run, a sharded run and a single-process run produce byte-identical
-artefacts and resume each other.
+for corpus chunks) from what the workers' own models report, so a Ray run, a sharded run and a
+single-process run produce byte-identical artefacts and resume each other.
 
 The evaluation runner does not import this module: the CLI makes a :class:`RayBackend` and hands it
 to :func:`dar_lib.evaluate.evaluate`, which lets it fill the store before reading it.
@@ -311,7 +311,8 @@ class CorpusWorker(_Worker):
         self.store = ArtefactStore(store_root)
 
     def describe(self) -> dict:
-        """``{"fingerprint", "corpus", "n_corpus"}``: the encoder's image fingerprint, the rebuilt benchmark's corpus fingerprint and size.
+        """``{"fingerprint", "corpus", "n_corpus"}``: the encoder's image fingerprint, the rebuilt benchmark's
+        corpus fingerprint and size.
 
         The driver compares the last two with its own benchmark and builds chunk keys from the first.
         """

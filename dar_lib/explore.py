@@ -144,11 +144,13 @@ def _json_for_script(payload: Any) -> str:
 
 
 _CSS = """
-#%(id)s{font-family:system-ui,sans-serif;font-size:14px;border:1px solid #ddd;border-radius:6px;padding:10px;margin:8px 0}
+#%(id)s{font-family:system-ui,sans-serif;font-size:14px;border:1px solid #ddd;border-radius:6px;padding:10px;
+  margin:8px 0}
 #%(id)s .dar-row{display:flex;flex-wrap:wrap;gap:6px;align-items:flex-start;margin:4px 0}
 #%(id)s figure{margin:0;text-align:center;font-size:11px;width:%(px)dpx;flex:0 0 auto}
 #%(id)s figcaption{overflow-wrap:anywhere}
-#%(id)s img{width:%(px)dpx;height:%(px)dpx;image-rendering:pixelated;display:block;box-sizing:border-box;border:3px solid transparent}
+#%(id)s img{width:%(px)dpx;height:%(px)dpx;image-rendering:pixelated;display:block;box-sizing:border-box;
+  border:3px solid transparent}
 #%(id)s .dar-gen,#%(id)s .dar-top{flex-wrap:nowrap;overflow-x:auto;padding:4px}
 #%(id)s figure.dar-target img{border:3px solid #000;outline:3px solid #fff;box-shadow:0 0 0 6px #000}
 #%(id)s .dar-query{background:#f5f7fa;padding:4px 8px;border-radius:4px}
@@ -161,9 +163,16 @@ _JS = r"""
   var root = document.getElementById("%(id)s");
   var data = JSON.parse(document.getElementById("%(id)s-data").textContent);
   var pick = root.querySelector(".dar-pick"), slider = root.querySelector(".dar-slider");
-  function el(tag, cls, text){var e=document.createElement(tag); if(cls){e.className=cls;} if(text!==undefined){e.textContent=text;} return e;}
-  function fig(src, caption, cls){var f=el("figure", cls||""); var i=el("img"); i.src=src; i.alt=caption; f.appendChild(i); f.appendChild(el("figcaption","",caption)); return f;}
-  data.forEach(function(d, i){var o=el("option","", (d.benchmark? d.benchmark+" ":"")+"dialogue "+d.dialog_idx); o.value=i; pick.appendChild(o);});
+  function el(tag, cls, text){
+    var e=document.createElement(tag); if(cls){e.className=cls;} if(text!==undefined){e.textContent=text;} return e;
+  }
+  function fig(src, caption, cls){
+    var f=el("figure", cls||""); var i=el("img"); i.src=src; i.alt=caption;
+    f.appendChild(i); f.appendChild(el("figcaption","",caption)); return f;
+  }
+  data.forEach(function(d, i){
+    var o=el("option","", (d.benchmark? d.benchmark+" ":"")+"dialogue "+d.dialog_idx); o.value=i; pick.appendChild(o);
+  });
   function show(){
     var d = data[+pick.value], r = Math.min(+slider.value, d.rounds.length-1), rd = d.rounds[r];
     slider.max = d.rounds.length-1;
@@ -174,9 +183,13 @@ _JS = r"""
     var rank = root.querySelector(".dar-rank");
     rank.textContent = rd.target_rank===null ? "" : "target rank this round: " + (rd.target_rank+1);
     var gen = root.querySelector(".dar-gen"); gen.textContent="";
-    rd.k_images.forEach(function(src,k){gen.appendChild(fig(src, rd.prompts[k]!==undefined? "k="+(k+1)+": "+rd.prompts[k] : "k="+(k+1)));});
+    rd.k_images.forEach(function(src,k){
+      gen.appendChild(fig(src, rd.prompts[k]!==undefined? "k="+(k+1)+": "+rd.prompts[k] : "k="+(k+1)));
+    });
     var top = root.querySelector(".dar-top"); top.textContent="";
-    rd.top.forEach(function(t,j){top.appendChild(fig(t.src, "#"+(j+1)+(t.target?" target":"")+" (id "+t.id+")", t.target?"dar-target":""));});
+    rd.top.forEach(function(t,j){
+      top.appendChild(fig(t.src, "#"+(j+1)+(t.target?" target":"")+" (id "+t.id+")", t.target?"dar-target":""));
+    });
     var tgt = root.querySelector(".dar-target-img"); tgt.textContent="";
     if(d.target_src){tgt.appendChild(fig(d.target_src, "target (id "+d.target_id+")", "dar-target"));}
   }

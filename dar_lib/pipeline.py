@@ -272,7 +272,8 @@ class DARPipeline:
         with timer("R2 prompts"):
             prompts = self.reformulator.prompts(query, self.k_images) if self.k_images else []
         if len(prompts) != self.k_images:
-            raise RuntimeError(f"reformulator {self.reformulator.id} gave {len(prompts)} prompts, expected {self.k_images}")
+            raise RuntimeError(f"reformulator {self.reformulator.id} gave {len(prompts)} prompts, "
+                               f"expected {self.k_images}")
         return TurnPlan(t, query, list(prompts), self.seeds_for(prompts, t))
 
     def imagine(self, prompts: Sequence[str], seeds: Sequence[int], *, whole_batch: bool = False) -> list[Image.Image]:

@@ -1,4 +1,5 @@
-"""Credentials out of everything the project writes: one function, :func:`redact`, for ids, URLs, messages and records."""
+"""Credentials out of everything the project writes: one function, :func:`redact`, for ids, URLs, messages and
+records."""
 
 from __future__ import annotations
 

@@ -504,7 +504,8 @@ def standin_id(spec: str, kind: str, root: Path) -> str:
     """The id of a paper-profile model's stand-in: same backend and options, each model part a local path.
 
     Args:
-        spec: a paper-profile id, e.g. ``"blip-original:chatir_weights.ckpt+Salesforce/blip-itm-base-coco?max_length=200"``.
+        spec: a paper-profile id, e.g.
+            ``"blip-original:chatir_weights.ckpt+Salesforce/blip-itm-base-coco?max_length=200"``.
         kind: ``"encoder"``, ``"generator"`` or ``"reformulator"``.
         root: the rehearsal folder.
 

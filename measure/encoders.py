@@ -26,7 +26,8 @@ def word_tokenizer(max_len: int):
     vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]"] + words)}
     tk = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     tk.pre_tokenizer = pre_tokenizers.Whitespace()
-    tk.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    tk.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]",
+                                                      special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
     return PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="[PAD]", unk_token="[UNK]", model_max_length=max_len)
 
 
@@ -70,7 +71,8 @@ def main() -> None:
     ap.add_argument("--texts", type=int, default=64)
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
-    result = {"device": args.device, "torch_threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine()}
+    result = {"device": args.device, "torch_threads": torch.get_num_threads(),
+              "cpu": platform.processor() or platform.machine()}
     if args.device.startswith("cuda"):
         result["card"] = torch.cuda.get_device_name(0)
     for kind in ("blip-base-224", "clip-b16-224"):

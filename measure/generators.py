@@ -41,7 +41,9 @@ def clip_text(hidden: int, layers: int, heads: int, ff: int, proj: int | None):
 
 
 def sd3_medium(full_text: bool):
-    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
+    from diffusers import (
+        AutoencoderKL, FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline,
+    )
     from transformers import T5Config, T5EncoderModel
 
     layers = (lambda n: n) if full_text else (lambda n: 1)
@@ -77,6 +79,17 @@ def sd_turbo(full_text: bool):
                                    safety_checker=None, feature_extractor=None, requires_safety_checker=False)
 
 
+def _run(gen, prompts: list[str], seeds: list[int], steps: int, guidance: float, size: int):
+    """One timed call of ``gen``'s pipeline on ``prompts``, one seeded generator per prompt.
+
+    The pipeline is called directly, not through gen.generate: random weights may decode to an
+    all-black image, which generate() rightly refuses; only the time matters here.
+    """
+    return gen.pipe(prompt=prompts, generator=[torch.Generator().manual_seed(x) for x in seeds],
+                    num_inference_steps=steps, guidance_scale=guidance, height=size, width=size,
+                    output_type="pil").images
+
+
 def main() -> None:
     from dar_lib.models.generators import DiffusersGenerator
 
@@ -102,17 +115,12 @@ def main() -> None:
         gen = DiffusersGenerator(pipe, f"bench-{name}", steps, guidance, size, device=args.device, batch_size=1)
         build_s = time.perf_counter() - t
         steps, size = args.steps or steps, args.size or size
-        # The pipeline is called directly, not through gen.generate: random weights may decode to an
-        # all-black image, which generate() rightly refuses; only the time matters here.
-        _run = lambda p, s: gen.pipe(prompt=p, generator=[torch.Generator().manual_seed(x) for x in s],
-                                     num_inference_steps=steps, guidance_scale=guidance, height=size, width=size,
-                                     output_type="pil").images
-        _run(["w1 w2 w3"], [0])  # warm-up
+        _run(gen, ["w1 w2 w3"], [0], steps, guidance, size)  # warm-up
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()
         t = time.perf_counter()
         for i in range(args.images):
-            _run([f"w{i} w{i + 1} w{i + 2} w{i + 3}"], [i])
+            _run(gen, [f"w{i} w{i + 1} w{i + 2} w{i + 3}"], [i], steps, guidance, size)
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()
         per_image = (time.perf_counter() - t) / args.images

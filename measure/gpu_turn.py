@@ -144,7 +144,9 @@ def text_words() -> list[str]:
 
 # -- the three models -------------------------------------------------------------------------------
 def build_sd3(shape: dict, device: str, dtype: torch.dtype):
-    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
+    from diffusers import (
+        AutoencoderKL, FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline,
+    )
     from transformers import CLIPTextConfig, CLIPTextModelWithProjection, CLIPTokenizer, T5Config, T5EncoderModel
     from transformers.convert_slow_tokenizer import bytes_to_unicode
 
@@ -170,7 +172,8 @@ def build_sd3(shape: dict, device: str, dtype: torch.dtype):
         pipe = StableDiffusion3Pipeline(
             transformer=SD3Transformer2DModel(**shape["transformer"]),
             scheduler=scheduler,
-            vae=AutoencoderKL(in_channels=3, out_channels=3, latent_channels=16, down_block_types=("DownEncoderBlock2D",) * n_blocks,
+            vae=AutoencoderKL(in_channels=3, out_channels=3, latent_channels=16,
+                              down_block_types=("DownEncoderBlock2D",) * n_blocks,
                               up_block_types=("UpDecoderBlock2D",) * n_blocks, shift_factor=0.0609,
                               scaling_factor=1.5305, use_quant_conv=False, use_post_quant_conv=False, **v),
             text_encoder=clip(shape["clip_l"]), tokenizer=clip_tok,
@@ -402,7 +405,8 @@ def main(argv: list[str] | None = None) -> int:
     r2 = [x for x in reformulator.replies if x[0] == "R2"][-1]
     device_name = torch.cuda.get_device_name(args.device) if cuda else platform.processor() or platform.machine()
     out = {
-        "what": "one DAR turn per generator, paper-profile shapes, random weights" + (" (TINY shapes: not a measurement of the paper's models)" if args.tiny else ""),
+        "what": "one DAR turn per generator, paper-profile shapes, random weights"
+                + (" (TINY shapes: not a measurement of the paper's models)" if args.tiny else ""),
         "device": str(args.device), "device_name": device_name, "dtype": str(dtype).replace("torch.", ""),
         "tiny": bool(args.tiny), "round_idx": args.round, "k_images": shape["k_images"],
         "n_corpus": N_CORPUS, "corpus_dim": CORPUS_DIM, "timed_turns": args.turns, "generators": results,

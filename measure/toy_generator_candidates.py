@@ -186,7 +186,8 @@ def score(pipe, probe, scenes, steps: int = 5, guidance: float = 3.0, grid: str 
         from PIL import Image
 
         real = tw.render_batch(scenes[:16], size=32)
-        rows = [np.concatenate(list(part), axis=1) for k in range(0, 16, 8) for part in (real[k:k + 8], images[k:k + 8])]
+        rows = [np.concatenate(list(part), axis=1)
+                for k in range(0, 16, 8) for part in (real[k:k + 8], images[k:k + 8])]
         Image.fromarray(np.concatenate(rows, axis=0)).resize((8 * 128, 4 * 128), Image.NEAREST).save(grid)
     truth = [tw.attributes(s) for s in scenes]
     acc = accuracy(probe, images, truth)
@@ -231,9 +232,10 @@ def main(argv=None) -> int:
         t0 = time.time()
         tune = dict(from_shipped=True, lr=3e-4, warmup=50) if args.from_shipped else {}
         pipe, steps, last = train(name, args.minutes, images, masks, text_fn, tok, **tune)
-        row = {"candidate": name + (" (from shipped)" if args.from_shipped else ""), "minutes": args.minutes, "steps": steps, "loss_last50": round(float(np.mean(last)), 4),
-               **score(pipe, probe, fresh, grid=f"{args.grid_dir}/{name}{'-ft' if args.from_shipped else ''}.png"
-                       if args.grid_dir else None), "wall_s": round(time.time() - t0, 1)}
+        grid = f"{args.grid_dir}/{name}{'-ft' if args.from_shipped else ''}.png" if args.grid_dir else None
+        row = {"candidate": name + (" (from shipped)" if args.from_shipped else ""), "minutes": args.minutes,
+               "steps": steps, "loss_last50": round(float(np.mean(last)), 4), **score(pipe, probe, fresh, grid=grid),
+               "wall_s": round(time.time() - t0, 1)}
         rows.append(row)
         print(row, flush=True)
     print(json.dumps({"threads": args.threads, "n": args.n, "candidates": rows}))

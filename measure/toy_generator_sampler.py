@@ -26,9 +26,9 @@ on the renders of the same scenes; "shape by asked" splits shape agreement by th
 toy_quality's scenes (look-alike families: 19 distinct salient objects, so shape rests on few draws)::
 
     steps  guid |  backg  color  shape  posit   size  count |  img/s | shape by asked: circ  squa  tria  cros
-        -     - |  100.0   98.0   98.0  100.0  100.0  100.0 |      - |                   96   100    96   100   <- renders
+        -     - |  100.0   98.0   98.0  100.0  100.0  100.0 |      - |                   96   100    96   100 <- renders
         5     1 |   99.6   86.7   34.8   92.6   82.4   94.9 |   49.1 |                   74    30    10    43
-        5     3 |  100.0   95.7   55.9   97.7   96.5   94.9 |   23.3 |                   87    46    26    97   <- default
+        5     3 |  100.0   95.7   55.9   97.7   96.5   94.9 |   23.3 |                   87    46    26    97 <- default
         5     5 |  100.0   87.9   66.0   96.9   93.0   85.5 |   23.3 |                   86    68    39    95
         5     7 |   97.3   75.0   59.0   89.5   86.7   75.4 |   22.7 |                   56    62    43    92
        10     1 |   99.2   85.5   33.2   87.5   78.9   93.4 |   23.9 |                   71    34     7    35
@@ -47,9 +47,9 @@ toy_quality's scenes (look-alike families: 19 distinct salient objects, so shape
 ``--independent`` (216 distinct salient objects; the better estimate)::
 
     steps  guid |  backg  color  shape  posit   size  count |  img/s | shape by asked: circ  squa  tria  cros
-        -     - |  100.0   97.3   96.5  100.0   99.6  100.0 |      - |                   97    98    98    92   <- renders
+        -     - |  100.0   97.3   96.5  100.0   99.6  100.0 |      - |                   97    98    98    92 <- renders
         5     1 |   99.2   86.7   36.3   91.0   59.0   97.3 |   45.1 |                   74    27    25    15
-        5     3 |  100.0   91.0   50.4   96.1   76.2   98.8 |   22.7 |                   68    31    57    43   <- default
+        5     3 |  100.0   91.0   50.4   96.1   76.2   98.8 |   22.7 |                   68    31    57    43 <- default
         5     5 |   99.6   81.6   49.2   92.6   78.1   93.4 |   22.2 |                   46    31    63    57
         5     7 |   93.0   62.9   40.2   83.6   66.8   75.4 |   21.8 |                   23    31    58    50
        10     1 |   99.2   84.4   37.9   87.5   55.1   96.5 |   23.6 |                   72    34    25    17
@@ -128,7 +128,8 @@ def format_row(row: dict) -> str:
     guid = "-" if row["guidance"] is None else f"{row['guidance']:g}"
     rate = "-" if row["images_per_s"] is None else f"{row['images_per_s']:.1f}"
     return (f"{steps:>5} {guid:>5} | " + " ".join(f"{a[k]:6.1f}" for k in ATTRS) + f" | {rate:>6} | "
-            + " " * 16 + "  ".join("   -" if s[k] is None else f"{s[k]:4.0f}" for k in ("circle", "square", "triangle", "cross")))
+            + " " * 16
+            + "  ".join("   -" if s[k] is None else f"{s[k]:4.0f}" for k in ("circle", "square", "triangle", "cross")))
 
 
 def save_grid(path: Path, gen, probe, scenes, default: tuple, best: tuple, k: int = 8) -> dict:

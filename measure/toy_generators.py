@@ -133,7 +133,8 @@ def main(argv=None) -> int:
 
     scenes = tw.make_scenes(20_000, seed=7919)
     images = tw.render_batch(scenes)
-    masks = diffusion_train.object_masks(images, tw.render_batch([tw.Scene(s.background, (), s.bg_shade) for s in scenes]))
+    masks = diffusion_train.object_masks(images,
+                                         tw.render_batch([tw.Scene(s.background, (), s.bg_shade) for s in scenes]))
     tok = world_tokenizer(max_length=40)
     rows = []
     for name in args.candidates:

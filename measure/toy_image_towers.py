@@ -1,4 +1,5 @@
-"""Diagnose the toy encoders (image-tower linear probe, text towers' trained positions) and compare image-tower candidates on one wall-clock budget.
+"""Diagnose the toy encoders (image-tower linear probe, text towers' trained positions) and compare image-tower
+candidates on one wall-clock budget.
 
 Usage:
     python measure/toy_image_towers.py [--assets DIR] [--budget-s 180] [--n-train 20000] [--skip-candidates]
@@ -43,7 +44,8 @@ def position_report(folder: Path, longest: int) -> dict:
     text = getattr(model.text_model, "text_model", model.text_model)
     norms = text.embeddings.position_embedding.weight.norm(dim=1)
     init = 0.02 * model.config.text_config.hidden_size ** 0.5  # std-0.02 init: expected norm
-    return {"norm 0-24": round(float(norms[:25].mean()), 3), "norm 25-%d" % (longest - 1): round(float(norms[25:longest].mean()), 3),
+    return {"norm 0-24": round(float(norms[:25].mean()), 3),
+            "norm 25-%d" % (longest - 1): round(float(norms[25:longest].mean()), 3),
             "norm past longest": round(float(norms[longest:].mean()), 3) if longest < len(norms) else None,
             "init norm": round(init, 3)}
 

@@ -81,9 +81,6 @@ def encoder_goals(results: list, world, assets: Path | None, n_dialogues: int, s
 
     encoders = {role: model_id(name, assets) for role, name in ROLES.items()}
     from dar_lib.toymodels import ASSETS
-
-    import torch
-
     from dar_lib.toymodels.cnn_tower import load_dual_encoder
 
     tower = load_dual_encoder((assets or ASSETS) / "clip-full")
@@ -113,10 +110,11 @@ def encoder_goals(results: list, world, assets: Path | None, n_dialogues: int, s
                 h = hits[(f"toy-{style}", role)]
                 goal(results, f"{role} baseline r10 - r0 (pp), {style}", h[10] - h[0], h[10] - h[0] >= 10, ">= 10")
     r10 = {role: hits[("toy-visdial", role)][10] for role in ("zero-shot", "coco-ft", "dialogue-ft")}
-    goal(results, "chatir r10 on visdial minus the best other (pp)", r10["dialogue-ft"] - max(r10["zero-shot"], r10["coco-ft"]),
-         r10["dialogue-ft"] >= max(r10.values()), ">= 0")
+    goal(results, "chatir r10 on visdial minus the best other (pp)",
+         r10["dialogue-ft"] - max(r10["zero-shot"], r10["coco-ft"]), r10["dialogue-ft"] >= max(r10.values()), ">= 0")
     flan = hits[("toy-flan", "dialogue-ft")][10]
-    goal(results, "chatir r10 on flan minus on visdial (pp)", flan - r10["dialogue-ft"], flan < r10["dialogue-ft"], "< 0")
+    goal(results, "chatir r10 on flan minus on visdial (pp)", flan - r10["dialogue-ft"], flan < r10["dialogue-ft"],
+         "< 0")
     from dar_lib.benchmarks import load_benchmark
 
     bench = load_benchmark("toy-visdial", n_dialogues, toy_size=toy_size)
@@ -155,7 +153,8 @@ def generator_goals(results: list, assets: Path | None, n_gen: int, seed: int) -
         goal(results, f"generator agreement, {attr}", agree[attr], agree[attr] >= target, f">= {target:g}")
     goal(results, "generator images/s (batched)", rate, rate >= 20, ">= 20")
     steps, guidance, size = gen.resolve(None, None, None)
-    return {"agreement": {k: round(v, 1) for k, v in agree.items()}, "probe_on_renders": {k: round(v, 1) for k, v in real.items()},
+    return {"agreement": {k: round(v, 1) for k, v in agree.items()},
+            "probe_on_renders": {k: round(v, 1) for k, v in real.items()},
             "images_per_s": round(rate, 1), "steps": steps, "guidance": guidance, "n": n_gen,
             "threads": torch.get_num_threads()}
 

@@ -39,7 +39,8 @@ def test_key_mapping_round_trip_on_every_model_key():
     model = tiny_blip()
     for k in model.state_dict():
         assert bi.original_to_hf_key(bi.hf_to_original_key(k)) == k
-    assert bi.original_to_hf_key("visual_encoder.blocks.3.attn.qkv.weight") == "vision_model.encoder.layers.3.self_attn.qkv.weight"
+    assert (bi.original_to_hf_key("visual_encoder.blocks.3.attn.qkv.weight")
+            == "vision_model.encoder.layers.3.self_attn.qkv.weight")
     assert bi.original_to_hf_key("visual_encoder.norm.bias") == "vision_model.post_layernorm.bias"
     assert bi.original_to_hf_key("text_encoder_m.encoder.layer.0.output.dense.weight") is None
     with pytest.raises(KeyError):
@@ -206,7 +207,8 @@ CHECKED = {
     "itm_head.weight": "itm_head.weight",
     "visual_encoder.blocks.5.attn.qkv.weight": "vision_model.encoder.layers.5.self_attn.qkv.weight",
     "visual_encoder.blocks.11.mlp.fc2.bias": "vision_model.encoder.layers.11.mlp.fc2.bias",
-    "text_encoder.encoder.layer.7.attention.self.query.weight": "text_encoder.encoder.layer.7.attention.self.query.weight",
+    "text_encoder.encoder.layer.7.attention.self.query.weight":
+        "text_encoder.encoder.layer.7.attention.self.query.weight",
     "text_encoder.encoder.layer.3.output.dense.weight": "text_encoder.encoder.layer.3.output.dense.weight",
     "visual_encoder.pos_embed": "vision_model.embeddings.position_embedding",
     "visual_encoder.cls_token": "vision_model.embeddings.class_embedding",

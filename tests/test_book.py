@@ -29,7 +29,8 @@ def test_toc_lists_chapters_in_run_order(tmp_path):
     nbs.mkdir()
     for stem in ("99_status", "02_b"):
         nbformat.write(new_notebook(), nbs / f"{stem}.ipynb")
-    assert book.toc_docnames(tmp_path / "_toc.yml") == ["intro", "notebooks/99_status", "notebooks/02_b", "page", "notebooks/missing"]
+    assert book.toc_docnames(tmp_path / "_toc.yml") == ["intro", "notebooks/99_status", "notebooks/02_b", "page",
+                                                        "notebooks/missing"]
     assert [c.name for c in book.find_chapters(tmp_path, nbs)] == ["02_b", "99_status"]
     (tmp_path / "_toc.yml").write_text("chapters: []\n")
     with pytest.raises(ValueError, match=r"_toc.yml: a jupyter-book toc needs a 'root' entry"):

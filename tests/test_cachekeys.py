@@ -8,8 +8,6 @@ import shutil
 import sys
 import types
 
-import numpy as np
-import pandas as pd
 import pytest
 import torch
 from PIL import Image
@@ -17,7 +15,6 @@ from PIL import Image
 from dar_lib import cachekeys
 from dar_lib.benchmarks import load_benchmark
 from dar_lib.evaluate import EvalConfig, evaluate, grid
-from dar_lib.models.toy import ENCODERS
 from dar_lib.store import ArtefactStore
 from dar_lib.toymodels import ASSETS
 
@@ -185,4 +182,5 @@ def test_a_chapter_reruns_when_a_folder_its_parameters_name_changes(tmp_path):
     assert cachekeys.chapter_stamp(nb, params, "lib", outputs=book.OUTPUT_PARAMETERS) != base
     assert cachekeys.named_paths(params["encoders"]) == [folder.resolve()]
     assert cachekeys.named_paths({"e": "gguf:" + str(folder / "model.safetensors") + "?fallback=true",
-                                  "url": "openai:gpt@https://example.org/v1"}) == [(folder / "model.safetensors").resolve()]
+                                  "url": "openai:gpt@https://example.org/v1"}) == [
+        (folder / "model.safetensors").resolve()]

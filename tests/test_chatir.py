@@ -183,7 +183,8 @@ def test_query_text_is_comma_join(sets):
             for r in range(11):
                 assert d.query_text(r) == ", ".join(d.dialog[: r + 1])
     d = sets["visdial"][0]
-    assert d.query_text(1) == "a bedroom is filled with lots of posters and a busy computer desk, is the photo in color? yes"
+    assert d.query_text(1) == ("a bedroom is filled with lots of posters and a busy computer desk, "
+                               "is the photo in color? yes")
 
 
 def test_turn_splitting(sets):
@@ -298,7 +299,8 @@ def test_malformed_json(user_root):
 
 def test_wrong_schema(user_root):
     path = _write_dialogues(user_root, [_record(), {"image": "unlabeled2017/000000000002.jpg", "dialog": []}])
-    with pytest.raises(DataError, match=rf"{re.escape(str(path))}: record 1: expected an object with keys 'img' and 'dialog'"):
+    with pytest.raises(DataError,
+                       match=rf"{re.escape(str(path))}: record 1: expected an object with keys 'img' and 'dialog'"):
         chatir.load("visdial", root=user_root)
 
 
@@ -324,14 +326,16 @@ def test_non_utf8_file(user_root):
 
 def test_target_not_in_corpus(user_root):
     path = _write_dialogues(user_root, [_record(), _record("unlabeled2017/999.jpg")])
-    with pytest.raises(DataError, match=rf"{re.escape(str(path))}: record 1: target image 'unlabeled2017/999.jpg' is not in the corpus"):
+    with pytest.raises(DataError, match=rf"{re.escape(str(path))}: record 1: target image 'unlabeled2017/999.jpg' "
+                                        r"is not in the corpus"):
         chatir.load("visdial", root=user_root)
 
 
 def test_duplicate_corpus_path(user_root):
     path = user_root / "chatir" / "Search_Space_val_50k.json"
     path.write_text(json.dumps(["a.jpg", "b.jpg", "a.jpg"]))
-    with pytest.raises(DataError, match=rf"{re.escape(str(path))}: record 2: duplicate corpus path 'a.jpg' \(first at 0\)"):
+    with pytest.raises(DataError,
+                       match=rf"{re.escape(str(path))}: record 2: duplicate corpus path 'a.jpg' \(first at 0\)"):
         chatir.load_corpus(root=user_root)
 
 

@@ -130,7 +130,8 @@ def test_merge_stores_reports_damaged_entries_and_keeps_them(capsys, tmp_path):
     bad.write_bytes(b"XXXX" + bad.read_bytes()[4:])
     rc = main(["merge-stores", "--into", str(tmp_path / "into"), str(src.root)])
     out = capsys.readouterr().out
-    assert rc == 0 and f"{src.root}: copied 1 entries into {(tmp_path / 'into').resolve()}; 1 damaged entries not copied" in out
+    assert rc == 0
+    assert f"{src.root}: copied 1 entries into {(tmp_path / 'into').resolve()}; 1 damaged entries not copied" in out
     assert f"{bad}: bad header" in out and bad.exists()
 
 

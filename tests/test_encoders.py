@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -233,11 +234,12 @@ def test_parse_every_id_form(tmp_path):
     from dar_lib.models import ENCODER_BACKENDS, GENERATOR_BACKENDS, REFORMULATOR_BACKENDS, ModelSpec, parse_spec
 
     enc, gen, ref = ENCODER_BACKENDS, GENERATOR_BACKENDS, REFORMULATOR_BACKENDS
-    assert parse_spec("blip:Salesforce/blip-itm-base-coco", enc, "encoder") == ModelSpec("blip", "Salesforce/blip-itm-base-coco")
+    assert parse_spec("blip:Salesforce/blip-itm-base-coco", enc, "encoder") == ModelSpec(
+        "blip", "Salesforce/blip-itm-base-coco")
     assert parse_spec("clip:openai/clip-vit-base-patch16@abc123", enc, "encoder") == ModelSpec(
         "clip", "openai/clip-vit-base-patch16", "abc123")
-    assert parse_spec("blip-original:/w/chatir_weights.ckpt+Salesforce/blip-itm-base-coco", enc, "encoder") == ModelSpec(
-        "blip-original", "/w/chatir_weights.ckpt+Salesforce/blip-itm-base-coco")
+    assert parse_spec("blip-original:/w/chatir_weights.ckpt+Salesforce/blip-itm-base-coco", enc,
+                      "encoder") == ModelSpec("blip-original", "/w/chatir_weights.ckpt+Salesforce/blip-itm-base-coco")
     assert parse_spec("toy:clip-zs", enc, "encoder") == ModelSpec("toy", "clip-zs")
     assert parse_spec("sd3:stabilityai/stable-diffusion-3-medium-diffusers", gen, "generator").backend == "sd3"
     assert parse_spec("sd:stabilityai/stable-diffusion-2-1@main", gen, "generator") == ModelSpec(
@@ -254,7 +256,8 @@ def test_parse_every_id_form(tmp_path):
     odd = tmp_path / "model@v2"
     odd.mkdir()
     assert parse_spec(f"clip:{odd}", enc, "encoder") == ModelSpec("clip", str(odd))
-    with pytest.raises(ValueError, match=r"unknown encoder backend 'bert'.*known backends: blip, clip, blip-original, beit3, toy"):
+    with pytest.raises(ValueError,
+                       match=r"unknown encoder backend 'bert'.*known backends: blip, clip, blip-original, beit3, toy"):
         parse_spec("bert:x", enc, "encoder")
     with pytest.raises(ValueError, match="names no model"):
         parse_spec("clip:", enc, "encoder")
@@ -380,7 +383,7 @@ def test_max_length_option_reaches_the_encoder_and_its_fingerprint(tmp_path):
 
 
 # -- one RGB conversion for every input ------------------------------------------------------------------
-def _mode_files(tmp_path) -> dict[str, "Path"]:
+def _mode_files(tmp_path) -> dict[str, Path]:
     """PNG files in modes whose naive ``convert("RGB")`` differs from the corpus loader's ``to_rgb``."""
     rng = np.random.default_rng(3)
     rgb = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)

@@ -60,7 +60,8 @@ def tiny_sd21():
                                 norm_num_groups=4, attention_head_dim=(2, 4), use_linear_projection=True)
     sched = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
                           set_alpha_to_one=False, prediction_type="v_prediction", steps_offset=1)
-    return StableDiffusionPipeline(unet=unet, scheduler=sched, vae=_vae(), text_encoder=CLIPTextModel(_clip_text_config()),
+    return StableDiffusionPipeline(unet=unet, scheduler=sched, vae=_vae(),
+                                   text_encoder=CLIPTextModel(_clip_text_config()),
                                    tokenizer=make_tokenizer(77), safety_checker=None, feature_extractor=None,
                                    requires_safety_checker=False)
 

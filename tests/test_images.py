@@ -25,7 +25,8 @@ def test_resolve_inside_root(root):
 
 
 def test_dotdot_escape(root):
-    with pytest.raises(DataError, match=r"'unlabeled2017/\.\./\.\./etc/passwd' contains '\.\.', which would escape the image root"):
+    with pytest.raises(DataError, match=r"'unlabeled2017/\.\./\.\./etc/passwd' contains '\.\.', "
+                                        r"which would escape the image root"):
         resolve(root, "unlabeled2017/../../etc/passwd")
 
 

@@ -39,7 +39,7 @@ def test_a_corpus_listing_one_image_under_two_spellings_is_refused(tmp_path, cap
     paths = _corpus(data)
     data["corpus"].write_text(json.dumps(paths + ["./" + paths[3]]))
     line = _one_line_error(capsys, *_args(data, "--methods", "baseline"))
-    assert re.search(rf"corpus\.json: record 12: duplicate corpus path '\./set/img_03\.png' \(first at 3, the same "
+    assert re.search(r"corpus\.json: record 12: duplicate corpus path '\./set/img_03\.png' \(first at 3, the same "
                      r"file as 'set/img_03\.png'\)", line), line
 
 

@@ -57,7 +57,8 @@ def test_code_that_ignores_dar_cache_dir(monkeypatch):
 
 
 def _inner_session(tmp_path: Path, leak: bool) -> subprocess.CompletedProcess:
-    """A pytest session under this checkout's top-level conftest.py, with one test that may write to the default cache."""
+    """A pytest session under this checkout's top-level conftest.py, with one test that may write to the default
+    cache."""
     shutil.copy(REPO / "conftest.py", tmp_path / "conftest.py")
     (tmp_path / "test_inner.py").write_text(INNER_TESTS)
     env = {**os.environ, "LEAK": "1" if leak else "0"}

@@ -1,4 +1,5 @@
-"""The house's layout: imports only point down the layers the README draws, and every public definition says what it does."""
+"""The house's layout: imports only point down the layers the README draws, and every public definition says what
+it does."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("dar_lib.evaluate", "dar_lib.protocols", "dar_lib.stats", "dar_lib.claims", "dar_lib.plotting", "dar_lib.explore",
      "dar_lib.live", "dar_lib.status"),
     ("dar_lib.chapters", "dar_lib.distributed", "dar_lib.rehearsal"),
-    ("dar_lib.book", "dar_lib.cli", "dar_lib.live_server"),                                                            # entry points
+    ("dar_lib.book", "dar_lib.cli", "dar_lib.live_server"),                                     # entry points
 ]
 
 

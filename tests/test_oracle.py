@@ -9,13 +9,13 @@ import pytest
 from dar_lib.benchmarks import toyworld as tw
 from dar_lib.benchmarks.dialogue import Dialogue
 
-O = tw.Obj
+Obj = tw.Obj
 SCENES = [
-    tw.Scene("blue", (O("circle", "red", "large", "top left"),)),
-    tw.Scene("blue", (O("circle", "red", "large", "top left"), O("square", "green", "small", "center"))),
-    tw.Scene("white", (O("circle", "red", "large", "top left"),)),
-    tw.Scene("blue", (O("circle", "red", "medium", "center"),)),
-    tw.Scene("white", (O("square", "green", "large", "bottom right"),)),
+    tw.Scene("blue", (Obj("circle", "red", "large", "top left"),)),
+    tw.Scene("blue", (Obj("circle", "red", "large", "top left"), Obj("square", "green", "small", "center"))),
+    tw.Scene("white", (Obj("circle", "red", "large", "top left"),)),
+    tw.Scene("blue", (Obj("circle", "red", "medium", "center"),)),
+    tw.Scene("white", (Obj("square", "green", "large", "bottom right"),)),
 ]
 
 
@@ -36,9 +36,11 @@ def test_fact_oracle_hand_made():
     np.testing.assert_allclose(tw.fact_oracle([d], SCENES, k=1), [100 / 3, 50, 100])
     np.testing.assert_allclose(tw.fact_oracle([d], SCENES, k=2), [200 / 3, 100, 100])
     # Averaged over dialogues; "not sure" and off-target turns change nothing.
-    e = dialogue("a red circle", "what color is the background? not sure", "what is the color of the sky? blue", target=3)
+    e = dialogue("a red circle", "what color is the background? not sure", "what is the color of the sky? blue",
+                 target=3)
     # round 0: scenes 0-3 fit (4); then nothing new.
-    np.testing.assert_allclose(tw.fact_oracle([d, e], SCENES, k=1), [(1 / 3 + 1 / 4) * 50, (1 / 2 + 1 / 4) * 50, (1 + 1 / 4) * 50])
+    np.testing.assert_allclose(tw.fact_oracle([d, e], SCENES, k=1),
+                               [(1 / 3 + 1 / 4) * 50, (1 / 2 + 1 / 4) * 50, (1 + 1 / 4) * 50])
 
 
 def test_wrong_answer_excludes_the_target_and_cumulative_keeps_the_best():

@@ -1,4 +1,5 @@
-"""DARPipeline: one turn of Algorithm 1, its stage timings, seeds, caching, indexing checks and an interactive session."""
+"""DARPipeline: one turn of Algorithm 1, its stage timings, seeds, caching, indexing checks and an interactive
+session."""
 
 import numpy as np
 import pytest

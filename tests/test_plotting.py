@@ -31,7 +31,8 @@ def test_figure3_follows_the_conventions():
     fig = plotting.figure3(df, n_boot=30)
     axes = [ax for ax in fig.axes if ax.get_visible()]
     assert len(axes) == 4
-    assert [ax.get_title() for ax in axes] == ["VisDial", "ChatGPT_BLIP2 (toy)", "HUMAN_BLIP2 (toy)", "FLAN_BLIP2 (toy)"]
+    assert [ax.get_title() for ax in axes] == ["VisDial", "ChatGPT_BLIP2 (toy)", "HUMAN_BLIP2 (toy)",
+                                               "FLAN_BLIP2 (toy)"]
     lines = axes[0].get_lines()
     assert len(lines) == 6  # 3 encoders x (baseline, DAR); controls are not in Figure 3
     for line in lines:

@@ -30,7 +30,8 @@ def test_the_cli_and_the_pipeline_take_their_defaults_from_the_table():
     toy = profiles.PROFILES["toy"]
     cfg = EvalConfig(benchmark="toy-flan", encoder="toy:clip-zs")
     assert (cfg.k_images, cfg.schedule, cfg.image_reduce, cfg.generator, cfg.reformulator, cfg.seed_per_round) == (
-        toy["k_images"], toy["schedule"], toy["image_reduce"], toy["generator"], toy["reformulator"], toy["seed_per_round"])
+        toy["k_images"], toy["schedule"], toy["image_reduce"], toy["generator"], toy["reformulator"],
+        toy["seed_per_round"])
     assert (DEFAULT_SCHEDULE, DEFAULT_IMAGE_REDUCE) == (toy["schedule"], toy["image_reduce"])
     from dar_lib.cli import build_parser, fusion_settings
     from dar_lib.protocols import RELEASED_SETTINGS

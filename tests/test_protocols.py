@@ -63,7 +63,8 @@ class PromptImageGenerator:
 def test_released_protocol_reproduces_eval_py_fused_scores(tmp_path, monkeypatch):
     real = models.load_model
     fakes = {"encoder": RandomEncoder(), "generator": PromptImageGenerator()}
-    monkeypatch.setattr(models, "load_model", lambda kind, spec, device=None, **kw: fakes.get(kind) or real(kind, spec, device, **kw))
+    monkeypatch.setattr(models, "load_model",
+                        lambda kind, spec, device=None, **kw: fakes.get(kind) or real(kind, spec, device, **kw))
     n = 4
     cfg = EvalConfig(benchmark="toy-visdial", encoder="random", generator="prompt-image", reformulator="toy:rules",
                      methods=("reformulated", "dar"), toy_size="smoke", n_dialogues=n, protocol="released",

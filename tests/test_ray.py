@@ -264,7 +264,8 @@ def test_a_port_that_accepts_but_is_no_ray_cluster_fails_within_its_timeout():
     srv.bind(("127.0.0.1", 0))
     srv.listen(64)
     try:
-        with pytest.raises(ConnectionError, match=r"127\.0\.0\.1:\d+'?: (no Ray cluster connected within 3 s|cannot connect)"):
+        with pytest.raises(ConnectionError,
+                           match=r"127\.0\.0\.1:\d+'?: (no Ray cluster connected within 3 s|cannot connect)"):
             distributed.probe_cluster(f"127.0.0.1:{srv.getsockname()[1]}", timeout_s=3.0)
     finally:
         srv.close()

@@ -40,7 +40,8 @@ def test_csv_columns_carry_no_credential():
         def fingerprint(self):
             return ID + "|v2"
 
-    row = provenance(EvalConfig(benchmark="toy-flan", encoder="toy:clip-zs", reformulator=ID), {"reformulator": Model()})
+    row = provenance(EvalConfig(benchmark="toy-flan", encoder="toy:clip-zs", reformulator=ID),
+                     {"reformulator": Model()})
     assert KEY not in json.dumps(row, default=str)
     assert row["reformulator"] == redact(ID) and row["reformulator_fingerprint"] == redact(ID) + "|v2"
 

@@ -314,7 +314,8 @@ def test_gguf_backend_needs_llama_cpp(tmp_path):
 # -- structural parsing, validation, retry, fallback (LLM replies through a local server) -----------
 
 GOOD_Q = "A big red dog on the grass"
-THINK_R1 = "<think>\nThe user wants one query.\nRed was confirmed; big was confirmed.\n</think>\n\nA big red dog on the grass"
+THINK_R1 = ("<think>\nThe user wants one query.\nRed was confirmed; big was confirmed.\n</think>\n\n"
+            "A big red dog on the grass")
 STEPS_R1 = ("1. Summary: The dialogue describes a dog on the grass that is red and big.\n"
             "2. Separation: initial description: a dog on the grass; added details: red, big.\n"
             "3. New query: A big red dog on the grass")
@@ -501,7 +502,8 @@ SECRET = "s3cr3t-K3y-123"
 
 
 def test_openai_base_url_query_and_userinfo_parse_and_the_key_is_never_shown(monkeypatch):
-    """``?api-version=`` stays on every request (not mangled into the path); ``user:key@host`` is split at the first @."""
+    """``?api-version=`` stays on every request (not mangled into the path); ``user:key@host`` is split at the
+    first @."""
     import base64
 
     from dar_lib.models import load_reformulator, parse_spec
@@ -604,7 +606,8 @@ def test_openai_bad_base_url_is_named_redacted():
 
 
 def test_dar_eval_with_a_keyed_endpoint_writes_no_key_and_fails_in_one_line(tmp_path, capsys):
-    """The key in the id reaches neither the CSV (reformulator, reformulator_fingerprint) nor stderr; a 401 is exit 2."""
+    """The key in the id reaches neither the CSV (reformulator, reformulator_fingerprint) nor stderr; a 401 is
+    exit 2."""
     from dar_lib.cli import main
 
     argv = ["eval", "--benchmark", "toy-flan", "--encoder", "toy:clip-zs", "--toy-size", "smoke", "--n-dialogues", "1",

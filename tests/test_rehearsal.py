@@ -240,7 +240,8 @@ def test_standin_ids_follow_the_paper_profile(tmp_path):
     paper = profiles.PROFILES["paper"]
     params = rehearsal.parameters(tmp_path)
     models = tmp_path / "models"
-    assert params["encoders"]["zero-shot"] == f"blip-original:{models}/model_base.pth+{models}/Salesforce/blip-itm-base-coco"
+    assert params["encoders"]["zero-shot"] == (f"blip-original:{models}/model_base.pth+"
+                                               f"{models}/Salesforce/blip-itm-base-coco")
     assert params["encoders"]["dialogue-ft"].endswith("/chatir_weights.ckpt+" f"{models}/Salesforce/blip-itm-base-coco"
                                                       "?max_length=200")
     assert params["encoders"]["beit3"] == (f"beit3:{models}/beit3_base_patch16_384_coco_retrieval.pth+"

@@ -28,7 +28,8 @@ def test_released_table_and_replay(mirror):
     assert table[(FIRST, 1)].startswith("a vibrant bedroom filled with colorful posters")
     ref = load_reformulator("replay:dar-released")
     assert ref.id == "replay:dar-released"
-    assert ref.rewrite(["ignored"], ref=(FIRST, 10)).startswith("a bedroom with a busy computer desk, filled with posters")
+    assert ref.rewrite(["ignored"], ref=(FIRST, 10)).startswith(
+        "a bedroom with a busy computer desk, filled with posters")
 
 
 def _root(tmp_path, mirror, records=None):
@@ -54,7 +55,8 @@ def test_right_file_matches(tmp_path, mirror):
 
 def test_wrong_order_is_refused(tmp_path, mirror, records):
     swapped = [records[1], records[0]] + records[2:]
-    with pytest.raises(DataError, match=r"record 0 is target .*000000284024.* dialogue 0 is .*000000185565.*the same targets in another order"):
+    with pytest.raises(DataError, match=r"record 0 is target .*000000284024.* dialogue 0 is .*000000185565.*"
+                                        r"the same targets in another order"):
         released.released_table(_root(tmp_path, mirror, swapped))
 
 

@@ -67,8 +67,8 @@ def test_paired_difference_resamples_dialogues_jointly():
 
 
 @pytest.mark.parametrize("low, high, expected, verdict", [
-    (1.0, 3.0, "positive", "supported"), (-3.0, -1.0, "positive", "contradicted"), (-1.0, 1.0, "positive", "inconclusive"),
-    (-3.0, -1.0, "negative", "supported"),
+    (1.0, 3.0, "positive", "supported"), (-3.0, -1.0, "positive", "contradicted"),
+    (-1.0, 1.0, "positive", "inconclusive"), (-3.0, -1.0, "negative", "supported"),
     # non-inferiority with a 5 pp margin: "at most 5 worse"
     (-4.0, 1.0, "non-inferior", "supported"), (-9.0, -6.0, "non-inferior", "contradicted"),
     (-7.0, 1.0, "non-inferior", "inconclusive"),

@@ -9,7 +9,7 @@ from dar_lib.cachekeys import code_version
 from dar_lib.models.base import Reformulator
 
 CANON = "a large red circle in the top left and a small green square in the center on a blue background"
-O = tw.Obj
+Obj = tw.Obj
 
 
 def test_same_facts_same_caption_whatever_the_order_or_wording():
@@ -20,7 +20,7 @@ def test_same_facts_same_caption_whatever_the_order_or_wording():
          "how big is the circle? large", "what size is the green square? small",
          "where is the green square? in the middle", "what is the background color? it is blue"]
     assert r.rewrite(a) == r.rewrite(b) == CANON
-    scene = tw.Scene("blue", (O("circle", "red", "large", "top left"), O("square", "green", "small", "center")))
+    scene = tw.Scene("blue", (Obj("circle", "red", "large", "top left"), Obj("square", "green", "small", "center")))
     assert r.rewrite(a) == tw.full_caption(scene)
     assert isinstance(r, Reformulator) and r.fingerprint() == f"toy:rules:code-{code_version('toy_rules')}"
 
@@ -43,7 +43,8 @@ def test_artefacts_uninformative_and_unsure_turns_are_ignored():
 
 def test_free_text_and_joined_query_text():
     r = tw.ToyReformulator()
-    assert r.rewrite("big red circle at the top left with a little green square in the centre, blue background") == CANON
+    assert r.rewrite("big red circle at the top left with a little green square in the centre, "
+                     "blue background") == CANON
     assert r.rewrite("blue background, top left: a red circle") == "a red circle in the top left on a blue background"
     bench = tw.build(n_corpus=300, n_dialogues=10, seed=1)
     complete = 0
@@ -77,14 +78,15 @@ def test_prompts_are_varied_deterministic_and_keep_the_facts():
 def test_questioner_asks_an_unsettled_splitting_attribute():
     q = tw.ToyQuestioner()
     turns = ["a large red circle in the top left"]
-    same_but_bg = [tw.Scene(bg, (O("circle", "red", "large", "top left"),)) for bg in ("blue", "white", "green", "black")]
+    same_but_bg = [tw.Scene(bg, (Obj("circle", "red", "large", "top left"),))
+                   for bg in ("blue", "white", "green", "black")]
     assert q.ask(turns, same_but_bg) == "what color is the background?"
     varied_others = [
-        tw.Scene("blue", (O("circle", "red", "large", "top left"),)),
-        tw.Scene("blue", (O("circle", "red", "large", "top left"), O("square", "green", "small", "center"))),
-        tw.Scene("blue", (O("circle", "red", "large", "top left"), O("cross", "white", "small", "center"))),
-        tw.Scene("blue", (O("circle", "red", "large", "top left"), O("cross", "white", "small", "center"),
-                          O("square", "yellow", "small", "bottom left"))),
+        tw.Scene("blue", (Obj("circle", "red", "large", "top left"),)),
+        tw.Scene("blue", (Obj("circle", "red", "large", "top left"), Obj("square", "green", "small", "center"))),
+        tw.Scene("blue", (Obj("circle", "red", "large", "top left"), Obj("cross", "white", "small", "center"))),
+        tw.Scene("blue", (Obj("circle", "red", "large", "top left"), Obj("cross", "white", "small", "center"),
+                          Obj("square", "yellow", "small", "bottom left"))),
     ]
     assert q.ask(turns + ["what color is the background? blue"], varied_others) == "what other objects are there?"
     # Without candidates: a fixed order, never a settled fact.
@@ -109,7 +111,8 @@ def test_self_play_pins_down_the_target():
         # the target, and only scenes no fact can tell from it (look-alikes of its family)
         assert mask[target]
         assert {tw.full_caption(scenes[i]) for i in np.flatnonzero(mask)} == {tw.full_caption(scenes[target])}
-    a = tw.ToyAnswerer(tw.Scene("blue", (O("circle", "red", "large", "top left"), O("square", "green", "small", "center"))))
+    a = tw.ToyAnswerer(tw.Scene("blue", (Obj("circle", "red", "large", "top left"),
+                                         Obj("square", "green", "small", "center"))))
     assert a.answer("where is the green square?") == "center"
     assert a.answer("what size is it?") == "large"
     assert a.answer("how many objects are there?") == "two"

@@ -4,7 +4,6 @@ factory round trips, shipped assets and the probe's accuracy floor."""
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +14,8 @@ from dar_lib.toymodels.diffusion import ToyDiffusionPipeline
 from dar_lib.toymodels.probe import AttributeProbe, accuracy, train_probe
 from dar_lib.toymodels.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, build_tokenizer, world_tokenizer
 
-WORDS = "a an red blue green white circle square triangle small large in the top bottom left right on background , . ?".split()
+WORDS = ("a an red blue green white circle square triangle small large in the top bottom left right on background "
+         ", . ?").split()
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +81,8 @@ def test_clip_training_steps_lower_the_loss_and_lock_the_image_tower(tok, world)
     assert np.mean(losses[-2:]) < np.mean(losses[:2])
     vision = {k: v.clone() for k, v in model.vision_model.state_dict().items()}
     text = {k: v.clone() for k, v in model.text_model.state_dict().items()}
-    clip_train.train_clip(model, tok, images, text_fn, steps=2, batch_size=16, seed=1, train_vision=False, progress=False)
+    clip_train.train_clip(model, tok, images, text_fn, steps=2, batch_size=16, seed=1, train_vision=False,
+                          progress=False)
     assert all(torch.equal(vision[k], v) for k, v in model.vision_model.state_dict().items())
     assert any(not torch.equal(text[k], v) for k, v in model.text_model.state_dict().items())
     assert all(p.requires_grad for p in model.parameters())  # unlocked again afterwards
@@ -143,7 +144,8 @@ def test_pipeline_honours_the_generator_wrapper_call(tok):
                  generator=[torch.Generator().manual_seed(1)], output_type="np").images
     np.testing.assert_allclose(np.asarray(out.images[0]) / 255.0, alone[0], atol=1 / 255 + 1e-6)
     assert not np.array_equal(np.asarray(out.images[0]), np.asarray(out.images[2]))  # seeds differ
-    assert pipe(prompt=["a"], num_inference_steps=1, guidance_scale=1.0, output_type="pt").images.shape == (1, 3, 32, 32)
+    assert pipe(prompt=["a"], num_inference_steps=1, guidance_scale=1.0,
+                output_type="pt").images.shape == (1, 3, 32, 32)
     with pytest.raises(ValueError, match="one per prompt"):
         pipe(prompt=["a", "b"], generator=[torch.Generator()], num_inference_steps=1)
     with pytest.raises(ValueError, match="32x32 images only"):
@@ -156,7 +158,8 @@ def test_diffusion_training_steps_change_weights_and_lower_the_loss(tok, world):
     tw, scenes, images = world
     pipe = tiny_pipeline(tok)
     before = {k: v.clone() for k, v in pipe.transformer.state_dict().items()}
-    masks = diffusion_train.object_masks(images, tw.render_batch([tw.Scene(s.background, (), s.bg_shade) for s in scenes]))
+    masks = diffusion_train.object_masks(images,
+                                         tw.render_batch([tw.Scene(s.background, (), s.bg_shade) for s in scenes]))
     assert 0.01 < masks.mean() < 0.3  # objects are a small part of a scene
     losses = diffusion_train.train_diffusion(pipe, images, lambda i, rng: tw.full_caption(scenes[i]), steps=8,
                                              batch_size=16, lr=3e-3, seed=0, warmup=1, masks=masks, progress=False)
@@ -252,11 +255,13 @@ def test_train_toy_resume_skips_finished_stages_and_continues_a_stopped_one(tmp_
     from dar_lib.toymodels import train
     from dar_lib.toymodels.loop import TrainingStopped
 
-    kw = dict(steps_scale=0.01, n_train=64, batch_size=8, progress=False, only=("probe", "image-tower", "clip-full", "clip-zs"))
+    kw = dict(steps_scale=0.01, n_train=64, batch_size=8, progress=False,
+              only=("probe", "image-tower", "clip-full", "clip-zs"))
     straight = train.train_all(tmp_path / "a", **kw)
     with pytest.raises(TrainingStopped):
         train.train_all(tmp_path / "b", stop_at={"clip-zs": 4}, **kw)
-    assert (tmp_path / "b" / ".checkpoints" / "clip-zs.safetensors").is_file() and not (tmp_path / "b" / "clip-zs").exists()
+    assert (tmp_path / "b" / ".checkpoints" / "clip-zs.safetensors").is_file()
+    assert not (tmp_path / "b" / "clip-zs").exists()
     probe_bytes = (tmp_path / "b" / "probe" / "model.safetensors").read_bytes()
     resumed = train.train_all(tmp_path / "b", resume=True, **kw)
     assert set(resumed) == {"clip-zs", "total_wall_s"}  # the finished stages were skipped
@@ -345,7 +350,8 @@ def test_shipped_assets_are_small_and_load_offline():
     a = gen.generate(["a small red circle in the center on a blue background"], seeds=[3])
     b = gen.generate(["a small red circle in the center on a blue background"], seeds=[3])
     assert a[0].size == (32, 32) and np.array_equal(np.asarray(a[0]), np.asarray(b[0]))
-    assert AttributeProbe.load(ASSETS / "probe").attributes.keys() >= {"background", "color", "shape", "position", "size"}
+    assert AttributeProbe.load(ASSETS / "probe").attributes.keys() >= {"background", "color", "shape", "position",
+                                                                       "size"}
 
 
 def test_the_shipped_probe_reads_rendered_scenes_at_98_percent_or_better():
@@ -421,7 +427,8 @@ def test_checkpoint_state_round_trips_exactly(tmp_path):
     assert got["losses"][0] == 1.5 and np.isnan(got["losses"][1])
     assert got["rng"]["python"] == state["rng"]["python"] and got["rng"]["numpy"] == state["rng"]["numpy"]
     torch.testing.assert_close(got["rng"]["torch"], state["rng"]["torch"])
-    assert set(got["opt"]["state"]) == set(state["opt"]["state"]) and got["opt"]["param_groups"] == state["opt"]["param_groups"]
+    assert set(got["opt"]["state"]) == set(state["opt"]["state"])
+    assert got["opt"]["param_groups"] == state["opt"]["param_groups"]
     opt.load_state_dict(got["opt"])
     for k, v in state["model"].items():
         torch.testing.assert_close(got["model"][k], v)

@@ -51,7 +51,8 @@ def test_render_is_deterministic_and_shows_the_facts():
 def test_captions_and_alt_text():
     s = tw.Scene(background="white", objects=(
         tw.Obj("circle", "red", "large", "top left"), tw.Obj("cross", "green", "small", "center")))
-    assert tw.full_caption(s) == "a large red circle in the top left and a small green cross in the center on a white background"
+    assert tw.full_caption(s) == ("a large red circle in the top left and a small green cross in the center "
+                                  "on a white background")
     single = tw.Scene(background="black", objects=(tw.Obj("triangle", "orange", "small", "bottom right"),))
     assert tw.full_caption(single) == "a single small orange triangle in the bottom right on a black background"
     assert tw.attributes(s) == {"background": "white", "color": "red", "shape": "circle", "size": "large",
@@ -162,7 +163,8 @@ def test_no_question_names_an_object_the_dialogue_has_not_introduced():
     # the check itself catches a leak
     assert unintroduced_mentions(["a red circle", "where is the green square? top left"]) == [
         (1, "where is the green square?")]
-    assert unintroduced_mentions(["a red circle", "anything else? a green square", "where is the green square? top"]) == []
+    assert unintroduced_mentions(["a red circle", "anything else? a green square",
+                                  "where is the green square? top"]) == []
 
 
 def test_informative_styles_keep_informing_after_round_five():

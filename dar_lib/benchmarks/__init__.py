@@ -126,7 +126,7 @@ def load_benchmark(
         bench = Benchmark(name, dialogues, list(world.corpus_paths), fp, load_images,
                           meta={"toy_size": toy_size, "seed": seed, "scenes": scenes, **size})
     elif name in CHATIR:
-        from dar_lib.benchmarks import chatir, images
+        from dar_lib.benchmarks import images
 
         if image_root is None:
             raise ValueError(f"benchmark {name!r} needs image_root: the folder holding the COCO images "
@@ -184,7 +184,8 @@ def _chatir_dialogues(name: str, cache_dir: str, mirror: str) -> tuple[Dialogue,
     return tuple(parse_dialogues(read_json(path), index, source=path, n_rounds=N_ROUNDS))
 
 
-def _chatir_subset(name: str, paths: list[str], dialogues: list[Dialogue], corpus_file) -> tuple[list[str], list[Dialogue]]:
+def _chatir_subset(name: str, paths: list[str], dialogues: list[Dialogue],
+                   corpus_file) -> tuple[list[str], list[Dialogue]]:
     """Restrict a ChatIR set to a subset of its 50k search space.
 
     Returns:
@@ -209,7 +210,8 @@ def _chatir_subset(name: str, paths: list[str], dialogues: list[Dialogue], corpu
     kept = [Dialogue(target_id=index[d.image], image=d.image, dialog=d.dialog) for d in dialogues if d.image in index]
     if not kept:
         raise DataError(f"{corpus_file}: none of the {len(dialogues):,} {name} dialogues has its target among the "
-                        f"{len(subset):,} images of this corpus subset; include their targets (the 'img' of each record)")
+                        f"{len(subset):,} images of this corpus subset; include their targets "
+                        "(the 'img' of each record)")
     return subset, kept
 
 

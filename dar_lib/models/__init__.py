@@ -63,7 +63,8 @@ EXAMPLE_IDS: dict[str, dict[str, str]] = {
     },
     "generator": {
         "sd3:stabilityai/stable-diffusion-3-medium-diffusers": "Stable Diffusion 3 medium (the paper's generator)",
-        "sd:stabilityai/stable-diffusion-2-1?scheduler=dpm-multistep": "Stable Diffusion 2.1 (Section 5.2), its model card's scheduler",
+        "sd:stabilityai/stable-diffusion-2-1?scheduler=dpm-multistep":
+            "Stable Diffusion 2.1 (Section 5.2), its model card's scheduler",
         "turbo:stabilityai/sd-turbo": "SD-Turbo, 1-4 steps, no guidance (fast option)",
         "diffusers:<any text-to-image pipeline id>": "any diffusers pipeline",
         "toy:<name>": "the toy world's pixel-space diffusion model",
@@ -342,7 +343,8 @@ def _truncation_setting(spec: str, options: dict[str, str]) -> str:
 
     side = options.get("truncation", "right")
     if side not in TRUNCATION_SIDES:
-        raise ValueError(f"encoder id {spec!r}: option truncation={side!r}: choose one of {', '.join(TRUNCATION_SIDES)}")
+        raise ValueError(f"encoder id {spec!r}: option truncation={side!r}: "
+                         f"choose one of {', '.join(TRUNCATION_SIDES)}")
     return side
 
 
@@ -401,20 +403,24 @@ def load_encoder(spec: str, *, revision: str | None = None, device: str | None =
     common = dict(device=device, dtype=dtype, batch_size=batch_size or (64 if s.backend == "clip" else 32),
                   max_length=max_length)
     if s.backend == "blip":
-        return _with_truncation(BlipEncoder.from_pretrained(s.model, revision, trust_remote_code=trust_remote_code, **common), spec, s.options)
+        return _with_truncation(BlipEncoder.from_pretrained(s.model, revision, trust_remote_code=trust_remote_code,
+                                                            **common), spec, s.options)
     if s.backend == "clip":
-        return _with_truncation(ClipEncoder.from_pretrained(s.model, revision, trust_remote_code=trust_remote_code, **common), spec, s.options)
+        return _with_truncation(ClipEncoder.from_pretrained(s.model, revision, trust_remote_code=trust_remote_code,
+                                                            **common), spec, s.options)
     image_size = _int_setting(spec, "image_size", kwargs.pop("image_size", None), s.options)
     head = {"head_size": kwargs.pop("head_size")} if "head_size" in kwargs else {}
     if s.backend == "beit3":
         from .beit3 import Beit3Encoder
 
         ckpt, _, spm = s.model.partition("+")
-        return _with_truncation(Beit3Encoder.from_checkpoint(ckpt, spm, image_size=image_size, **head, **common), spec, s.options)
+        return _with_truncation(Beit3Encoder.from_checkpoint(ckpt, spm, image_size=image_size, **head, **common),
+                                spec, s.options)
     # blip-original: checkpoint path, optionally "+<base>" for config and tokenizer.
     ckpt, _, base = s.model.partition("+")
     base = base or "Salesforce/blip-itm-base-coco"
-    return _with_truncation(BlipEncoder.from_original(ckpt, base, revision=revision, image_size=image_size, **head, **common), spec, s.options)
+    return _with_truncation(BlipEncoder.from_original(ckpt, base, revision=revision, image_size=image_size, **head,
+                                                      **common), spec, s.options)
 
 
 @_hub_errors("generator")
@@ -459,8 +465,8 @@ def load_reformulator(spec: str, *, revision: str | None = None, device: str | N
 
     Args:
         spec: ``hf-llm:<chat model id|folder>``, ``openai:<model>@<base url>``,
-            ``replay:plugir``, ``replay:dar-released``, ``replay:<ChatIR-format json>``, ``identity``, ``gguf:<path>`` or
-            ``toy:<name>``.
+            ``replay:plugir``, ``replay:dar-released``, ``replay:<ChatIR-format json>``, ``identity``,
+            ``gguf:<path>`` or ``toy:<name>``.
         revision: model revision for ``hf-llm`` (overrides the one in ``spec``).
         device: torch device for ``hf-llm`` (default ``settings.default_device()``).
         dtype: torch dtype for ``hf-llm``.

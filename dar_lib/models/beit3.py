@@ -345,7 +345,8 @@ class BEiT3(nn.Module):
 
 
 class Beit3ForRetrieval(nn.Module):
-    """unilm's ``BEiT3ForRetrieval`` for inference: the backbone and the two embed_dim x embed_dim heads (768x768 for base).
+    """unilm's ``BEiT3ForRetrieval`` for inference: the backbone and the two embed_dim x embed_dim heads (768x768
+    for base).
 
     Args:
         cfg: the model sizes.

@@ -73,8 +73,10 @@ _VIT_BLOCK = {
     "mlp.fc2": "mlp.fc2",
 }
 _SAME_PREFIXES = ("text_encoder.", "text_proj.", "vision_proj.", "itm_head.")
-_BLOCK_RE = re.compile(r"^visual_encoder\.blocks\.(\d+)\.(norm1|norm2|attn\.qkv|attn\.proj|mlp\.fc1|mlp\.fc2)\.(weight|bias)$")
-_LAYER_RE = re.compile(r"^vision_model\.encoder\.layers\.(\d+)\.(layer_norm1|layer_norm2|self_attn\.qkv|self_attn\.projection|mlp\.fc1|mlp\.fc2)\.(weight|bias)$")
+_BLOCK_RE = re.compile(r"^visual_encoder\.blocks\.(\d+)\."
+                       r"(norm1|norm2|attn\.qkv|attn\.proj|mlp\.fc1|mlp\.fc2)\.(weight|bias)$")
+_LAYER_RE = re.compile(r"^vision_model\.encoder\.layers\.(\d+)\."
+                       r"(layer_norm1|layer_norm2|self_attn\.qkv|self_attn\.projection|mlp\.fc1|mlp\.fc2)\.(weight|bias)$")
 
 
 class BlipImportError(ValueError):
@@ -206,7 +208,8 @@ def _conversion_hint(path: Path) -> str:
 
 
 def refused_pickle_message(path: str | Path, exc: BaseException) -> str:
-    """One line for a torch file that ``torch.load(weights_only=True)`` refused: the file, the refused class, the opt-in.
+    """One line for a torch file that ``torch.load(weights_only=True)`` refused: the file, the refused class, the
+    opt-in.
 
     Used wherever the project (or transformers / diffusers for a model folder) reads a pickled
     ``.bin``/``.pt``/``.pth`` weights-only; torch's own message runs to a dozen lines and names no file.

@@ -82,7 +82,8 @@ class ImagePreprocessor:
             DataError: a path that is missing or does not decode.
         """
         images = _as_list(images)
-        arr = np.stack([self._one(im) for im in images]) if images else np.zeros((0, self.size, self.size, 3), np.float32)
+        arr = (np.stack([self._one(im) for im in images]) if images
+               else np.zeros((0, self.size, self.size, 3), np.float32))
         x = torch.from_numpy(arr).permute(0, 3, 1, 2)
         mean = torch.tensor(self.mean).view(1, 3, 1, 1)
         std = torch.tensor(self.std).view(1, 3, 1, 1)
@@ -271,7 +272,8 @@ class _HFDualEncoder:
             return self.tokenizer(list(chunk), padding=True, truncation=True, max_length=self.max_length,
                                   return_tensors="pt", return_overflowing_tokens=False, return_length=False)
         if self.truncation != "left":
-            raise ValueError(f"{self.id}: truncation = {self.truncation!r}; choose one of {', '.join(TRUNCATION_SIDES)}")
+            raise ValueError(f"{self.id}: truncation = {self.truncation!r}; "
+                             f"choose one of {', '.join(TRUNCATION_SIDES)}")
         # Every tokenizer here wraps a text in one leading and one trailing special token
         # ([CLS]/[SEP], BOS/EOS, <s>/</s>): keep both and the newest max_length - 2 tokens between.
         n = self.max_length

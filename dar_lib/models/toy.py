@@ -40,7 +40,8 @@ def resolve(name: str, kind: str, known: tuple[str, ...]) -> Path:
     folder = Path(name).expanduser()
     if folder.is_dir():
         return folder
-    raise ValueError(f"unknown toy {kind} {name!r}; shipped: {', '.join(known)} (or a folder from `dar train-toy --out`)")
+    raise ValueError(f"unknown toy {kind} {name!r}; shipped: {', '.join(known)} "
+                     "(or a folder from `dar train-toy --out`)")
 
 
 def load_encoder(name: str, device: str | None = None, **kw):

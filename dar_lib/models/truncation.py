@@ -1,4 +1,5 @@
-"""What an encoder's text limit cuts from a query built of parts (caption, turns or rewrites), counted with its tokenizer."""
+"""What an encoder's text limit cuts from a query built of parts (caption, turns or rewrites), counted with its
+tokenizer."""
 
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ def truncation_flags(encoder, parts: Sequence[Sequence[str]], sep: str = ", ") -
         ValueError: an empty part list, or an encoder without a text limit.
     """
     if not has_text_limit(encoder):
-        raise ValueError(f"{getattr(encoder, 'id', encoder)!r} has no tokenizer and max_length to count truncation with")
+        raise ValueError(f"{getattr(encoder, 'id', encoder)!r} has no tokenizer and max_length "
+                         "to count truncation with")
     if any(len(p) == 0 for p in parts):
         raise ValueError("every query needs at least one part")
     if not parts:

@@ -32,7 +32,8 @@ IMAGE_SIZE = 32
 TextFn = Callable[[int, random.Random], str]
 
 
-def clip_config(vocab_size: int, max_length: int = 192, width: int = 128, layers: int = 4, image_size: int = IMAGE_SIZE):
+def clip_config(vocab_size: int, max_length: int = 192, width: int = 128, layers: int = 4,
+                image_size: int = IMAGE_SIZE):
     """A small ``CLIPConfig``: ViT with 4 px patches and a narrow text transformer.
 
     Args:
@@ -112,7 +113,8 @@ def embed_pixels(model, pixels: torch.Tensor) -> torch.Tensor:
 def embed_images_array(model, images: np.ndarray, batch_size: int = 512) -> torch.Tensor:
     """Embed a uint8 image array in batches (no gradients)."""
     model.eval()
-    chunks = [embed_pixels(model, images_to_pixels(images[i : i + batch_size])) for i in range(0, len(images), batch_size)]
+    chunks = [embed_pixels(model, images_to_pixels(images[i : i + batch_size]))
+              for i in range(0, len(images), batch_size)]
     return torch.cat(chunks)
 
 

@@ -138,7 +138,8 @@ def embed_array(tower, images: np.ndarray, batch_size: int = 512) -> torch.Tenso
     from dar_lib.toymodels.clip_train import images_to_pixels
 
     tower.eval()
-    return torch.cat([embed(tower, images_to_pixels(images[i:i + batch_size])) for i in range(0, len(images), batch_size)])
+    return torch.cat([embed(tower, images_to_pixels(images[i:i + batch_size]))
+                      for i in range(0, len(images), batch_size)])
 
 
 def train_image_tower(

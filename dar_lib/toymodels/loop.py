@@ -1,4 +1,5 @@
-"""The optimisation loop pieces shared by the toy trainers: warm-up + cosine schedule, one step, resumable checkpoints."""
+"""The optimisation loop pieces shared by the toy trainers: warm-up + cosine schedule, one step, resumable
+checkpoints."""
 
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ def seed_everything(seed: int) -> None:
 
 
 def warmup_cosine(opt: torch.optim.Optimizer, warmup: int, steps: int, floor: float = 0.0):
-    """Linear warm-up over ``warmup`` steps (capped at ``max(1, steps // 5)``), then cosine decay to ``floor`` x the peak rate."""
+    """Linear warm-up over ``warmup`` steps (capped at ``max(1, steps // 5)``), then cosine decay to ``floor`` x the
+    peak rate."""
     warmup = min(warmup, max(1, steps // 5))
 
     def factor(s: int) -> float:
@@ -124,7 +126,8 @@ class Checkpointer:
         return unpack_state(skeleton, tensors)
 
     def due(self) -> bool:
-        """Whether to save now: a ``path`` is set and ``every_s`` seconds (monotonic clock) passed since the last save or construction."""
+        """Whether to save now: a ``path`` is set and ``every_s`` seconds (monotonic clock) passed since the last
+        save or construction."""
         import time
 
         return self.path is not None and time.monotonic() - self._last >= self.every_s
@@ -222,7 +225,8 @@ def set_rng_state(state: dict, rng, gen) -> None:
 
 
 class TensorList:
-    """A list of tensors (an EMA of weights) with ``state_dict``/``load_state_dict``, to sit among :class:`Resumable` parts."""
+    """A list of tensors (an EMA of weights) with ``state_dict``/``load_state_dict``, to sit among
+    :class:`Resumable` parts."""
 
     def __init__(self, tensors: list[torch.Tensor]):
         self.tensors = tensors

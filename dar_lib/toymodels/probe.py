@@ -172,7 +172,8 @@ def train_probe(
         sched.step()
         losses.append(float(loss.detach()))
         if log_every and (step + 1) % log_every == 0:
-            log.info("probe step %d/%d loss %.4f (%.0f s)", step + 1, steps, float(np.mean(losses[-log_every:])), time.time() - t0)
+            log.info("probe step %d/%d loss %.4f (%.0f s)", step + 1, steps, float(np.mean(losses[-log_every:])),
+                     time.time() - t0)
         run.after_step(step, steps, stop_at, "probe")
     probe.eval()
     return losses

@@ -34,5 +34,6 @@ def longest_dialogue_tokens(n_scenes: int = 2000, seed: int = 0, styles: Iterabl
     longest = 0
     for style in styles or tw.STYLES:
         rng = random.Random(f"longest-{seed}-{style}")
-        longest = max(longest, max(n_tokens(tok, (tw.dialogue_text(s, rng, style=style, round_idx=10) for s in scenes))))
+        longest = max(longest,
+                      max(n_tokens(tok, (tw.dialogue_text(s, rng, style=style, round_idx=10) for s in scenes))))
     return longest

@@ -73,7 +73,8 @@ def world_vocab(n_scenes: int = 300, seed: int = 0) -> list[str]:
     words = {w.lower() for w in tw.VOCAB} | set(EXTRA_WORDS)
     rng = random.Random(seed)
     for scene in tw.make_scenes(n_scenes, seed=seed):
-        texts = [tw.full_caption(scene), tw.alt_text(scene, rng), tw.corpus_caption(scene, rng), tw.first_caption(scene, rng)]
+        texts = [tw.full_caption(scene), tw.alt_text(scene, rng), tw.corpus_caption(scene, rng),
+                 tw.first_caption(scene, rng)]
         texts += [tw.dialogue_text(scene, rng, style=style, round_idx=10) for style in tw.STYLES]
         for text in texts:
             words.update(tw.tokenize(text.lower()))

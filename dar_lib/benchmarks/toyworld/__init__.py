@@ -1,4 +1,5 @@
-"""The embedded toy world: seeded scenes, renderer, captions, dialogues in ChatIR's four styles, reference curves, R1/R2."""
+"""The embedded toy world: seeded scenes, renderer, captions, dialogues in ChatIR's four styles, reference curves,
+R1/R2."""
 
 from dar_lib.benchmarks.toyworld.build import ToyBenchmark, build, corpus_path, load, target_ids
 from dar_lib.benchmarks.toyworld.dialogues import INFORMATIVE_STYLES, STYLES, dialogue_text, make_dialogues
@@ -10,7 +11,9 @@ from dar_lib.benchmarks.toyworld.render import render, render_batch
 from dar_lib.benchmarks.toyworld.scenes import (
     ATTRIBUTES, COLORS, POSITIONS, SHAPES, SIZES, Obj, Scene, attributes, make_scenes, scene_table,
 )
-from dar_lib.benchmarks.toyworld.text import TOKEN_PATTERN, alt_text, corpus_caption, first_caption, full_caption, tokenize
+from dar_lib.benchmarks.toyworld.text import (
+    TOKEN_PATTERN, alt_text, corpus_caption, first_caption, full_caption, tokenize,
+)
 from dar_lib.benchmarks.toyworld.vocab import VOCAB
 
 __all__ = [

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,7 +81,8 @@ class ToyBenchmark:
         return parse_dialogues(read_json(path), index, path)
 
 
-def build(n_corpus: int = 10_000, n_dialogues: int = 500, seed: int = 0, root: str | Path | None = None) -> ToyBenchmark:
+def build(n_corpus: int = 10_000, n_dialogues: int = 500, seed: int = 0,
+          root: str | Path | None = None) -> ToyBenchmark:
     """Generate (or load, if already built) the toy benchmark.
 
     Args:

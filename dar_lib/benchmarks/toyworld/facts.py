@@ -21,7 +21,8 @@ NUMBER_WORDS = {"one": 1, "two": 2, "three": 3}
 _ROWS = {"top": "top", "upper": "top", "bottom": "bottom", "lower": "bottom"}
 _COLS = {"left": "left", "right": "right"}
 _MIDS = {"middle", "center", "centre"}
-_FILLER = {"in", "at", "on", "the", "of", "is", "it", "s", "'", "sits", "located", "placed", "near", "to", "toward", "towards"}
+_FILLER = {"in", "at", "on", "the", "of", "is", "it", "s", "'", "sits", "located", "placed", "near", "to", "toward",
+           "towards"}
 _GENERIC = {"object", "objects", "shape", "shapes", "one", "thing", "things"}
 _PRONOUNS = {"it", "main", "biggest", "largest", "salient", "big"}
 _SKIP = {"answer", "question", ":"}
@@ -248,7 +249,8 @@ class Facts:
             first.setdefault(it[0], it)
         objs = [it[1] for it in items if it[0] == "obj"]
         if slot == "background":
-            c = first.get("bg") or first.get("color") or (("color", objs[0]["color"]) if objs and "color" in objs[0] else None)
+            c = (first.get("bg") or first.get("color")
+                 or (("color", objs[0]["color"]) if objs and "color" in objs[0] else None))
             if c:
                 self.background = c[1]
         elif slot == "count":
@@ -286,7 +288,8 @@ class Facts:
         else:
             value = None
             if slot == "position":
-                value = first["pos"][1] if "pos" in first else next((o["position"] for o in objs if "position" in o), None)
+                value = (first["pos"][1] if "pos" in first
+                         else next((o["position"] for o in objs if "position" in o), None))
             elif slot in ("color", "size"):
                 value = first[slot][1] if slot in first else next((o[slot] for o in objs if slot in o), None)
             elif slot == "shape":
@@ -335,7 +338,8 @@ class Facts:
         if len(others) == 1:
             mask &= obj_mask(others[0], 1) | obj_mask(others[0], 2)
         elif len(others) == 2:
-            a1, a2, b1, b2 = (obj_mask(others[0], 1), obj_mask(others[0], 2), obj_mask(others[1], 1), obj_mask(others[1], 2))
+            a1, a2, b1, b2 = (obj_mask(others[0], 1), obj_mask(others[0], 2),
+                              obj_mask(others[1], 1), obj_mask(others[1], 2))
             mask &= (a1 & b2) | (a2 & b1)
         return mask
 

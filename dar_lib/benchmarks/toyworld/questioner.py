@@ -149,7 +149,8 @@ class ToyAnswerer:
         if slot == "others":
             if len(scene.objects) == 1:
                 return "no other objects"
-            return " and ".join(object_phrase({"size": o.size, "color": o.color, "shape": o.shape, "position": o.position})
+            return " and ".join(object_phrase({"size": o.size, "color": o.color, "shape": o.shape,
+                                               "position": o.position})
                                 for o in scene.objects[1:])
         obj = _match(mention, scene, others_only=False) if mention else scene.primary
         if obj is None:

@@ -171,7 +171,8 @@ def family(rng: random.Random, size: int) -> list[Scene]:
                       dy=round(rng.uniform(-0.035, 0.035), 4), shade=rng.randint(-18, 18))
         # Most look-alikes also share the second object's look: telling them apart then takes its
         # size and position, or the third object.
-        given = [primary] + ([first.objects[1]] if len(first.objects) > 1 and n_objects > 1 and rng.random() < 0.7 else [])
+        given = [primary] + ([first.objects[1]] if len(first.objects) > 1 and n_objects > 1 and rng.random() < 0.7
+                             else [])
         out.append(Scene(background=first.background, objects=_draw_objects(rng, first.background, n_objects, given),
                          bg_shade=rng.randint(-15, 15)))
     return out

@@ -80,7 +80,8 @@ def describe(background: str | None, objects: Sequence[ObjFacts], count: int | N
     else:
         text = " and ".join(parts)
     if background:
-        text = f"{text} on {article(background)} {background} background" if text else f"{article(background)} {background} background"
+        text = (f"{text} on {article(background)} {background} background" if text
+                else f"{article(background)} {background} background")
     return text or "a picture"
 
 
@@ -184,9 +185,11 @@ def corpus_caption(scene: Scene, rng: random.Random) -> str:
     elif form == 1:
         text = f"{article(bg)} {bg} background with {main}" + ("" if not others else " and " + " and ".join(others))
     elif form == 2:
-        text = f"there is {main} on {article(bg)} {bg} background" + ("" if not others else ", along with " + " and ".join(others))
+        text = (f"there is {main} on {article(bg)} {bg} background"
+                + ("" if not others else ", along with " + " and ".join(others)))
     else:
-        text = f"{main} {rng.choice(_VERBS)} on {article(bg)} {bg} background" + ("" if not others else " near " + " and ".join(others))
+        text = (f"{main} {rng.choice(_VERBS)} on {article(bg)} {bg} background"
+                + ("" if not others else " near " + " and ".join(others)))
     return text[0].upper() + text[1:] + "."
 
 

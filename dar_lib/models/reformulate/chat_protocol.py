@@ -1,4 +1,5 @@
-"""The chat protocol of the LLM reformulators: R1/R2 messages, one corrective retry, then an error or a recorded fallback."""
+"""The chat protocol of the LLM reformulators: R1/R2 messages, one corrective retry, then an error or a recorded
+fallback."""
 
 from __future__ import annotations
 
@@ -38,8 +39,9 @@ class ChatReformulator:
     """R1/R2 over any ``chat(messages) -> str`` backend (shared by the LLM backends).
 
     Every reply is parsed and validated by the pure functions of
-    :mod:`~dar_lib.models.reformulate.reply_parsing` (:func:`read_query`, :func:`read_prompts`). An unusable reply is retried once with the same
-    messages plus the reply as an assistant turn and a short corrective user message
+    :mod:`~dar_lib.models.reformulate.reply_parsing` (:func:`read_query`, :func:`read_prompts`). An
+    unusable reply is retried once with the same messages plus the reply as an assistant turn and a
+    short corrective user message
     (``prompts.R1_RETRY`` / ``prompts.R2_RETRY``), because a greedy decoder given the very same
     messages would repeat itself. If the retry is unusable too:
 

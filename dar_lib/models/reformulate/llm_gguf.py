@@ -25,7 +25,8 @@ class LlamaCppReformulator(ChatReformulator):
         try:
             from llama_cpp import Llama
         except ImportError as exc:  # a MissingDependencyError: one line from the CLI, exit 2
-            raise MissingDependencyError("the gguf: backend needs llama-cpp-python (pip install llama-cpp-python)") from exc
+            raise MissingDependencyError("the gguf: backend needs llama-cpp-python "
+                                         "(pip install llama-cpp-python)") from exc
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"GGUF model not found: {self.path}")

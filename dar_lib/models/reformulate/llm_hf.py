@@ -38,7 +38,8 @@ class HFChatReformulator(ChatReformulator):
         self.fallback = bool(fallback)
 
     def settings(self) -> dict:
-        """``max_new_tokens`` and ``do_sample``, plus ``temperature`` and ``seed`` when sampling (part of the fingerprint)."""
+        """``max_new_tokens`` and ``do_sample``, plus ``temperature`` and ``seed`` when sampling (part of the
+        fingerprint)."""
         s = {"max_new_tokens": self.max_new_tokens, "do_sample": self.do_sample}
         if self.do_sample:
             s.update(temperature=self.temperature, seed=self.seed)

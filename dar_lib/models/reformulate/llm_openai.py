@@ -128,7 +128,7 @@ class OpenAIReformulator(ChatReformulator):
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
         end = time.monotonic() + self.deadline
-        last, attempts, late = "", 0, False
+        last, attempts = "", 0
         for attempt in range(self.max_retries + 1):
             if attempt:
                 wait = self.backoff * 2 ** (attempt - 1)
@@ -147,7 +147,7 @@ class OpenAIReformulator(ChatReformulator):
                 log.warning("%s: attempt %d failed (%s)", self.endpoint, attempt + 1, last)
                 continue
             except TimeoutError:
-                last, late = "the reply was still arriving at the deadline", True
+                last = "the reply was still arriving at the deadline"
                 log.warning("%s: attempt %d failed (%s)", self.endpoint, attempt + 1, last)
                 break
             if resp.status_code >= 500 or resp.status_code == 429:
@@ -167,7 +167,8 @@ class OpenAIReformulator(ChatReformulator):
                                   f"(choices[0].message.content = {content!r})")
             return content
         raise self._error(f"no answer after {attempts} attempt{'s' if attempts != 1 else ''} "
-                          f"(max_retries={self.max_retries}, deadline {self.deadline:g} s); last error: {last or 'none'}")
+                          f"(max_retries={self.max_retries}, deadline {self.deadline:g} s); "
+                          f"last error: {last or 'none'}")
 
 
 class _Reply:

@@ -73,7 +73,8 @@ class ReplayReformulator:
             raise DataError(f"{path}: expected a JSON list of {{'img', 'dialog'}} records")
         table = {}
         for i, rec in enumerate(records):
-            if not isinstance(rec, dict) or not isinstance(rec.get("img"), str) or not isinstance(rec.get("dialog"), list):
+            if (not isinstance(rec, dict) or not isinstance(rec.get("img"), str)
+                    or not isinstance(rec.get("dialog"), list)):
                 raise DataError(f"{path}: record {i} is not {{'img': str, 'dialog': [str, ...]}}")
             for round_idx, q in enumerate(rec["dialog"]):
                 table[(rec["img"], round_idx)] = str(q)

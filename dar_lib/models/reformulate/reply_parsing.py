@@ -324,7 +324,8 @@ def read_query(reply: str) -> tuple[str, str | None]:
 
 
 def read_prompts(reply: str, k: int) -> tuple[list[str], str | None]:
-    """R2: the prompts parsed out of a raw reply (:func:`parse_prompts`) and why they are unusable (:func:`check_prompts`).
+    """R2: the prompts parsed out of a raw reply (:func:`parse_prompts`) and why they are unusable
+    (:func:`check_prompts`).
 
     Args:
         reply: the raw LLM reply.
