@@ -4,8 +4,8 @@ Usage:
     python measure/toy_quality.py [--assets DIR] [--n-dialogues 300] [--n-gen 256] [--toy-size default|smoke]
                                   [--with-dar] [--skip-generator]
 
-Prints one line per goal, then a last line with one JSON object (every figure and verdict). The
-goals:
+Prints one line per goal (and INFO lines for figures reported beside them), then a last line with one
+JSON object (every figure and verdict). The goals:
 
 - world: fact-matching oracle 30-70% at round 0 and >= 95% at round 10 in the informative styles,
   rising after round 5; the R1 query changes between rounds 5 and 10 in >= 60% of their dialogues;
@@ -13,8 +13,9 @@ goals:
 - encoders (issue 21): a linear probe on the shared image tower's frozen embeddings of independent
   scenes (5,000 to fit, 2,000 held out) reads background, colour, shape, size, position and count
   each >= 95%; ``full`` round-0 Hits@10 >= 70% of the oracle; ``zs`` round-0 Hits@10 >= 50% of the
-  oracle restricted to the facts alt-text states; ``zs``'s text side retrieves the background at
-  chance (within 5 points) while the shared image tower's neighbours agree on it >= 95%; every
+  oracle restricted to the facts alt-text states; ``zs``'s text side retrieves the background no
+  better than chance (at most 5 points above; the blind reader's null and the image tower's 10-NN
+  background share are printed as INFO lines); every
   encoder's raw-dialogue baseline rises >= 10 pp from round 0 to round 10 on the VisDial, ChatGPT
   and HUMAN twins; ``chatir`` the best of zs / cocoft / chatir on the VisDial twin (raw dialogue,
   round 10) and weaker on FLAN;
@@ -47,6 +48,11 @@ def goal(results: list, name: str, value: float, ok: bool, target: str) -> None:
     print(f"{'PASS' if ok else 'FAIL'}  {name}: {value:.1f} ({target})", flush=True)
 
 
+def info(name: str, value: float) -> None:
+    """Print a figure that is reported beside the goals but is not one."""
+    print(f"INFO  {name}: {value:.1f}", flush=True)
+
+
 def world_goals(results: list, world, n_dialogues: int) -> dict:
     from dar_lib.benchmarks import toyworld as tw
     from dar_lib.benchmarks.toyworld.information import information_table
@@ -74,7 +80,7 @@ def encoder_goals(results: list, world, assets: Path | None, n_dialogues: int, s
     from dar_lib.metrics import cumulative_hits
     from dar_lib.models import load_model
     from dar_lib.stats import rank_matrix
-    from dar_lib.toymodels.quality import asymmetry_table
+    from dar_lib.toymodels.quality import BLIND_NULL, asymmetry_table
 
     from dar_lib.toymodels.clip_train import embed_images_array
     from dar_lib.toymodels.quality import image_tower_probe
@@ -122,11 +128,20 @@ def encoder_goals(results: list, world, assets: Path | None, n_dialogues: int, s
     bg = asym[asym.attribute == "background"].iloc[0]
     text_side, chance, image_side = (bg["text side: top-10 for a query naming it (%)"], bg["chance (%)"],
                                      bg["image side: 10-NN share it (%)"])
-    goal(results, "zs text side on background minus chance (pp)", text_side - chance, abs(text_side - chance) <= 5,
-         "within 5")
-    goal(results, "image tower's 10-NN share the background (%)", image_side, image_side >= 95, ">= 95")
+    # The premise is one-sided: the zero-shot text side cannot retrieve the background above chance.
+    # Reading "a red background" as a red object gives 0% by construction (see
+    # dar_lib.toymodels.quality.background_null_read_as_colour), so a two-sided "within 5 of chance"
+    # would fail a blind reader.
+    goal(results, "zs text side on background minus chance (pp)", text_side - chance, text_side - chance <= 5,
+         "<= 5, no better than chance")
+    blind_null = asym.attrs[BLIND_NULL]
+    info("blind-reader null: background share among images with an object of that colour (%)", blind_null)
+    # Issue 29 item 3 replaced issue 21's ">= 95% of 10-NN share the background" with the linear probe
+    # (every fact >= 95%, above): reported, no longer a goal.
+    info("image tower's 10-NN share the background (%)", image_side)
     return {"image tower probe (%)": probe, "hits r0/r5/r10 (raw dialogue)": out,
-            "hits r0/r5/r10 (benchmark/encoder/method)": table, "asymmetry": asym.to_dict(orient="records")}
+            "hits r0/r5/r10 (benchmark/encoder/method)": table, "asymmetry": asym.to_dict(orient="records"),
+            "background null read as colour (%)": blind_null}
 
 
 def generator_goals(results: list, assets: Path | None, n_gen: int, seed: int) -> dict:

@@ -15,6 +15,8 @@ import torch
 
 #: Attributes the generator and the probe are scored on.
 GEN_ATTRIBUTES = ("background", "color", "shape", "position", "size", "count")
+#: Key of :func:`asymmetry_table`'s ``attrs`` holding :func:`background_null_read_as_colour`.
+BLIND_NULL = "background null read as colour (%)"
 #: Single-attribute text queries for the text side of the asymmetry table.
 QUERY_TEMPLATES = {
     "background": "a {v} background",
@@ -58,12 +60,45 @@ def asymmetry(enc, corpus_emb: torch.Tensor, attrs: list[dict], n_probe: int = 1
     return out
 
 
+def background_null_read_as_colour(scenes) -> float:
+    """Text-side null for the background of a reader that takes the colour word for an object's colour.
+
+    A text tower that never learned the word *background* ("a red background") still reads the
+    colour, as an object's; it then retrieves images holding a red object. The world never puts an
+    object on a background of its own colour (:func:`~dar_lib.benchmarks.toyworld.make_scenes` draws
+    objects from the other colours), so those images never have the named background: such a blind
+    reader scores this share, not the corpus share (``chance`` in :func:`asymmetry`), which is the
+    null of a reader that ignores the query. Either way a blind text side is at or below chance; a
+    text side that reads the background is far above both.
+
+    Args:
+        scenes: the corpus scenes.
+
+    Returns:
+        percent: over background values ``v`` with an object of colour ``v`` somewhere in the corpus,
+        the mean share of background ``v`` among the images that hold an object of colour ``v``.
+    """
+    from dar_lib.benchmarks import toyworld as tw
+
+    shares = []
+    for v in tw.ATTRIBUTES["background"]:
+        holding = [s.background == v for s in scenes if any(o.color == v for o in s.objects)]
+        if holding:
+            shares.append(np.mean(holding))
+    return round(100 * float(np.mean(shares)), 1) if shares else float("nan")
+
+
 def asymmetry_table(encoders: Mapping[str, object], bench) -> pd.DataFrame:
     """:func:`asymmetry` for several encoders on a toy benchmark's corpus, as one table.
 
     Args:
         encoders: role -> loaded encoder.
         bench: a toy :class:`~dar_lib.benchmarks.Benchmark` (``bench.meta["scenes"]`` holds its scenes).
+
+    Returns:
+        One row per encoder and attribute: the image side's 10-NN share, the text side's top-10 share
+        and the corpus share (``chance``), in percent; ``table.attrs["background null read as colour
+        (%)"]`` holds :func:`background_null_read_as_colour` of the corpus.
 
     Raises:
         ValueError: a benchmark without toy scenes (the asymmetry needs the facts of every image).
@@ -81,7 +116,9 @@ def asymmetry_table(encoders: Mapping[str, object], bench) -> pd.DataFrame:
         for attr, v in asymmetry(enc, corpus, attrs).items():
             rows.append({"encoder": role, "attribute": attr, "image side: 10-NN share it (%)": v["image_nn"],
                          "text side: top-10 for a query naming it (%)": v["text_top10"], "chance (%)": v["chance"]})
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    table.attrs[BLIND_NULL] = background_null_read_as_colour(scenes)
+    return table
 
 
 def probe_accuracy(n: int = 1000, seed: int = 0) -> dict[str, float]:
