@@ -46,12 +46,16 @@ class TurnView:
             that changed), ``None`` when the pipeline's reformulator cannot say (not the toy reader).
         unread: True when the reader took nothing from a non-empty answer (flagged in the view).
         target_rank: 1-based expected rank of the target this round (``None``: no target known).
+        restated: facts the answer states that were already known (acknowledged, not flagged).
+        unsure: True when the person said they do not know ("not sure", "no idea").
     """
 
     turn: str
     read: dict | None = None
     unread: bool = False
     target_rank: float | None = None
+    restated: dict | None = None
+    unsure: bool = False
 
 
 @dataclass
@@ -84,7 +88,7 @@ class LiveSearch:
         self.target_id = None if target_id is None else int(target_id)
         self.found = None
         self.session = self.pipe.session(description)
-        self.views = [self._view(description.strip(), before=None)]
+        self.views = [self._view(description.strip())]
 
     def start_dialogue(self, dialog_idx: int) -> None:
         """Start from a benchmark dialogue's caption, searching for its target.
@@ -118,9 +122,8 @@ class LiveSearch:
                           "press undo to go on searching, or reset to start a new one")
         if not answer or not answer.strip():
             raise Refusal("type an answer first (a few words about the image you are looking for)")
-        before = self._facts(self.session.turns)
         result = self.session.answer(answer, question=question)
-        self.views.append(self._view(self.session.turns[-1], before=before))
+        self.views.append(self._view(self.session.turns[-1]))
         return result
 
     def undo(self) -> bool:
@@ -195,21 +198,18 @@ class LiveSearch:
         if self.session is None:
             raise RuntimeError("no search yet: start() with a description first")
 
-    def _facts(self, turns: Sequence[str]) -> dict | None:
-        reader = getattr(self.pipe.reformulator, "facts", None)  # the toy reader; an LLM cannot say
-        return None if reader is None else reader(list(turns)).known()
-
-    def _view(self, turn: str, before: dict | None) -> TurnView:
-        after = self._facts(self.session.turns)
-        read = None
-        if after is not None:
-            old = before or {"background": None, "count": None, "objects": []}
-            read = {k: v for k, v in after.items() if v != old.get(k)}
-        rank = None
+    def _view(self, turn: str) -> TurnView:
+        reader = getattr(self.pipe.reformulator, "read_turn", None)  # the toy reader; an LLM cannot say
+        view = TurnView(turn=turn)
+        if reader is not None:
+            reading = reader(self.session.turns)
+            view.read = reading.facts if reading.kind == "new" else {}
+            view.restated = reading.facts if reading.kind == "restated" else None
+            view.unsure = reading.kind == "unsure"
+            view.unread = reading.kind == "unread" and len(self.session.turns) > 1
         if self.target_id is not None:
-            rank = 1.0 + float(self.pipe.target_ranks(self.result.fused_emb[None], [self.target_id])[0])
-        unread = read is not None and not read and before is not None
-        return TurnView(turn=turn, read=read, unread=unread, target_rank=rank)
+            view.target_rank = 1.0 + float(self.pipe.target_ranks(self.result.fused_emb[None], [self.target_id])[0])
+        return view
 
 
 def png_bytes(image: Any) -> bytes:
@@ -280,6 +280,10 @@ def _turns_html(search: LiveSearch) -> str:
             note = '<span class="dar-unread">not understood: nothing read from this answer</span>'
         elif v.read:
             note = "read: " + html.escape(", ".join(f"{k}={v.read[k]}" for k in v.read))
+        elif v.restated:
+            note = "already known: " + html.escape(", ".join(f"{k}={v.restated[k]}" for k in v.restated))
+        elif v.unsure:
+            note = "noted: you are not sure (nothing changes)"
         else:
             note = ""
         if v.target_rank is not None:

@@ -61,9 +61,17 @@ def test_person_drives_a_search_with_enter_undo_mark_and_reset(pipe, bench):
     _one(app, "dar-answer-btn").click()
     assert search.result.round_idx == 1 and "round 1 done" in _one(app, "dar-status").value
     assert "type an answer first" in _one(app, "dar-error-box").value
-    # an answer the reader cannot use is flagged
+    # "not sure" is an answer (noted, nothing changes); an answer the reader cannot use is flagged
     _one(app, "dar-answer").value = "hmm, hard to say"
+    assert search.views[-1].unsure and "noted: you are not sure" in _one(app, "dar-turns-box").value
+    _one(app, "dar-undo").click()
+    _one(app, "dar-answer").value = "hmm"
     assert search.views[-1].unread and "not understood" in _one(app, "dar-turns-box").value
+    _one(app, "dar-undo").click()
+    # a fact already known is acknowledged, not flagged
+    _one(app, "dar-answer").value = "it is on an orange background, as i said"
+    assert search.views[-1].restated == {"background": "orange"} and not search.views[-1].unread
+    assert "already known: background=orange" in _one(app, "dar-turns-box").value
     _one(app, "dar-undo").click()
     assert search.result.round_idx == 1 and len(search.views) == 2
     # "this is it" on candidate 3

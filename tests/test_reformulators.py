@@ -648,3 +648,6 @@ def test_cached_reformulator_keys_come_from_cachekeys_and_it_passes_the_fact_rea
     assert store.get_json("llm", llm_key(rules.fingerprint(), stage="R2", query=query, k=2)) == {"output": prompts}
     assert cached.facts(["a red circle"]).known() == rules.facts(["a red circle"]).known()
     assert R.CachedReformulator(R.IdentityReformulator(), store).facts is None
+    turns = ["a red circle", "what color is the background? blue"]
+    assert cached.read_turn(turns) == rules.read_turn(turns) and cached.read_turn(turns).kind == "new"
+    assert R.CachedReformulator(R.IdentityReformulator(), store).read_turn is None

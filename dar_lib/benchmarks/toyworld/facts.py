@@ -17,7 +17,11 @@ from dar_lib.benchmarks.toyworld.text import describe, tokenize
 SIZE_WORDS = {"small": "small", "little": "small", "tiny": "small", "medium": "medium",
               "large": "large", "big": "large"}
 SHAPE_WORDS = {s: s for s in SHAPES} | {s + ("es" if s.endswith("s") else "s"): s for s in SHAPES}
-NUMBER_WORDS = {"one": 1, "two": 2, "three": 3}
+NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "1": 1, "2": 2, "3": 3}
+#: "only the red circle", "just one", "the circle is alone": nothing beyond what is named.
+_ONLY = {"only", "just", "alone", "solely"}
+_NO = {"no", "nothing", "none", "nope", "nah"}
+_UNSURE_AFTER_NEGATION = {"sure", "know", "tell", "remember", "recall", "certain"}
 _ROWS = {"top": "top", "upper": "top", "bottom": "bottom", "lower": "bottom"}
 _COLS = {"left": "left", "right": "right"}
 _MIDS = {"middle", "center", "centre"}
@@ -56,7 +60,9 @@ def analyse(text: str) -> list[tuple]:
     Returns:
         Items ``("obj", {attr: value})``, ``("bg", colour)``, ``("pos", name)``, ``("color", c)``,
         ``("size", s)``, ``("count", n)``, ``("count_other", n)``, ``("number", n)``, ``("no",)``,
-        ``("yes",)``, ``("unsure",)``.
+        ``("only",)``, ``("yes",)``, ``("unsure",)``. Numbers are words or digits (1-3); "that's all"
+        and "that's it" are a ``no``; "not sure", "don't know", "can't tell/remember", "no idea",
+        "dunno", "hard to say" are ``unsure``.
     """
     toks = [t for t in tokenize(text) if t not in _SKIP]
     items: list[tuple] = []
@@ -132,14 +138,21 @@ def analyse(text: str) -> list[tuple]:
                 items.append(("number", NUMBER_WORDS[t]))
         elif t == "single":
             items.append(("count", 1))
-        elif t in ("no", "nothing", "none"):
+        elif t in ("unsure", "dunno") or (t in ("idea", "clue") and i > 0 and toks[i - 1] == "no") \
+                or (t in _UNSURE_AFTER_NEGATION and i > 0 and toks[i - 1] in ("t", "not", "cannot")) \
+                or (t == "hard" and nxt == "to"):
+            items.append(("unsure",))
+        elif t in _NO and nxt not in ("idea", "clue"):
             items.append(("no",))
+        elif t == "that" and toks[i + 1:i + 4] in (["'", "s", "all"], ["'", "s", "it"]) \
+                or t == "that" and toks[i + 1:i + 3] in (["is", "all"], ["is", "it"]):
+            items.append(("no",))  # "that's all", "that's it"
+            i += 4 if nxt == "'" else 3
+            continue
+        elif t in _ONLY:
+            items.append(("only",))
         elif t == "yes":
             items.append(("yes",))
-        elif t == "unsure" or (t == "sure" and i > 0 and toks[i - 1] == "not") \
-                or (t == "know" and i > 0 and toks[i - 1] in ("t", "not")) \
-                or (t == "tell" and i > 0 and toks[i - 1] in ("t", "cannot", "not")):
-            items.append(("unsure",))
         if t not in _FILLER:
             since_obj += 1
         i += 1
@@ -264,12 +277,18 @@ class Facts:
                     self.count = 1
         elif slot == "others":
             denied = "no" in first and (not objs or items.index(first["no"]) < items.index(("obj", objs[0])))
-            if denied:
-                # "no other objects, only the black square": the objects named are the known ones
-                # restated, never new ones, and the objects known are all there is.
+            if "count_other" in first and objs:
+                # "just one more, a blue square": new objects beyond the known ones
+                for o in objs:
+                    self.resolve(o, others_only=True)
+                self.count = max(first["count_other"][1] + 1, len(self.objects))
+            elif denied or "only" in first or ("count" in first and objs):
+                # "no other objects, only the black square", "there is only one object, the red circle",
+                # "just the circle": the objects named are the known ones restated (a new one only if
+                # it fits none), and they are all there is (or as many as the count says).
                 for o in objs:
                     self.resolve(o)
-                self.count = max(1, len(self.objects))
+                self.count = first["count"][1] if "count" in first else max(1, len(self.objects))
             elif objs:
                 for o in objs:
                     self.resolve(o, others_only=True)
@@ -369,6 +388,72 @@ def iter_dialogue(turns: Sequence[str]):
         else:
             facts.add_turn(q + "?", a)
         yield facts
+
+
+@dataclass(frozen=True)
+class TurnReading:
+    """How the reader took one turn (see :func:`read_turn`).
+
+    Attributes:
+        kind: ``"new"`` (it changed what is known), ``"restated"`` (it states facts, all already
+            known), ``"unsure"`` (the person says they do not know) or ``"unread"`` (nothing in it the
+            reader can use).
+        facts: for ``new`` the entries of :meth:`Facts.known` that changed; for ``restated`` the
+            entries the turn states on its own; empty otherwise.
+    """
+
+    kind: str
+    facts: dict
+
+
+_NOTHING_KNOWN = {"background": None, "count": None, "objects": []}
+
+
+def read_turn(turns: Sequence[str]) -> TurnReading:
+    """How the reader took the last of ``turns`` (caption first, then ``"question? answer"`` turns).
+
+    The live session shows it under each answer, so a person sees whether an answer was used, was
+    already known ("the background is blue" twice), said "not sure", or could not be read.
+
+    Args:
+        turns: the dialogue up to and including the turn to read (at least one).
+
+    Raises:
+        ValueError: no turns.
+    """
+    if not turns:
+        raise ValueError("read_turn needs at least one turn")
+    turns = list(turns)
+    before = parse_dialogue(turns[:-1]).known() if len(turns) > 1 else dict(_NOTHING_KNOWN)
+    changed = {k: v for k, v in parse_dialogue(turns).known().items() if v != before[k]}
+    if changed:
+        return TurnReading("new", changed)
+    q, sep, a = turns[-1].partition("? ")
+    is_answer = bool(sep) and len(turns) > 1
+    if any(item[0] == "unsure" for item in analyse(a if is_answer else turns[-1])):
+        return TurnReading("unsure", {})
+    # What the turn states on its own: read in its slot, or else (an answer about another fact than
+    # the one asked, "it is on an orange background") as a statement that must agree with what is known.
+    alone = Facts()
+    if is_answer:
+        alone.add_turn(q + "?", a)
+    stated = {k: v for k, v in alone.known().items() if v != _NOTHING_KNOWN[k]}
+    if not stated:
+        alone = Facts()
+        alone.add_statement(a if is_answer else turns[-1])
+        stated = {k: v for k, v in alone.known().items() if v != _NOTHING_KNOWN[k]}
+        if not _agrees(stated, before):
+            stated = {}
+    return TurnReading("restated", stated) if stated else TurnReading("unread", {})
+
+
+def _agrees(stated: dict, known: dict) -> bool:
+    """Every stated fact is already known: the same background and count, each stated object's facts
+    those of some known object."""
+    if any(stated.get(k) is not None and stated[k] != known[k] for k in ("background", "count")):
+        return False
+    return all(any(all(obj.get(a) == v for a, v in o.items()) for obj in known["objects"])
+               for o in stated.get("objects", []))
 
 
 def parse_text(text: str) -> Facts:

@@ -11,6 +11,24 @@ from dar_lib.benchmarks.toyworld.scenes import COUNTS, Obj, Scene
 from dar_lib.benchmarks.toyworld.text import object_phrase
 
 _PRIMARY_ATTRS = ("color", "shape", "size", "position")
+#: Each open slot's question, in the words a person would use; later ones are asked only when an
+#: earlier one got no usable answer (a question is never asked twice in a dialogue). Every phrasing
+#: is read back to its slot by :func:`~dar_lib.benchmarks.toyworld.facts.question_slot`.
+PHRASINGS = {
+    "background": ("what color is the background?", "can you tell me the background color?",
+                   "which color does the background of the image have?"),
+    "count": ("how many objects are there?", "how many objects does the picture show?",
+              "what is the number of objects in the image?"),
+    "others": ("what other objects are there?", "is there anything else in the picture?",
+               "are there any other objects?"),
+    "position": ("where is {ref}?", "in which part of the picture is {ref}?", "what is the position of {ref}?"),
+    "size": ("what size is {ref}?", "how big is {ref}?", "is {ref} small, medium or large in size?"),
+    "color": ("what color is {ref}?", "which color does {ref} have?", "can you tell me the color of {ref}?"),
+    "shape": ("what shape is {ref}?", "what kind of shape is {ref}?", "which type of shape is {ref}?"),
+}
+#: Asked once every slot's phrasings are used up, in this order; then numbered, so never twice.
+CLOSING_QUESTIONS = ("is there anything else?", "anything else you remember about the image?",
+                     "is there any other detail you can add?")
 
 
 def _ref(obj: dict) -> str:
@@ -85,23 +103,37 @@ class ToyQuestioner:
         """
         facts = parse_dialogue(list(turns))
         # Never the same question twice: an answer the reader could not use would be asked for again
-        # and again ("what other objects are there?" three turns in a row); ask about something else.
+        # and again ("what other objects are there?" three turns in a row). Ask about another open
+        # slot; when every open slot was asked, ask again in other words; then close.
         asked = {t.partition("? ")[0].strip().lower() + "?" for t in list(turns)[1:] if "? " in t}
-        options = [o for o in self.open_questions(facts) if self.phrase(facts, *o).lower() not in asked]
+        open_slots = self.open_questions(facts)
+        options: list[tuple[str, int, int]] = []
+        for variant in range(max(map(len, PHRASINGS.values()))):
+            options = [(slot, j, variant) for slot, j in open_slots if variant < self.n_variants(slot)
+                       and self.phrase(facts, slot, j, variant).lower() not in asked]
+            if options:
+                break
         if not options:
-            return "is there anything else?"
+            closing = [q for q in CLOSING_QUESTIONS if q not in asked]
+            n = len(asked) + 1
+            return closing[0] if closing else f"is there anything else (question {n})?"
         best = options[0]
         if candidates:
             best_h = -1.0
-            for slot, j in options:
+            for slot, j, variant in options:
                 counts = Counter(self._answer_key(facts, slot, j, s) for s in candidates)
                 total = sum(counts.values())
                 h = -sum(c / total * math.log(c / total) for c in counts.values())
                 if h > best_h + 1e-9:
-                    best, best_h = (slot, j), h
+                    best, best_h = (slot, j, variant), h
         return self.phrase(facts, *best)
 
-    def phrase(self, facts: Facts, slot: str, j: int) -> str:
+    @staticmethod
+    def n_variants(slot: str) -> int:
+        """How many phrasings :meth:`phrase` has for ``slot`` (see :data:`PHRASINGS`)."""
+        return len(PHRASINGS[slot])
+
+    def phrase(self, facts: Facts, slot: str, j: int, variant: int = 0) -> str:
         """The question text for one open slot, e.g. ``"where is the red circle?"``.
 
         Args:
@@ -111,23 +143,17 @@ class ToyQuestioner:
                 or ``"shape"``.
             j: index into ``facts.objects`` of the object asked about; an object with no known facts
                 (or beyond the list) is called ``"the main object"``.
+            variant: which of the slot's :data:`PHRASINGS` (0: the plainest).
 
         Returns:
             A question ending in ``"?"``.
 
         Raises:
             KeyError: an unknown ``slot``.
+            IndexError: no such ``variant``.
         """
         ref = _ref(facts.objects[j]) if j < len(facts.objects) and facts.objects[j] else "the main object"
-        return {
-            "background": "what color is the background?",
-            "count": "how many objects are there?",
-            "others": "what other objects are there?",
-            "position": f"where is {ref}?",
-            "size": f"what size is {ref}?",
-            "color": f"what color is {ref}?",
-            "shape": f"what shape is {ref}?",
-        }[slot]
+        return PHRASINGS[slot][variant].format(ref=ref)
 
 
 class ToyAnswerer:

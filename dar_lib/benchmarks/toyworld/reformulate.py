@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from dar_lib.benchmarks.toyworld.facts import Facts, parse_dialogue, parse_text
+from dar_lib.benchmarks.toyworld.facts import Facts, TurnReading, parse_dialogue, parse_text, read_turn
 from dar_lib.cachekeys import code_version
 from dar_lib.benchmarks.toyworld.text import article, describe, object_phrase
 
@@ -35,6 +35,11 @@ class ToyReformulator:
         if isinstance(turns, str):
             return parse_text(turns)
         return parse_dialogue(list(turns))
+
+    def read_turn(self, turns: Sequence[str]) -> TurnReading:
+        """How the last of ``turns`` was read: new facts, restated ones, "not sure" or nothing (see
+        :func:`~dar_lib.benchmarks.toyworld.facts.read_turn`)."""
+        return read_turn(turns)
 
     def rewrite(self, turns: Sequence[str] | str, *, ref: tuple[str, int] | None = None) -> str:
         """R1: the dialogue so far -> one canonical caption (``ref`` is ignored: nothing is replayed).

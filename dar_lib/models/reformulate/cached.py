@@ -43,6 +43,12 @@ class CachedReformulator:
         dialogue), or ``None`` for a backend that cannot say (an LLM): callers never look through the cache."""
         return getattr(self.reformulator, "facts", None)
 
+    @property
+    def read_turn(self) -> Callable | None:
+        """The wrapped reformulator's turn reader (the toy rules' ``read_turn(turns)``: new facts, restated
+        ones, "not sure" or nothing), or ``None`` for a backend that cannot say."""
+        return getattr(self.reformulator, "read_turn", None)
+
     def fingerprint(self) -> str:
         """The wrapped reformulator's fingerprint (caching does not change what it outputs)."""
         return self.reformulator.fingerprint()
