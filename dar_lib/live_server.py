@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Mapping
 
 #: The toy benchmarks a live search can draw its dialogues (and targets) from.
 DEFAULT_BENCHMARK = "toy-chatgpt"
@@ -64,11 +66,25 @@ def notebook_text(benchmark: str = DEFAULT_BENCHMARK, smoke: bool = False, encod
     return json.dumps(nb, indent=1)
 
 
+#: The Jupyter data folder holding the ``dar-offline`` Voila template (lab's, with no request to a CDN).
+VOILA_SHARE = Path(__file__).resolve().parent / "live_share"
+VOILA_TEMPLATE = "dar-offline"
+
+
+def voila_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment Voila runs in: ``base`` (default ``os.environ``) with :data:`VOILA_SHARE` first on
+    ``JUPYTER_PATH``, where Voila looks for the ``dar-offline`` template."""
+    env = dict(os.environ if base is None else base)
+    env["JUPYTER_PATH"] = os.pathsep.join(p for p in (str(VOILA_SHARE), env.get("JUPYTER_PATH", "")) if p)
+    return env
+
+
 def voila_command(notebook: Path, port: int, open_browser: bool) -> list[str]:
     """The ``voila`` command line: this Python, 127.0.0.1 only, the given port and no other (Voila would
-    otherwise move to the next free port while ``dar explore`` announces this one)."""
+    otherwise move to the next free port while ``dar explore`` announces this one), and the
+    ``dar-offline`` template (run it with :func:`voila_env`)."""
     cmd = [sys.executable, "-m", "voila", str(notebook), f"--port={port}", "--Voila.ip=127.0.0.1",
-           "--Voila.port_retries=0", "--show_tracebacks=True"]
+           "--Voila.port_retries=0", "--show_tracebacks=True", f"--template={VOILA_TEMPLATE}"]
     if not open_browser:
         cmd.append("--no-browser")
     return cmd
@@ -135,7 +151,7 @@ def serve(cmd: list[str], grace_s: float = 15.0) -> int:
     def stop(signum, _frame):
         raise _Stopped(signum)
 
-    proc = subprocess.Popen(cmd)
+    proc = subprocess.Popen(cmd, env=voila_env())
     previous = {s: signal.signal(s, stop) for s in STOP_SIGNALS}
     try:
         return proc.wait()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import functools
 import http.server
 import json
-import shutil
 import threading
 
 import pytest
@@ -20,29 +19,12 @@ EXPLORER_PAGE = "notebooks/14_explorer.html"
 FIGURE3_PAGE = "notebooks/05_results_zero_shot.html"
 FIGURE3_TEXT: str | None = "Figure 3"
 
-CHROMIUM_FLAGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-    # Network off except the local server: every other host fails to resolve.
-    '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1',
-)
-
 pytestmark = pytest.mark.slow
 
 
-def _chromium_paths() -> tuple[str, str]:
-    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-    driver = shutil.which("chromedriver")
-    if not browser or not driver:
-        pytest.skip("headless browser test needs Chromium and chromedriver "
-                    "(Debian: apt-get install -y chromium chromium-driver)")
-    return browser, driver
-
-
 @pytest.fixture(scope="module")
-def site(smoke_book):
+def site(smoke_book, chromium):
     """Serve the smoke book's HTML (the session's one build, tests/conftest.py) on 127.0.0.1 from a thread."""
-    _chromium_paths()
     result = smoke_book.result
     assert result.book_ok, result.book_error
     handler = functools.partial(_QuietHandler, directory=str(result.html_dir))
@@ -57,25 +39,6 @@ def site(smoke_book):
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args):  # keep pytest output clean
         pass
-
-
-@pytest.fixture(scope="module")
-def driver(tmp_path_factory):
-    pytest.importorskip("selenium")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    browser, chromedriver = _chromium_paths()
-    options = webdriver.ChromeOptions()
-    options.binary_location = browser
-    for flag in CHROMIUM_FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
-    drv = webdriver.Chrome(service=Service(chromedriver), options=options)
-    drv.set_page_load_timeout(60)
-    yield drv
-    drv.quit()
 
 
 def _open(driver, url: str) -> None:
