@@ -14,6 +14,7 @@ is removed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -88,6 +89,52 @@ def voila_command(notebook: Path, port: int, open_browser: bool) -> list[str]:
     if not open_browser:
         cmd.append("--no-browser")
     return cmd
+
+
+@contextlib.contextmanager
+def voila_server(notebook: Path, port: int, env: Mapping[str, str] | None = None, log: Path | None = None,
+                 start_timeout_s: float = 120.0):
+    """Voila serving ``notebook`` on 127.0.0.1:``port`` (no browser) while the ``with`` block runs; then it
+    and everything it started are stopped (:func:`stop_tree`), however the block ends.
+
+    Args:
+        notebook: the notebook file (e.g. :func:`notebook_text` written out).
+        port: a free port.
+        env: the environment (``os.environ`` by default), passed through :func:`voila_env`.
+        log: where Voila's output goes (default ``voila.log`` beside the notebook).
+        start_timeout_s: how long to wait for Voila to listen.
+
+    Yields:
+        The page's URL, ``http://127.0.0.1:<port>/``.
+
+    Raises:
+        OSError: the port is in use (:func:`check_port`), before anything starts.
+        RuntimeError: Voila exited or did not listen in time (the message ends with its log).
+    """
+    import socket
+    import time
+
+    check_port(port)  # else the wait below would take another program's listener for Voila's
+    log = log or notebook.parent / "voila.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(voila_command(notebook, port, open_browser=False), cwd=notebook.parent,
+                                env=voila_env(env), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            deadline = time.monotonic() + start_timeout_s
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"Voila exited with status {proc.returncode}:\n{log.read_text()}")
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=2).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"Voila did not listen on port {port} in {start_timeout_s:.0f} s:\n"
+                                           f"{log.read_text()}") from None
+                    time.sleep(0.5)
+            yield f"http://127.0.0.1:{port}/"
+        finally:
+            stop_tree(proc, grace_s=10.0)
 
 
 def check_port(port: int) -> None:

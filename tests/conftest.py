@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -152,73 +151,32 @@ def read_executed_fixture():
 
 
 # -- headless Chromium, for the book (test_browser) and the live session (test_live_browser) ----------
-CHROMIUM_FLAGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-    # Network off except the local server: every other host fails to resolve.
-    '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1',
-)
+@pytest.fixture(name="chromium", scope="session")
+def chromium_fixture() -> tuple[str, str]:
+    """(browser, chromedriver) on PATH, or the test skips saying how to install them."""
+    from dar_lib.testing import CHROMIUM_HINT, chromium_paths
 
-
-def chromium_paths() -> tuple[str, str]:
-    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-    driver = shutil.which("chromedriver")
-    if not browser or not driver:
-        pytest.skip("headless browser test needs Chromium and chromedriver "
-                    "(Debian: apt-get install -y chromium chromium-driver)")
-    return browser, driver
+    paths = chromium_paths()
+    if paths is None:
+        pytest.skip(CHROMIUM_HINT)
+    return paths
 
 
 @pytest.fixture(scope="module")
-def driver(tmp_path_factory):
-    """Headless Chromium (Selenium) with every host but 127.0.0.1 unresolvable, logging the network."""
+def driver(tmp_path_factory, chromium):
+    """Headless Chromium (:func:`dar_lib.testing.headless_chromium`): every host but 127.0.0.1 unresolvable,
+    the console and the network logged."""
     pytest.importorskip("selenium")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
+    from dar_lib.testing import headless_chromium
 
-    browser, chromedriver = chromium_paths()
-    options = webdriver.ChromeOptions()
-    options.binary_location = browser
-    for flag in CHROMIUM_FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
-    drv = webdriver.Chrome(service=Service(chromedriver), options=options)
-    drv.set_page_load_timeout(60)
+    drv = headless_chromium(tmp_path_factory.mktemp("chromium-profile"))
     yield drv
     drv.quit()
-
-@pytest.fixture(name="chromium", scope="session")
-def chromium_fixture() -> tuple[str, str]:
-    """:func:`chromium_paths` as a fixture: (browser, chromedriver), or the test skips."""
-    return chromium_paths()
 
 
 @pytest.fixture(name="requests_elsewhere")
 def requests_elsewhere_fixture():
-    """:func:`requests_elsewhere`, for a test to call on its driver."""
+    """:func:`dar_lib.testing.requests_elsewhere`, for a test to call on its driver."""
+    from dar_lib.testing import requests_elsewhere
+
     return requests_elsewhere
-
-
-def requests_elsewhere(driver) -> list[str]:
-    """URLs the pages opened so far asked of any host other than 127.0.0.1 (drains the performance log).
-
-    Chromium's own background probes carry no document of ours and are left out.
-    """
-    import json
-    from urllib.parse import urlsplit
-
-    out = []
-    for entry in driver.get_log("performance"):
-        msg = json.loads(entry["message"])["message"]
-        if msg["method"] != "Network.requestWillBeSent":
-            continue
-        params = msg["params"]
-        url, document = params["request"]["url"], params.get("documentURL", "")
-        if not document.startswith("http://127.0.0.1"):
-            continue
-        parts = urlsplit(url)
-        if parts.scheme in ("data", "blob", "about") or parts.hostname == "127.0.0.1":
-            continue
-        out.append(url)
-    return out

@@ -68,3 +68,30 @@ def test_a_stop_signal_leaves_nothing_running(sig, tmp_path):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
         log.close()
+
+
+def test_voila_server_stops_voila_and_its_kernel_and_names_a_failed_start(tmp_path):
+    """The context manager the browser test and measure/live_turn.py serve with: the page is up inside
+    the block; after it the port is closed and no child is left. A taken port is refused first, and a
+    Voila that exits (no such notebook) is one RuntimeError carrying its log, nothing left running."""
+    from dar_lib import live_server
+
+    notebook = tmp_path / "nb.ipynb"
+    notebook.write_text(live_server.notebook_text(smoke=True))
+    port = _free_port()
+    me = psutil.Process()
+    with live_server.voila_server(notebook, port) as url:
+        assert url == f"http://127.0.0.1:{port}/" and _listening(port)
+        assert me.children(recursive=True)
+    assert not _listening(port)
+    assert not [p for p in me.children(recursive=True) if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        with pytest.raises(OSError, match=f"port {port} on 127.0.0.1 is in use"):
+            with live_server.voila_server(notebook, port):
+                pass
+    with pytest.raises(RuntimeError, match=r"Voila exited with status [1-9]:\n(.|\n)*missing.ipynb"):
+        with live_server.voila_server(tmp_path / "missing.ipynb", port):
+            pass
+    assert not [p for p in me.children(recursive=True) if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
-import subprocess
 import time
 from pathlib import Path
 
@@ -28,41 +26,16 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def live_url(tmp_path_factory, chromium):
-    """``dar explore``'s notebook (smoke world) served by Voila on 127.0.0.1, with a private cache."""
+    """``dar explore``'s notebook (smoke world) served by Voila on 127.0.0.1, with a private cache; the
+    server and its kernel go away however the module ends, a failed start included."""
     from dar_lib import live_server
 
     folder = tmp_path_factory.mktemp("live")
     notebook = folder / "dar_live.ipynb"
     notebook.write_text(live_server.notebook_text(live_server.DEFAULT_BENCHMARK, smoke=True))
-    port = _free_port()
-    env = live_server.voila_env(dict(os.environ, DAR_CACHE_DIR=str(tmp_path_factory.mktemp("live-cache"))))
-    log = open(folder / "voila.log", "w")
-    proc = subprocess.Popen(live_server.voila_command(notebook, port, open_browser=False), cwd=folder, env=env,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}/"
-    try:  # the server and its kernel go away however this fixture ends, a failed start included
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, (folder / "voila.log").read_text()
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=2).close()  # Voila is listening
-                break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("Voila did not start:\n" + (folder / "voila.log").read_text())
+    env = dict(os.environ, DAR_CACHE_DIR=str(tmp_path_factory.mktemp("live-cache")))
+    with live_server.voila_server(notebook, _free_port(), env=env) as url:
         yield url
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)  # start_new_session: the kernel is in the same group
-        except ProcessLookupError:
-            pass
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
-        log.close()
 
 
 def _wait(drv, predicate, what: str, timeout: float = 120):
