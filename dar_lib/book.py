@@ -8,6 +8,10 @@ and runs ``jupyter-book build`` with execution off and warnings as errors; the J
 pages need (require.js, the widget manager, MathJax) is installed once with ``npm ci`` from
 ``book/js/`` and copied into the HTML, so the book works with the network off.
 
+Outputs are whole or absent: an executed notebook takes its name only when its chapter succeeds (a
+failed run is ``<name>.failed.ipynb`` beside the last good copy), and the site replaces the last good
+one only when jupyter-book and the asset copy succeed (:mod:`dar_lib.atomic`).
+
 Examples:
     $ dar book                      # default (toy) profile into _build/
     $ dar book --smoke --out /tmp/b # tiny sizes, as CI runs it
@@ -172,40 +176,63 @@ def execute_chapter(
     Args:
         chapter: the notebook to run.
         parameters: injected after its ``parameters`` cell.
-        executed_dir: where ``<name>.ipynb`` is written (also on failure, up to the failing cell).
+        executed_dir: where ``<name>.ipynb`` is written, whole and only on success (papermill
+            writes a temporary sibling as it goes; :func:`dar_lib.atomic.atomic_path`), so a failed
+            or interrupted run keeps the last good copy. On failure the notebook up to the failing
+            cell is ``<name>.failed.ipynb`` beside it (replaced by each failure, removed by a success).
         jupyter_dir: folder holding the ``dar-book`` kernelspec (see :func:`write_kernelspec`).
         timeout: per-cell timeout in seconds (None: none).
         progress: show papermill's per-cell progress bar.
 
     Returns:
-        (executed notebook path, seconds, error summary or None).
+        (the executed notebook's path, ``<name>.failed.ipynb`` on failure; seconds; error summary or None).
     """
+    import warnings
+
     import papermill
 
+    from dar_lib.atomic import atomic_path
+
     out = Path(executed_dir) / f"{chapter.name}.ipynb"
+    failed_copy = out.with_name(f"{chapter.name}.failed.ipynb")
     out.parent.mkdir(parents=True, exist_ok=True)
+    failed_copy.unlink(missing_ok=True)  # an earlier failure's copy would be read as this run's
     env_before = os.environ.get("JUPYTER_PATH")
     os.environ["JUPYTER_PATH"] = os.pathsep.join(p for p in (str(jupyter_dir), env_before) if p)
     start = time.perf_counter()
     error = None
     try:
-        papermill.execute_notebook(
-            str(chapter.source),
-            str(out),
-            parameters=dict(parameters),
-            kernel_name=KERNEL_NAME,
-            cwd=str(chapter.source.parent),
-            progress_bar=progress,
-            execution_timeout=timeout,
-        )
-    except Exception as exc:  # noqa: BLE001 - any chapter failure is collected, never fatal
-        error = _error_summary(exc)
+        with atomic_path(out) as tmp:
+            try:
+                with warnings.catch_warnings():  # the temporary name does not end in .ipynb
+                    warnings.filterwarnings("ignore", message=r"The specified file .* does not end in")
+                    papermill.execute_notebook(
+                        str(chapter.source),
+                        str(tmp),
+                        parameters=dict(parameters),
+                        kernel_name=KERNEL_NAME,
+                        cwd=str(chapter.source.parent),
+                        progress_bar=progress,
+                        execution_timeout=timeout,
+                    )
+            except Exception as exc:  # noqa: BLE001 - any chapter failure is collected, never fatal
+                error = _error_summary(exc)
+                if tmp.stat().st_size:
+                    os.replace(tmp, failed_copy)  # for reading; never under the chapter's own name
+                raise _ChapterFailed from exc
+    except _ChapterFailed:
+        return (failed_copy if failed_copy.is_file() else out), time.perf_counter() - start, error
     finally:
         if env_before is None:
             os.environ.pop("JUPYTER_PATH", None)
         else:
             os.environ["JUPYTER_PATH"] = env_before
+    failed_copy.unlink(missing_ok=True)
     return out, time.perf_counter() - start, error
+
+
+class _ChapterFailed(Exception):
+    """A chapter's run failed (its summary is already taken): the atomic write is abandoned."""
 
 
 # --- JavaScript assets --------------------------------------------------------------------------
@@ -412,6 +439,43 @@ def run_jupyter_book(
     return rc == 0 and not problems, detail
 
 
+class _SiteFailed(Exception):
+    """The site did not build (its detail is already taken): the atomic swap is abandoned."""
+
+
+def compile_site(staging_dir: Path, config: Path, site_dir: Path, log_path: Path, js_dir: Path,
+                 log: Callable[[str], None] = print) -> tuple[bool, str]:
+    """Build the HTML site into ``site_dir`` whole or not at all.
+
+    jupyter-book runs in a temporary sibling of ``site_dir`` (a copy of the last site, so Sphinx can
+    rebuild only what changed), the JavaScript assets are copied in, and the new site replaces the
+    old one only when all of that succeeded (:func:`dar_lib.atomic.atomic_path`): a failed or
+    interrupted build leaves the last good site as it was, and the log says what failed.
+
+    Returns:
+        (success, the warning/error lines or the last lines of output; see :func:`run_jupyter_book`).
+    """
+    from dar_lib.atomic import atomic_path
+
+    outcome: tuple[bool, str] = (False, "")
+    try:
+        with atomic_path(site_dir, directory=True, replace=True) as new_site:
+            if site_dir.is_dir():
+                shutil.copytree(site_dir, new_site, symlinks=True, dirs_exist_ok=True)
+            ok, detail = run_jupyter_book(staging_dir, config, new_site, log_path, log)
+            try:
+                install_js_into_html(ensure_js(js_dir, log), new_site / "_build" / "html")
+            except RuntimeError as exc:
+                ok, detail = False, f"{detail}\n{exc}".strip()
+            outcome = (ok, detail)
+            if not ok:
+                raise _SiteFailed
+    except _SiteFailed:
+        kept = f"; the last good site is kept in {site_dir}" if site_dir.is_dir() else ""
+        return False, f"{outcome[1]}\n(full log: {log_path}{kept})".strip()
+    return outcome
+
+
 def _strip_ansi(text: str) -> str:
     import re
 
@@ -519,13 +583,9 @@ def build_book(
                 failed_now[chapter.name] = "failed or not executed in an earlier build"
         stage_book(book_dir, staging, chapters, executed_dir, failed_now)
         site = out_dir / "site"
-        ok, detail = run_jupyter_book(staging, Path(config).resolve(), site, out_dir / "jupyter-book.log", log)
+        ok, detail = compile_site(staging, Path(config).resolve(), site, out_dir / "jupyter-book.log",
+                                  Path(js_dir) if js_dir else Path(book_dir) / "js", log)
         result.html_dir = site / "_build" / "html"
-        try:
-            node_modules = ensure_js(Path(js_dir) if js_dir else Path(book_dir) / "js", log)
-            install_js_into_html(node_modules, result.html_dir)
-        except RuntimeError as exc:
-            ok, detail = False, f"{detail}\n{exc}".strip()
         result.book_ok = ok
         result.book_error = None if ok else detail
     result.seconds = time.perf_counter() - t0

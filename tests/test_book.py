@@ -162,6 +162,48 @@ def test_warnings_are_errors(tmp_path):
     assert book.report(result, log=lambda s: None) == 1
 
 
+@pytest.mark.slow
+def test_a_failed_rebuild_keeps_the_last_good_notebook_and_site(tmp_path, frozen_lib):
+    """dar book's outputs are whole or absent (issue 32): a chapter that fails on a rebuild leaves its last
+    good executed notebook byte-identical (the half-run one is ``<name>.failed.ipynb``, for reading), and
+    a site build that fails leaves the last good site as it was, with no temporary folder behind."""
+    bookdir, nbs = _tiny_book(tmp_path, bad_code="print('fine this time')")
+    kw = dict(book_dir=bookdir, notebooks_dir=nbs, config=REPO / "_config.yml", js_dir=REPO / "book" / "js",
+              progress=False, log=lambda s: None, lib_dir=frozen_lib(tmp_path))
+    out = tmp_path / "out"
+    first = book.build_book(out, **kw)
+    assert first.ok, (first.failed, first.book_error)
+    good_nb = (out / "executed" / "bad.ipynb").read_bytes()
+    site_before = {p.relative_to(out): p.read_bytes() for p in (out / "site").rglob("*.html")}
+
+    # the chapter now fails: its good copy stays, the failed run is beside it; the book shows a placeholder
+    nb = nbformat.read(nbs / "bad.ipynb", as_version=4)
+    nb.cells[1].source = "raise RuntimeError('boom: broken on the rebuild')"
+    nbformat.write(nb, nbs / "bad.ipynb")
+    second = book.build_book(out, **kw)
+    assert list(second.failed) == ["bad"]
+    assert (out / "executed" / "bad.ipynb").read_bytes() == good_nb
+    assert "boom: broken on the rebuild" in (out / "executed" / "bad.failed.ipynb").read_text()
+    record = json.loads((out / "records" / "bad.json").read_text())
+    assert record["status"] == "failed" and record["notebook"].endswith("bad.failed.ipynb")
+    assert "boom: broken on the rebuild" in (second.html_dir / "notebooks" / "bad.html").read_text()
+    site_placeholder = {p.relative_to(out): p.read_bytes() for p in (out / "site").rglob("*.html")}
+
+    # the site build now fails (a broken link is an error): the site is the one before, whole
+    (bookdir / "intro.md").write_text("# Tiny\n\nSee [a missing page](nowhere.md).\n")
+    third = book.build_book(out, **kw)
+    assert third.book_ok is False and "nowhere" in third.book_error and "last good site" in third.book_error
+    assert {p.relative_to(out): p.read_bytes() for p in (out / "site").rglob("*.html")} == site_placeholder
+    assert site_placeholder != site_before  # the second build did replace the first site
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []  # no temporary sibling left
+
+    # and a success removes the failed copy
+    nbformat.write(nbformat.read(nbs / "good.ipynb", as_version=4), nbs / "bad.ipynb")
+    (bookdir / "intro.md").write_text("# Tiny\n\nA test book.\n")
+    fourth = book.build_book(out, **kw)
+    assert fourth.ok and not (out / "executed" / "bad.failed.ipynb").exists()
+
+
 # --- the real book, smoke profile ------------------------------------------------------------------
 @pytest.mark.slow
 def test_smoke_book_builds_every_page(smoke_book):
