@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from dar_lib.argtypes import float_in, int_in, int_span
-from dar_lib.fuse import IMAGE_REDUCES, weights
+from dar_lib.fusion_weights import IMAGE_REDUCES, weights
 
 
 # -- value checks, also used by dar_lib.profiles for its own parameters (each raises ValueError("must be ..."))

@@ -1,14 +1,8 @@
 """Fusion of the query text embedding with the generated images' embeddings (eq. 4 of the paper).
 
-``F_t = alpha_t * E(S_t) + beta_t * SUM_k E(I_t,k)`` with ``alpha_t + beta_t = 1``. The weights
-follow a per-round schedule:
-
-- ``paper``: (0.7, 0.3) for rounds 0-1, then (0.5, 0.5): the paper's "first two turns" read as the
-  released code switches (``dl < 2``);
-- ``paper-rounds-0-2``: (0.7, 0.3) for rounds 0-2, then (0.5, 0.5): the other reading of the paper's
-  text (turn 0 is the caption, so "the first two dialogue turns" can mean rounds 1 and 2 as well);
-- ``released``: (0.8, 0.2) for rounds 0-1, then (0.5, 0.5) (the official evaluation code);
-- ``const:A``: alpha = A at every round.
+``F_t = alpha_t * E(S_t) + beta_t * SUM_k E(I_t,k)`` with ``alpha_t + beta_t = 1``; the weights
+follow a per-round schedule (:mod:`dar_lib.fusion_weights`: ``paper``, ``paper-rounds-0-2``,
+``released``, ``const:A``).
 
 With K images the sum weighs the images K times beta; ``image_reduce="mean"`` averages them
 instead. Ranking by the cosine of the fused embedding equals ranking by the fused scores
@@ -17,39 +11,15 @@ so embedding-level and score-level fusion give identical ranks.
 
 Examples:
     >>> weights(0, "paper"), weights(5, "released"), weights(3, "const:0.6")
-    ((0.7, 0.3), (0.5, 0.5), (0.6, 0.4))
-"""
+    ((0.7, 0.3), (0.5, 0.5), (0.6, 0.4))"""
 
 from __future__ import annotations
 
 import torch
 
-#: How the K image embeddings are combined (the values of the ``image_reduce`` setting, :mod:`dar_lib.evalsettings`).
-IMAGE_REDUCES = ("mean", "sum")
+from dar_lib.fusion_weights import IMAGE_REDUCES, SCHEDULES, weights
 
-SCHEDULES = ("paper", "paper-rounds-0-2", "released", "const:<alpha>")
-
-
-def weights(round_idx: int, schedule: str = "paper") -> tuple[float, float]:
-    """(alpha, beta) for a round under a named schedule."""
-    if round_idx < 0:
-        raise ValueError(f"round_idx must be >= 0, got {round_idx}")
-    if schedule == "paper":
-        alpha = 0.7 if round_idx <= 1 else 0.5
-    elif schedule == "paper-rounds-0-2":
-        alpha = 0.7 if round_idx <= 2 else 0.5
-    elif schedule == "released":
-        alpha = 0.8 if round_idx <= 1 else 0.5
-    elif schedule.startswith("const:"):
-        try:
-            alpha = float(schedule.split(":", 1)[1])
-        except ValueError:
-            raise ValueError(f"bad constant schedule {schedule!r}; expected e.g. 'const:0.6'") from None
-        if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
-    else:
-        raise ValueError(f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
-    return alpha, round(1.0 - alpha, 10)
+__all__ = ["IMAGE_REDUCES", "SCHEDULES", "fuse", "fused_scores", "weights"]
 
 
 def _check_reduce(image_reduce: str) -> None:

@@ -270,9 +270,10 @@ _STYLE = """<style>
 </style>"""
 
 
-def _turns_html(search: LiveSearch) -> str:
+def _turns_html(search: LiveSearch, marked: Sequence[float]) -> str:
+    """The dialogue so far, each turn with what the reader took from it and its rank (``marked``: the
+    marked image's rank per round, :meth:`LiveSearch.marked_ranks`)."""
     n = len(search.bench.corpus_paths)
-    marked = search.marked_ranks()
     rows = []
     for j, v in enumerate(search.views):
         text = html.escape(v.turn)
@@ -422,7 +423,8 @@ def live_app(pipe, bench, questioner=None, dialog_idx: int | None = None,
             set_question("")
             return
         res = search.result
-        turns.value = _turns_html(search)
+        marked_ranks = search.marked_ranks()  # one ranking pass per render, for the list and the plot
+        turns.value = _turns_html(search, marked_ranks)
         query.value = (f"<b>query S<sub>t</sub> (round {res.round_idx})</b>"
                        f"<div class='dar-query'>{html.escape(res.query)}</div>")
         gen_box.children = [img(im, f"picture {k + 1}, drawn from: {res.prompts[k] if k < len(res.prompts) else ''}")
@@ -453,7 +455,7 @@ def live_app(pipe, bench, questioner=None, dialog_idx: int | None = None,
             target_box.children = ()
         ranks, label = search.rank_history(), "target rank"
         if not ranks and search.found is not None:
-            ranks, label = search.marked_ranks(), "marked image's rank"
+            ranks, label = marked_ranks, "marked image's rank"
         if ranks:
             rank_img.value = rank_plot_png(ranks, n_corpus, label)
             rank_img.layout.display = None

@@ -163,3 +163,14 @@ def test_protocol_released_fixes_its_settings_and_reports_truncation(tmp_path, c
     rc = main(argv[:-2] + ["--schedule", "paper"])
     err = capsys.readouterr().err
     assert rc == 2 and "dar: error: schedule = 'paper': the released protocol fixes schedule = 'released'" in err
+
+
+def test_building_the_parser_imports_no_torch():
+    """`dar --help` and every argument check answer without loading torch (about a second on 2 cores):
+    the settings read the fusion schedules from dar_lib.fusion_weights, not dar_lib.fuse."""
+    import subprocess
+    import sys
+
+    code = "import sys; from dar_lib.cli import build_parser; build_parser(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out.stderr
