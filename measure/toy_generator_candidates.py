@@ -63,7 +63,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
 import time
 
@@ -126,50 +125,22 @@ def edge_masks(masks: torch.Tensor) -> torch.Tensor:
 
 def train(name: str, minutes: float, images, masks, text_fn, tok, seed: int = 16, from_shipped: bool = False,
           lr: float = 1e-3, warmup: int = 200) -> tuple:
-    """Train candidate ``name`` for ``minutes`` of wall time; returns (pipeline, steps, last losses)."""
+    """Train candidate ``name`` for ``minutes`` of wall time with ``dar train-toy``'s loop
+    (:func:`~dar_lib.toymodels.diffusion_train.train_diffusion`; the rate held at its peak after the
+    warm-up, since the number of steps a budget allows is not known ahead); returns (pipeline, steps,
+    last losses)."""
+    from dar_lib.toymodels.diffusion_train import train_diffusion
+
     pipe = build(name, tok, seed, from_shipped)
-    modules = [pipe.transformer] + ([] if name == "frozen-text" else [pipe.text_encoder])
-    params = [p for m in modules for p in m.parameters()]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
-    ema = [p.detach().clone() for p in params]
-    rng, gen = random.Random(seed), np.random.default_rng(seed)
-    torch.manual_seed(seed)
-    shift = float(pipe.scheduler.config.shift)
-    for m in modules:
-        m.train()
-    step, losses, t0 = 0, [], time.time()
-    while time.time() - t0 < minutes * 60:
-        idx = gen.choice(len(images), size=64, replace=False)
-        texts = ["" if rng.random() < 0.1 else text_fn(int(i), rng) for i in idx]
-        x0 = torch.from_numpy(np.ascontiguousarray(images[idx])).permute(0, 3, 1, 2).float() / 127.5 - 1
-        m = torch.from_numpy(masks[idx])[:, None]
-        weight = 1 + 4 * m + (4 * edge_masks(m) if name == "edges" else 0)
-        s = torch.sigmoid(torch.randn(64))
-        s = shift * s / (1 + (shift - 1) * s)
-        noise = torch.randn_like(x0)
-        xt = (1 - s.view(-1, 1, 1, 1)) * x0 + s.view(-1, 1, 1, 1) * noise
-        states, pooled = pipe.encode_prompt(texts)
-        pred = pipe.denoise(xt, s * 1000, states, pooled)
-        target = x0 if pipe.config.prediction_type == "sample" else noise - x0
-        loss = (weight * (pred - target) ** 2).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        for g in opt.param_groups:
-            g["lr"] = lr * min(1.0, (step + 1) / warmup)
-        opt.step()
-        losses.append(float(loss.detach()))
-        step += 1
-        with torch.no_grad():
-            d = min(0.999, (1 + step) / (10 + step))
-            for e, p in zip(ema, params):
-                e.mul_(d).add_(p.detach(), alpha=1 - d)
-    with torch.no_grad():
-        for e, p in zip(ema, params):
-            p.copy_(e)
-    for m in modules:
-        m.eval()
-    return pipe, step, losses[-50:]
+
+    def edges_too(m: torch.Tensor) -> torch.Tensor:
+        return 1 + 4 * m + 4 * edge_masks(m)
+
+    losses = train_diffusion(pipe, images, text_fn, steps=10**9, batch_size=64, lr=lr, seed=seed, masks=masks,
+                             object_weight=5.0, p_uncond=0.1, warmup=warmup, log_every=0, progress=False,
+                             minutes=minutes, lr_floor=1.0, pixel_weight=edges_too if name == "edges" else None,
+                             train_text_encoder=name != "frozen-text")
+    return pipe, len(losses), losses[-50:]
 
 
 def score(pipe, probe, scenes, steps: int = 5, guidance: float = 3.0, grid: str | None = None) -> dict:

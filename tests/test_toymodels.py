@@ -168,6 +168,27 @@ def test_diffusion_training_steps_change_weights_and_lower_the_loss(tok, world):
     assert any(not torch.equal(before[k], v) for k, v in pipe.transformer.state_dict().items())
 
 
+def test_diffusion_training_takes_a_budget_a_pixel_weight_and_a_frozen_text_encoder(tok, world):
+    """The knobs the generator candidates are compared with (measure/toy_generator_candidates.py), in the
+    one training loop: a wall-clock budget ends training early, the per-pixel weight hook sees the mask
+    batch, and train_text_encoder=False leaves the text encoder's weights as they were."""
+    tw, scenes, images = world
+    pipe = tiny_pipeline(tok)
+    text_before = {k: v.clone() for k, v in pipe.text_encoder.state_dict().items()}
+    masks = np.zeros(images.shape[:3], dtype=np.float32)
+    seen = []
+
+    def weight(m):
+        seen.append(tuple(m.shape))
+        return 1 + m
+
+    losses = diffusion_train.train_diffusion(pipe, images, lambda i, rng: tw.full_caption(scenes[i]), steps=10**6,
+                                             batch_size=4, seed=0, masks=masks, progress=False, minutes=1e-9,
+                                             lr_floor=1.0, pixel_weight=weight, train_text_encoder=False)
+    assert len(losses) == 1 and seen == [(4, 1, 32, 32)]
+    assert all(torch.equal(text_before[k], v) for k, v in pipe.text_encoder.state_dict().items())
+
+
 def test_a_stopped_diffusion_run_resumes_to_the_same_weights(tok, world, tmp_path):
     """Stop after 3 of 6 steps (checkpoint written), resume: the same losses and weights as 6 steps straight."""
     from dar_lib.toymodels.loop import Checkpointer, TrainingStopped

@@ -6,6 +6,7 @@ import logging
 import random
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -101,6 +102,10 @@ def train_diffusion(
     checkpoint: Checkpointer | None = None,
     resume: bool = False,
     stop_at: int | None = None,
+    minutes: float | None = None,
+    lr_floor: float = 0.1,
+    pixel_weight: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    train_text_encoder: bool = True,
 ) -> list[float]:
     """Train transformer and text encoder jointly on the rectified-flow path; keep an EMA of the weights.
 
@@ -129,6 +134,12 @@ def train_diffusion(
         checkpoint: saves the whole state every few minutes (``None``: never).
         resume: continue from ``checkpoint``'s saved state when there is one.
         stop_at: stop after this step, writing a checkpoint first (raises :class:`TrainingStopped`).
+        minutes: a wall-clock budget: training ends after the step that exceeds it (or at ``steps``),
+            so candidates are compared on one budget (``measure/toy_generator_candidates.py``).
+        lr_floor: where the cosine ends, as a share of the peak rate (1.0: constant after warm-up).
+        pixel_weight: maps a ``(B, 1, H, W)`` batch of object masks to per-pixel loss weights
+            (default ``1 + (object_weight - 1) * mask``); needs ``masks``.
+        train_text_encoder: False keeps the text encoder as it is (only the transformer learns).
 
     Returns:
         The loss of every step (the resumed run's include those before the stop).
@@ -139,10 +150,13 @@ def train_diffusion(
     rng = random.Random(seed)
     gen = np.random.default_rng(seed)
     shift = float(pipe.scheduler.config.shift)
-    modules = [pipe.transformer, pipe.text_encoder]
+    modules = [pipe.transformer, pipe.text_encoder] if train_text_encoder else [pipe.transformer]
     params = [p for m in modules for p in m.parameters()]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
-    sched = warmup_cosine(opt, warmup, steps, floor=0.1)
+    sched = warmup_cosine(opt, warmup, steps, floor=lr_floor)
+    if pixel_weight is None:
+        def pixel_weight(m: torch.Tensor) -> torch.Tensor:
+            return 1 + (object_weight - 1) * m
     ema = [p.detach().clone() for p in params]
     run = Resumable(checkpoint, rng, gen, transformer=pipe.transformer, text_encoder=pipe.text_encoder,
                     optimizer=opt, schedule=sched, ema=TensorList(ema))
@@ -156,7 +170,7 @@ def train_diffusion(
         idx = gen.choice(len(images), size=batch_size, replace=False)
         texts = ["" if rng.random() < p_uncond else text_fn(int(i), rng) for i in idx]
         x0 = torch.from_numpy(np.ascontiguousarray(images[idx])).permute(0, 3, 1, 2).float() / 127.5 - 1
-        weight = 1.0 if masks is None else 1 + (object_weight - 1) * torch.from_numpy(masks[idx])[:, None]
+        weight = 1.0 if masks is None else pixel_weight(torch.from_numpy(masks[idx])[:, None])
         s = torch.sigmoid(torch.randn(batch_size))
         s = shift * s / (1 + (shift - 1) * s)  # the same shift the sampler applies to its sigmas
         noise = torch.randn_like(x0)
@@ -173,6 +187,9 @@ def train_diffusion(
                 e.mul_(d).add_(p.detach(), alpha=1 - d)
         report_loss(bar, losses, step, steps, log_every, "diffusion", t0, log, digits=4)
         run.after_step(step, steps, stop_at, "diffusion")
+        if minutes is not None and time.time() - t0 >= 60 * minutes:
+            log.info("diffusion: the %.1f-minute budget ends training after step %d", minutes, step + 1)
+            break
     with torch.no_grad():
         for e, p in zip(ema, params):
             p.copy_(e)
