@@ -1,8 +1,13 @@
-"""Helpers for the test suite and ``measure/`` scripts (no test imports another's helpers).
+"""Stand-in components and helpers for the test suite and ``measure/`` scripts, in one place (no test
+module imports another's helpers; diffusers keeps its ``get_dummy_components`` the same way).
 
-Today: headless Chromium for the browser checks (the rendered book, the live session). Selenium and
-Chromium are optional: the ``test`` extra installs Selenium, Debian's ``chromium`` and
-``chromium-driver`` the browser (``make browser-deps``).
+- tiny randomly initialised models built from configs, offline (BLIP, CLIP), a word-level tokenizer,
+  noise images and texts, and BLIP's original checkpoint layout (the inverse of
+  :mod:`dar_lib.models.blip_import`);
+- a researcher's own dataset in ChatIR's format (:func:`own_dataset`);
+- headless Chromium for the browser checks (the rendered book, the live session). Selenium and
+  Chromium are optional: the ``test`` extra installs Selenium, Debian's ``chromium`` and
+  ``chromium-driver`` the browser (``make browser-deps``).
 """
 
 from __future__ import annotations
@@ -12,6 +17,138 @@ import shutil
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import numpy as np
+import torch
+from PIL import Image
+
+
+# -- tiny models and data ------------------------------------------------------------------------
+#: The words :func:`make_tokenizer` knows (everything else is ``[UNK]``).
+WORDS = ("a red blue green cat dog on the in of with sits table grass big small photo man woman "
+         "is it yes no what color").split()
+
+
+def make_tokenizer(max_len: int = 64, bos_eos: tuple[str, str] = ("[CLS]", "[SEP]")):
+    """A word-level fast tokenizer built offline (no hub)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["[PAD]", "[UNK]", bos_eos[0], bos_eos[1]]
+    vocab = {w: i for i, w in enumerate(specials + list(WORDS))}
+    tk = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tk.pre_tokenizer = pre_tokenizers.Whitespace()
+    tk.post_processor = processors.TemplateProcessing(
+        single=f"{bos_eos[0]} $A {bos_eos[1]}", special_tokens=[(bos_eos[0], 2), (bos_eos[1], 3)])
+    return PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="[PAD]", unk_token="[UNK]",
+                                   bos_token=bos_eos[0], eos_token=bos_eos[1], model_max_length=max_len)
+
+
+def tiny_blip(image_size: int = 32):
+    """A randomly initialised ``BlipForImageTextRetrieval`` (2 layers, width 32, seed 0), in eval mode."""
+    from transformers import BlipConfig, BlipForImageTextRetrieval
+
+    torch.manual_seed(0)
+    cfg = BlipConfig(
+        text_config=dict(vocab_size=40, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                         intermediate_size=37, max_position_embeddings=64, bos_token_id=2, sep_token_id=3,
+                         pad_token_id=0),
+        vision_config=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+                           image_size=image_size, patch_size=8, layer_norm_eps=1e-6,
+                           initializer_range=0.02),
+        image_text_hidden_size=16)
+    return BlipForImageTextRetrieval(cfg).eval()
+
+
+def tiny_clip():
+    """A randomly initialised ``CLIPModel`` (2 layers, width 32, 32-px images, seed 0), in eval mode."""
+    from transformers import CLIPConfig, CLIPModel
+
+    torch.manual_seed(0)
+    cfg = CLIPConfig(
+        text_config=dict(vocab_size=40, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                         intermediate_size=37, max_position_embeddings=77, bos_token_id=2, eos_token_id=3,
+                         pad_token_id=0),
+        vision_config=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+                           image_size=32, patch_size=8),
+        projection_dim=24)
+    return CLIPModel(cfg).eval()
+
+
+def random_images(n: int = 5, seed: int = 0) -> list[Image.Image]:
+    """``n`` RGB images of noise in five odd sizes (40x30 ... 64x20), for preprocessing and batching tests."""
+    rng = np.random.default_rng(seed)
+    sizes = [(40, 30), (32, 32), (50, 64), (33, 47), (64, 20)]
+    return [Image.fromarray(rng.integers(0, 255, (sizes[i % 5][1], sizes[i % 5][0], 3), dtype=np.uint8))
+            for i in range(n)]
+
+
+#: Texts within :data:`WORDS` (one question/answer turn among them).
+TEXTS = ["a red cat on the table", "a dog", "what color is it? blue", "a big green photo of a man with a dog",
+         "small woman in grass"]
+
+def blip_to_original(model, retrieval_extras: bool = False) -> dict:
+    """A transformers BLIP's weights in the original (salesforce/BLIP) layout: the inverse of
+    :func:`dar_lib.models.blip_import.hf_to_original_key`, with the position ids the original keeps.
+
+    Args:
+        model: a ``BlipForImageTextRetrieval`` (e.g. :func:`tiny_blip`).
+        retrieval_extras: add what a retrieval training checkpoint also holds (temperature, queues,
+            momentum encoders' weights), which an import must skip.
+    """
+    from dar_lib.models import blip_import as bi
+
+    sd = {bi.hf_to_original_key(k): v.clone() for k, v in model.state_dict().items()}
+    n_pos = model.config.text_config.max_position_embeddings
+    sd[bi.POSITION_IDS] = torch.arange(n_pos).unsqueeze(0)
+    if retrieval_extras:
+        sd.update(temp=torch.tensor(0.07), image_queue=torch.randn(16, 8), text_queue=torch.randn(16, 8),
+                  idx_queue=torch.zeros(1, 8, dtype=torch.long), ptr_queue=torch.zeros(1, dtype=torch.long))
+        sd["visual_encoder_m.cls_token"] = torch.zeros(1, 1, 32)
+        sd["text_proj_m.weight"] = torch.zeros(16, 32)
+    return sd
+
+
+def save_blip_checkpoint(path: Path, state_dict: dict) -> Path:
+    """Write ``state_dict`` as BLIP's training code saves it (``{"model": ..., "epoch": ...}``, a pickle)."""
+    torch.save({"model": state_dict, "epoch": 3}, path)
+    return path
+
+
+def own_dataset(root: Path, n_rounds: int = 3, n_images: int = 12, n_dialogues: int = 3) -> dict[str, Path]:
+    """A tiny dataset in ChatIR's format under ``root``: PNG images, a corpus list and a dialogue file.
+
+    Returns:
+        ``{"images": <image root>, "corpus": <corpus JSON>, "dialogues": <dialogue JSON>}``; dialogue ``d``
+        targets image ``2 d`` and has ``n_rounds`` turns (caption first).
+    """
+    rng = np.random.default_rng(0)
+    (root / "photos" / "set").mkdir(parents=True)
+    paths = []
+    for i in range(n_images):
+        rel = f"set/img_{i:02d}.png"
+        Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(root / "photos" / rel)
+        paths.append(rel)
+    colours = ["red", "blue", "green", "yellow"]
+    records = [{"img": paths[2 * d], "dialog": [f"a {colours[d % 4]} square on a plain background"]
+                + [f"is there a {colours[(d + r) % 4]} circle? {'yes' if r % 2 else 'no'}" for r in range(1, n_rounds)]}
+               for d in range(n_dialogues)]
+    corpus, dialogues = root / "corpus.json", root / "my_dialogues.json"
+    corpus.write_text(json.dumps(paths))
+    dialogues.write_text(json.dumps(records))
+    return {"images": root / "photos", "corpus": corpus, "dialogues": dialogues}
+
+
+def dar_eval(capsys, *args: str) -> tuple[int, str, str]:
+    """Run ``dar eval --quiet ARGS`` in this process: (exit status, stdout, stderr) as pytest's ``capsys``
+    captured them."""
+    from dar_lib import cli
+
+    code = cli.main(["eval", "--quiet", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# -- headless Chromium -----------------------------------------------------------------------------
 #: Headless, quiet, and the network off except the local server: every other host fails to resolve.
 CHROMIUM_FLAGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

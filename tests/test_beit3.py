@@ -16,7 +16,7 @@ from PIL import Image
 from dar_lib.models import beit3 as b3
 from dar_lib.models import blip_import as bi
 
-from test_encoders import TEXTS, images
+from dar_lib.testing import TEXTS, random_images
 
 SENTENCES = [
     "a red cat sits on the table", "a dog in the grass", "what color is it? blue", "two dogs and a cat",
@@ -174,13 +174,13 @@ def test_factory_loads_the_saved_weights(encoder, saved):
 
 
 def test_shapes_norms_and_determinism(encoder):
-    t, i = encoder.encode_text(TEXTS), encoder.encode_images(images())
+    t, i = encoder.encode_text(TEXTS), encoder.encode_images(random_images())
     assert t.shape == (5, 32) and i.shape == (5, 32)
     assert t.dtype == torch.float32 and t.device.type == "cpu"
     torch.testing.assert_close(t.norm(dim=1), torch.ones(5), atol=1e-5, rtol=0)
     torch.testing.assert_close(i.norm(dim=1), torch.ones(5), atol=1e-5, rtol=0)
     assert torch.cdist(t, t)[0, 1:].min() > 1e-3 and torch.cdist(i, i)[0, 1:].min() > 1e-3
-    assert torch.equal(t, encoder.encode_text(TEXTS)) and torch.equal(i, encoder.encode_images(images()))
+    assert torch.equal(t, encoder.encode_text(TEXTS)) and torch.equal(i, encoder.encode_images(random_images()))
     single = torch.cat([encoder.encode_text([x]) for x in TEXTS])
     torch.testing.assert_close(t, single, atol=1e-6, rtol=0)
     assert encoder.encode_text([]).shape == (0, 32) and encoder.encode_images([]).shape == (0, 32)
@@ -188,7 +188,7 @@ def test_shapes_norms_and_determinism(encoder):
 
 def test_matches_a_reference_forward_pass(encoder, saved, spm_path):
     _, sd, cfg = saved
-    imgs = images()
+    imgs = random_images()
     ref_i = reference_features(sd, cfg, pixels=reference_pixels(imgs, 32))
     torch.testing.assert_close(encoder.encode_images(imgs), ref_i, atol=1e-5, rtol=0)
     # Text exactly as unilm feeds it: fixed-length padding with a padding mask.
@@ -284,7 +284,7 @@ def test_image_size_option_resizes_positions_like_unilm(saved, spm_path):
     grid = src[3:].reshape(1, 2, 2, 32).permute(0, 3, 1, 2)
     ref = F.interpolate(grid, size=(3, 3), mode="bicubic", align_corners=False).permute(0, 2, 3, 1).reshape(9, 32)
     torch.testing.assert_close(table[3:], ref)
-    assert enc.encode_images(images(2)).shape == (2, 32)
+    assert enc.encode_images(random_images(2)).shape == (2, 32)
 
 
 def test_image_inputs_share_the_corpus_conversion(encoder, tmp_path):

@@ -10,29 +10,10 @@ import torch
 
 from dar_lib.models import blip_import as bi
 from dar_lib.models.encoders import BlipEncoder
-
-from test_encoders import TEXTS, images, make_tokenizer, tiny_blip
+from dar_lib.testing import (TEXTS, blip_to_original, make_tokenizer, random_images, save_blip_checkpoint,
+                             tiny_blip)
 
 BLIP_KEYS = Path(__file__).resolve().parents[2] / "shared/data/blip"
-
-
-def to_original(model, image_size_of_ckpt: int | None = None, retrieval_extras: bool = False) -> dict:
-    """Export a transformers BLIP as an original-layout state dict (the inverse mapping)."""
-    sd = {bi.hf_to_original_key(k): v.clone() for k, v in model.state_dict().items()}
-    n_pos = model.config.text_config.max_position_embeddings
-    sd[bi.POSITION_IDS] = torch.arange(n_pos).unsqueeze(0)
-    if retrieval_extras:
-        sd.update(temp=torch.tensor(0.07), image_queue=torch.randn(16, 8), text_queue=torch.randn(16, 8),
-                  idx_queue=torch.zeros(1, 8, dtype=torch.long), ptr_queue=torch.zeros(1, dtype=torch.long))
-        sd["visual_encoder_m.cls_token"] = torch.zeros(1, 1, 32)
-        sd["text_proj_m.weight"] = torch.zeros(16, 32)
-    return sd
-
-
-def save(tmp_path, sd, name="ckpt.pth") -> Path:
-    p = tmp_path / name
-    torch.save({"model": sd, "epoch": 3}, p)
-    return p
 
 
 def test_key_mapping_round_trip_on_every_model_key():
@@ -51,7 +32,7 @@ def test_key_mapping_round_trip_on_every_model_key():
 
 def test_load_into_round_trip(tmp_path):
     model, tok = tiny_blip(), make_tokenizer()
-    path = save(tmp_path, to_original(model, retrieval_extras=True))
+    path = save_blip_checkpoint(tmp_path / "ckpt.pth", blip_to_original(model, retrieval_extras=True))
     torch.manual_seed(123)
     fresh = tiny_blip()
     # Different random weights before the import...
@@ -62,7 +43,7 @@ def test_load_into_round_trip(tmp_path):
     a = BlipEncoder(model, tok, device="cpu", max_length=20)
     b = BlipEncoder(fresh, tok, device="cpu", max_length=20)
     assert torch.equal(a.encode_text(TEXTS), b.encode_text(TEXTS))
-    assert torch.equal(a.encode_images(images()), b.encode_images(images()))
+    assert torch.equal(a.encode_images(random_images()), b.encode_images(random_images()))
 
 
 def test_load_original_blip_with_local_base(tmp_path):
@@ -75,14 +56,14 @@ def test_load_original_blip_with_local_base(tmp_path):
     with torch.no_grad():
         for p in other.parameters():
             p.mul_(-1.0)
-    path = save(tmp_path, to_original(other))
+    path = save_blip_checkpoint(tmp_path / "ckpt.pth", blip_to_original(other))
     loaded, tok2 = bi.load_original_blip(path, base=str(base), head_size=8)  # tiny test model: heads of 8
     assert loaded.config.vision_config.image_size == 32
     assert tok2 is not None
     a = BlipEncoder(other, tok, device="cpu", max_length=20)
     b = BlipEncoder(loaded, tok2, device="cpu", max_length=20)
     torch.testing.assert_close(a.encode_text(TEXTS), b.encode_text(TEXTS), atol=0, rtol=0)
-    torch.testing.assert_close(a.encode_images(images()), b.encode_images(images()), atol=0, rtol=0)
+    torch.testing.assert_close(a.encode_images(random_images()), b.encode_images(random_images()), atol=0, rtol=0)
 
 
 def test_factory_blip_original(tmp_path):
@@ -92,17 +73,17 @@ def test_factory_blip_original(tmp_path):
     base = tmp_path / "base"
     model.save_pretrained(base)
     tok.save_pretrained(base)
-    path = save(tmp_path, to_original(model), name="chatir_weights.ckpt")
+    path = save_blip_checkpoint(tmp_path / "chatir_weights.ckpt", blip_to_original(model))
     enc = load_encoder(f"blip-original:{path}+{base}", device="cpu", max_length=20, head_size=8)
     ref = BlipEncoder(model, tok, device="cpu", max_length=20)
-    torch.testing.assert_close(enc.encode_images(images()), ref.encode_images(images()), atol=0, rtol=0)
+    torch.testing.assert_close(enc.encode_images(random_images()), ref.encode_images(random_images()), atol=0, rtol=0)
     assert "chatir_weights.ckpt" in enc.fingerprint()
 
 
 def test_pos_embed_resized_bicubically(tmp_path):
     """A 384-style checkpoint (larger grid) loads into a smaller model with a resized pos_embed."""
     big = tiny_blip(image_size=64)  # 8x8 patches
-    sd = to_original(big)
+    sd = blip_to_original(big)
     small = tiny_blip(image_size=32)  # 4x4 patches
     bi.load_into(small, sd)
     pe = small.vision_model.embeddings.position_embedding
@@ -116,7 +97,7 @@ def test_pos_embed_resized_bicubically(tmp_path):
 
 def test_missing_extra_and_misshaped_keys_are_listed():
     model = tiny_blip()
-    sd = to_original(model)
+    sd = blip_to_original(model)
     del sd["visual_encoder.blocks.1.mlp.fc2.bias"]
     sd["text_encoder.encoder.layer.0.attention.self.query.weight"] = torch.zeros(5, 5)
     with pytest.raises(bi.BlipImportError) as err:
@@ -126,20 +107,20 @@ def test_missing_extra_and_misshaped_keys_are_listed():
     assert "missing 1: vision_model.encoder.layers.1.mlp.fc2.bias" in msg
     assert "text_encoder.encoder.layer.0.attention.self.query.weight (5, 5) != (32, 32)" in msg
 
-    sd = to_original(model)
+    sd = blip_to_original(model)
     sd["decoder.bert.embeddings.word_embeddings.weight"] = torch.zeros(3)
     sd["visual_encoder.blocks.0.attn.extra.weight"] = torch.zeros(3)
     with pytest.raises(bi.BlipImportError, match=r"2 keys have no mapping.*decoder\.bert.*attn\.extra"):
         bi.load_into(tiny_blip(), sd, source="bad.pth")
 
-    sd = to_original(model)
+    sd = blip_to_original(model)
     sd["text_encoder.encoder.layer.9.output.dense.bias"] = torch.zeros(32)  # a layer the model lacks
     with pytest.raises(bi.BlipImportError, match=r"unexpected 1: text_encoder\.encoder\.layer\.9"):
         bi.load_into(tiny_blip(), sd)
 
 
 def test_bad_position_ids_and_unsafe_files(tmp_path):
-    sd = to_original(tiny_blip())
+    sd = blip_to_original(tiny_blip())
     sd[bi.POSITION_IDS] = torch.zeros(1, 64, dtype=torch.long)
     with pytest.raises(bi.BlipImportError, match="position_ids"):
         bi.load_into(tiny_blip(), sd)
@@ -305,7 +286,7 @@ class TrainerConfig:
 
 def test_training_state_beside_the_weights_is_ignored(tmp_path):
     model = tiny_blip()
-    sd = to_original(model)
+    sd = blip_to_original(model)
     path = tmp_path / "checkpoint_04.pth"
     torch.save({"model": sd, "epoch": 4, "config": {"vit": "base", "image_size": 32, "queue_size": 57600},
                 "optimizer": {"state": {0: {"step": torch.tensor(10.0), "exp_avg": torch.zeros(3)}},
@@ -327,7 +308,7 @@ def test_pickled_class_is_refused_by_name_then_converted(tmp_path):
     from dar_lib.models import load_encoder
 
     model, tok = tiny_blip(), make_tokenizer()
-    sd = to_original(model)
+    sd = blip_to_original(model)
     # A tied weight, as in BLIP's pre-training checkpoint (safetensors stores no shared tensors).
     sd["text_decoder.bert.embeddings.word_embeddings.weight"] = sd["text_encoder.embeddings.word_embeddings.weight"]
     path = tmp_path / "trainer.pth"
@@ -354,7 +335,7 @@ def test_pickled_class_is_refused_by_name_then_converted(tmp_path):
     enc = load_encoder(f"blip-original:{dst}+{base}", device="cpu", max_length=20, head_size=8)
     ref = BlipEncoder(model, tok, device="cpu", max_length=20)
     torch.testing.assert_close(enc.encode_text(TEXTS), ref.encode_text(TEXTS), atol=0, rtol=0)
-    torch.testing.assert_close(enc.encode_images(images()), ref.encode_images(images()), atol=0, rtol=0)
+    torch.testing.assert_close(enc.encode_images(random_images()), ref.encode_images(random_images()), atol=0, rtol=0)
     assert "trainer.safetensors" in enc.fingerprint()
 
 
@@ -391,7 +372,7 @@ def test_base_config_with_wrong_head_count_is_refused(tmp_path):
     torch.manual_seed(0)
     right = BlipForImageTextRetrieval(_head_config(2)).eval()
     tok = make_tokenizer()
-    path = save(tmp_path, to_original(right))
+    path = save_blip_checkpoint(tmp_path / "ckpt.pth", blip_to_original(right))
     assert _head_config(None).text_config.num_attention_heads == 8  # transformers' default
     for name, cfg in (("wrong", _head_config(None)), ("right", _head_config(2))):
         BlipForImageTextRetrieval(cfg).save_pretrained(tmp_path / name)

@@ -60,7 +60,7 @@ def test_grid_recomputes_after_a_retrain_into_the_same_folder(tmp_path, monkeypa
 
 
 def _own_data(root):
-    from test_rehearsal import own_dataset
+    from dar_lib.testing import own_dataset
 
     return own_dataset(root, n_rounds=3, n_images=12, n_dialogues=3)
 

@@ -11,65 +11,7 @@ import torch
 from PIL import Image
 
 from dar_lib.models.encoders import BlipEncoder, ClipEncoder, ImagePreprocessor
-
-WORDS = ("a red blue green cat dog on the in of with sits table grass big small photo man woman "
-         "is it yes no what color").split()
-
-
-def make_tokenizer(max_len: int = 64, bos_eos: tuple[str, str] = ("[CLS]", "[SEP]")):
-    """A word-level fast tokenizer built offline (no hub)."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    specials = ["[PAD]", "[UNK]", bos_eos[0], bos_eos[1]]
-    vocab = {w: i for i, w in enumerate(specials + list(WORDS))}
-    tk = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    tk.pre_tokenizer = pre_tokenizers.Whitespace()
-    tk.post_processor = processors.TemplateProcessing(
-        single=f"{bos_eos[0]} $A {bos_eos[1]}", special_tokens=[(bos_eos[0], 2), (bos_eos[1], 3)])
-    return PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="[PAD]", unk_token="[UNK]",
-                                   bos_token=bos_eos[0], eos_token=bos_eos[1], model_max_length=max_len)
-
-
-def tiny_blip(image_size: int = 32):
-    from transformers import BlipConfig, BlipForImageTextRetrieval
-
-    torch.manual_seed(0)
-    cfg = BlipConfig(
-        text_config=dict(vocab_size=40, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                         intermediate_size=37, max_position_embeddings=64, bos_token_id=2, sep_token_id=3,
-                         pad_token_id=0),
-        vision_config=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
-                           image_size=image_size, patch_size=8, layer_norm_eps=1e-6,
-                           initializer_range=0.02),
-        image_text_hidden_size=16)
-    return BlipForImageTextRetrieval(cfg).eval()
-
-
-def tiny_clip():
-    from transformers import CLIPConfig, CLIPModel
-
-    torch.manual_seed(0)
-    cfg = CLIPConfig(
-        text_config=dict(vocab_size=40, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                         intermediate_size=37, max_position_embeddings=77, bos_token_id=2, eos_token_id=3,
-                         pad_token_id=0),
-        vision_config=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
-                           image_size=32, patch_size=8),
-        projection_dim=24)
-    return CLIPModel(cfg).eval()
-
-
-def images(n: int = 5, seed: int = 0) -> list[Image.Image]:
-    rng = np.random.default_rng(seed)
-    sizes = [(40, 30), (32, 32), (50, 64), (33, 47), (64, 20)]
-    return [Image.fromarray(rng.integers(0, 255, (sizes[i % 5][1], sizes[i % 5][0], 3), dtype=np.uint8))
-            for i in range(n)]
-
-
-TEXTS = ["a red cat on the table", "a dog", "what color is it? blue", "a big green photo of a man with a dog",
-         "small woman in grass"]
-
+from dar_lib.testing import TEXTS, make_tokenizer, random_images, tiny_blip, tiny_clip
 
 @pytest.fixture(params=["blip", "clip"])
 def encoder(request):
@@ -80,7 +22,7 @@ def encoder(request):
 
 def test_shapes_norm_dtype(encoder):
     t = encoder.encode_text(TEXTS)
-    i = encoder.encode_images(images())
+    i = encoder.encode_images(random_images())
     dim = 16 if isinstance(encoder, BlipEncoder) else 24
     assert encoder.dim == dim
     assert t.shape == (5, dim) and i.shape == (5, dim)
@@ -98,7 +40,7 @@ def test_deterministic_and_batched_equals_single(encoder):
     assert torch.equal(t1, t2)
     single = torch.cat([encoder.encode_text([x]) for x in TEXTS])
     torch.testing.assert_close(t1, single, atol=1e-5, rtol=0)
-    ims = images()
+    ims = random_images()
     i1 = encoder.encode_images(ims)
     single_i = torch.cat([encoder.encode_images([x]) for x in ims])
     torch.testing.assert_close(i1, single_i, atol=1e-5, rtol=0)
@@ -113,7 +55,7 @@ def test_blip_features_match_reference_path():
         h = model.text_encoder(input_ids=ids["input_ids"], attention_mask=ids["attention_mask"]).last_hidden_state
         ref = torch.nn.functional.normalize(model.text_proj(h[:, 0]), dim=-1)
         # Through the model's own retrieval head (use_itm_head=False), the cosine of text and image.
-        img = images(1)
+        img = random_images(1)
         px = enc.preprocess(img)
         cos = model(input_ids=ids["input_ids"], attention_mask=ids["attention_mask"], pixel_values=px,
                      use_itm_head=False).itm_score
@@ -189,7 +131,7 @@ def test_image_fingerprint_names_the_image_tower_alone(make, cls):
     b = cls(text_tuned, make_tokenizer(), id="b", device="cpu", max_length=20)
     assert a.fingerprint() != b.fingerprint()
     assert image_fingerprint(a) == image_fingerprint(b)
-    torch.testing.assert_close(a.encode_images(images(2)), b.encode_images(images(2)))
+    torch.testing.assert_close(a.encode_images(random_images(2)), b.encode_images(random_images(2)))
     image_tuned = make()
     with torch.no_grad():
         image_tuned.vision_model.embeddings.patch_embedding.weight.add_(1e-3)
@@ -208,7 +150,8 @@ def test_clip_from_pretrained_local_folder(tmp_path):
     assert enc.preprocess.size == 32 and enc.preprocess.mode == "shortest_crop"
     ref = ClipEncoder(model, tok, device="cpu")
     torch.testing.assert_close(enc.encode_text(TEXTS), ref.encode_text(TEXTS), atol=1e-6, rtol=0)
-    torch.testing.assert_close(enc.encode_images(images()), ref.encode_images(images()), atol=1e-6, rtol=0)
+    imgs = random_images()
+    torch.testing.assert_close(enc.encode_images(imgs), ref.encode_images(imgs), atol=1e-6, rtol=0)
 
     model.save_pretrained(tmp_path / "b")
     tok.save_pretrained(tmp_path / "b")
@@ -226,7 +169,8 @@ def test_blip_from_pretrained_local_folder(tmp_path):
     enc = BlipEncoder.from_pretrained(str(tmp_path), device="cpu", max_length=20)
     ref = BlipEncoder(model, tok, device="cpu", max_length=20)
     assert enc.preprocess.mode == "square" and enc.preprocess.size == 32
-    torch.testing.assert_close(enc.encode_images(images()), ref.encode_images(images()), atol=1e-6, rtol=0)
+    imgs = random_images()
+    torch.testing.assert_close(enc.encode_images(imgs), ref.encode_images(imgs), atol=1e-6, rtol=0)
 
 
 # -- the factory ----------------------------------------------------------------------------------
@@ -374,9 +318,9 @@ def test_max_length_option_reaches_the_encoder_and_its_fingerprint(tmp_path):
     assert load_encoder(f"clip:{tmp_path / 'clip'}?max_length=12", device="cpu").max_length == 12
 
     # blip-original, as the parameter table writes ChatIR's setting (the tiny model has 64 positions).
-    from test_blip_import import save, to_original
+    from dar_lib.testing import blip_to_original, save_blip_checkpoint
 
-    ckpt = save(tmp_path, to_original(blip), name="chatir_weights.ckpt")
+    ckpt = save_blip_checkpoint(tmp_path / "chatir_weights.ckpt", blip_to_original(blip))
     enc = load_encoder(f"blip-original:{ckpt}+{tmp_path / 'blip'}?max_length=40", device="cpu", head_size=8)
     assert enc.max_length == 40 and "max_length=40" in enc.fingerprint()
     assert load_encoder(f"blip-original:{ckpt}+{tmp_path / 'blip'}", device="cpu", head_size=8).max_length == 64

@@ -10,7 +10,7 @@ from PIL import Image
 from dar_lib.models.generators import BlackImageError, CachedGenerator, DiffusersGenerator
 from dar_lib.store import ArtefactStore
 
-from test_encoders import make_tokenizer
+from dar_lib.testing import make_tokenizer
 
 PROMPTS = ["a red cat on the table", "a dog in grass", "a big blue photo", "a small green man"]
 SEEDS = [0, 1, 2, 3]

@@ -15,7 +15,7 @@ from PIL import Image
 from dar_lib.benchmarks.images import MAX_ASPECT, load_image
 from dar_lib.errors import DataError
 
-from test_rehearsal import _eval, own_dataset
+from dar_lib.testing import dar_eval, own_dataset
 
 
 def _args(data, *extra):
@@ -24,7 +24,7 @@ def _args(data, *extra):
 
 
 def _one_line_error(capsys, *args) -> str:
-    code, out, err = _eval(capsys, *args)
+    code, out, err = dar_eval(capsys, *args)
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and lines[0].startswith("dar: error: "), err
     return lines[0]

@@ -16,7 +16,7 @@ from dar_lib.models import prompts as P
 from dar_lib.models import reformulators as R
 from dar_lib.store import ArtefactStore
 
-from test_encoders import make_tokenizer
+from dar_lib.testing import make_tokenizer
 
 TURNS = ["a dog on the grass", "what color is it? red", "is it big? yes"]
 CHAT_TEMPLATE = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"

@@ -17,6 +17,7 @@ from dar_lib import cli, profiles, rehearsal
 from dar_lib.cachekeys import rehearsal_key
 from dar_lib.benchmarks import load_benchmark
 from dar_lib.errors import DataError
+from dar_lib.testing import dar_eval, own_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 BLIP_KEYS = REPO.parent / "shared" / "data" / "blip"
@@ -66,33 +67,10 @@ def test_chatir_subset_errors_name_the_file(mirror, tmp_path):
 
 
 # -- a researcher's own data through `dar eval` ----------------------------------------------------------
-def own_dataset(root: Path, n_rounds: int = 3, n_images: int = 12, n_dialogues: int = 3) -> dict[str, Path]:
-    """A tiny dataset in ChatIR's format: PNG images, a corpus list and a dialogue file."""
-    rng = np.random.default_rng(0)
-    (root / "photos" / "set").mkdir(parents=True)
-    paths = []
-    for i in range(n_images):
-        rel = f"set/img_{i:02d}.png"
-        Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(root / "photos" / rel)
-        paths.append(rel)
-    colours = ["red", "blue", "green", "yellow"]
-    records = [{"img": paths[2 * d], "dialog": [f"a {colours[d % 4]} square on a plain background"]
-                + [f"is there a {colours[(d + r) % 4]} circle? {'yes' if r % 2 else 'no'}" for r in range(1, n_rounds)]}
-               for d in range(n_dialogues)]
-    return {"images": root / "photos", "corpus": _write(root / "corpus.json", paths),
-            "dialogues": _write(root / "my_dialogues.json", records)}
-
-
-def _eval(capsys, *args: str) -> tuple[int, str, str]:
-    code = cli.main(["eval", "--quiet", *args])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def test_own_data_runs_end_to_end_through_dar_eval(tmp_path, capsys):
     data = own_dataset(tmp_path)
     out_csv = tmp_path / "ranks.csv"
-    code, out, err = _eval(capsys, "--benchmark", str(data["dialogues"]), "--corpus-file", str(data["corpus"]),
+    code, out, err = dar_eval(capsys, "--benchmark", str(data["dialogues"]), "--corpus-file", str(data["corpus"]),
                            "--image-root", str(data["images"]), "--encoder", "toy:clip-zs", "--generator", "toy:sd",
                            "--reformulator", "toy:rules", "-k", "2", "--store", str(tmp_path / "store"),
                            "--out", str(out_csv))
@@ -118,7 +96,7 @@ def test_own_data_runs_end_to_end_through_dar_eval(tmp_path, capsys):
         assert printed[method] == pytest.approx(round(float(cumulative_hits(ranks, 10)[0]), 2))
 
     # The identity reformulator (no rewriting) works the same way.
-    code, out, err = _eval(capsys, "--benchmark", str(data["dialogues"]), "--corpus-file", str(data["corpus"]),
+    code, out, err = dar_eval(capsys, "--benchmark", str(data["dialogues"]), "--corpus-file", str(data["corpus"]),
                            "--image-root", str(data["images"]), "--encoder", "toy:clip-zs", "--generator", "toy:sd",
                            "--reformulator", "identity", "--methods", "baseline,reformulated", "-k", "1",
                            "--store", str(tmp_path / "store"))
@@ -152,7 +130,7 @@ def test_own_data_mistakes_are_one_line_errors(tmp_path, capsys, case):
         _write(data["corpus"], [f"set/img_{i:02d}.png" for i in range(10)])
     else:
         del args["--image-root"]
-    code, out, err = _eval(capsys, *[x for kv in args.items() for x in kv], "--encoder", "toy:clip-zs",
+    code, out, err = dar_eval(capsys, *[x for kv in args.items() for x in kv], "--encoder", "toy:clip-zs",
                            "--methods", "baseline")
     assert code == 2
     lines = err.strip().splitlines()
