@@ -22,7 +22,6 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -546,9 +545,7 @@ def build_book(
         extra = ""
         if chapter.name.startswith(LAST_PREFIX):
             # The status page shows the other chapters' records: re-run it when any of them changed.
-            extra = hashlib.sha256(b"".join(
-                p.read_bytes() for p in sorted(records_dir.glob("*.json")) if p.stem != chapter.name
-            )).hexdigest()
+            extra = cachekeys.files_digest(p for p in sorted(records_dir.glob("*.json")) if p.stem != chapter.name)
         stamp = cachekeys.chapter_stamp(chapter.source, params, lib_fp, extra, outputs=OUTPUT_PARAMETERS)
         stamp_path = stamps_dir / f"{chapter.name}.stamp"
         executed = executed_dir / f"{chapter.name}.ipynb"

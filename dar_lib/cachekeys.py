@@ -31,7 +31,7 @@ import json
 import os
 import stat
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 from dar_lib.errors import DataError
 
@@ -163,6 +163,47 @@ def toy_world_key(n_corpus: int, n_dialogues: int, seed: int) -> str:
     """
     return hash_parts(kind="toyworld", n_corpus=int(n_corpus), n_dialogues=int(n_dialogues), seed=int(seed),
                       code=code_version("toyworld"))
+
+
+def corpus_key(paths: Sequence[str], image_root: str | os.PathLike, stamps: Sequence | None = None) -> str:
+    """Names a corpus of image files (a benchmark's ``fingerprint``, which keys its cached embeddings).
+
+    Args:
+        paths: the corpus list as given (relative to ``image_root``).
+        image_root: the folder they are read from; resolved, so another root recomputes.
+        stamps: per file :func:`file_stamp` (size, mtime, inode) for a researcher's own corpus, whose
+            files may change; ``None`` for the pinned public sets.
+    """
+    parts: dict[str, Any] = {"corpus": list(paths), "image_root": str(Path(image_root).expanduser().resolve())}
+    if stamps is not None:
+        parts["stamps"] = stamps
+    return hash_parts(**parts)
+
+
+def training_run_key(**parts: Any) -> str:
+    """Names one training run of a toy stage (16 hex digits): its recipe, training data, code and base
+    weights, as :func:`dar_lib.toymodels.train.run_id` gathers them (JSON values)."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def module_weights_digest(modules: Sequence[tuple[str, Any]]) -> str:
+    """sha256 (16 hex digits) of every tensor of the named ``torch.nn.Module`` s as loaded: name, dtype,
+    shape and bytes of each parameter and buffer (a 0-d buffer too), in sorted order."""
+    import torch
+
+    h = hashlib.sha256()
+    for name, module in modules:
+        for key, t in sorted(module.state_dict().items()):
+            h.update(f"{name}.{key}:{t.dtype}:{tuple(t.shape)}".encode())
+            # reshape: a 0-d buffer (batch norm's num_batches_tracked) has no byte view of its own
+            h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def files_digest(paths: Iterable[str | os.PathLike]) -> str:
+    """sha256 (64 hex digits) of the files' bytes, concatenated in the order given (the status page's
+    stamp over the other chapters' records)."""
+    return hashlib.sha256(b"".join(Path(p).read_bytes() for p in paths)).hexdigest()
 
 
 def rehearsal_key() -> str:

@@ -184,3 +184,32 @@ def test_a_chapter_reruns_when_a_folder_its_parameters_name_changes(tmp_path):
     assert cachekeys.named_paths({"e": "gguf:" + str(folder / "model.safetensors") + "?fallback=true",
                                   "url": "openai:gpt@https://example.org/v1"}) == [
         (folder / "model.safetensors").resolve()]
+
+
+def test_the_keys_once_made_elsewhere_are_made_here(tmp_path):
+    """Corpus fingerprints, toy training run ids, an image tower's weights digest and the status page's
+    record digest come from dar_lib.cachekeys (#33 item 3); each changes with what it names."""
+    import torch
+
+    from dar_lib import cachekeys as ck
+
+    a = ck.corpus_key(["x.png", "y.png"], tmp_path)
+    assert a == ck.corpus_key(["x.png", "y.png"], str(tmp_path) + "/.")  # the resolved root
+    assert a != ck.corpus_key(["y.png", "x.png"], tmp_path) != ck.corpus_key(["x.png", "y.png"], tmp_path / "o")
+    assert ck.corpus_key(["x.png"], tmp_path, [(1, 2, 3)]) != ck.corpus_key(["x.png"], tmp_path, [(1, 2, 4)])
+
+    run = ck.training_run_key(stage="clip-zs", steps=10, base=None)
+    assert len(run) == 16 and run == ck.training_run_key(base=None, steps=10, stage="clip-zs")
+    assert run != ck.training_run_key(stage="clip-zs", steps=11, base=None)
+
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    before = ck.module_weights_digest([("v", net)])
+    net[1].num_batches_tracked += 1  # a 0-d buffer counts too
+    assert len(before) == 16 and ck.module_weights_digest([("v", net)]) != before
+    assert ck.module_weights_digest([("w", net)]) != ck.module_weights_digest([("v", net)])
+
+    (tmp_path / "a.json").write_text("1")
+    (tmp_path / "b.json").write_text("2")
+    d = ck.files_digest([tmp_path / "a.json", tmp_path / "b.json"])
+    (tmp_path / "b.json").write_text("3")
+    assert d != ck.files_digest([tmp_path / "a.json", tmp_path / "b.json"])

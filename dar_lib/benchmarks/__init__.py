@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 from PIL import Image
 
 from dar_lib.benchmarks.dialogue import Dialogue
-from dar_lib.cachekeys import hash_parts
+from dar_lib.cachekeys import corpus_key
 
 #: ChatIR set names (see :mod:`dar_lib.benchmarks.chatir`).
 CHATIR = ("visdial", "chatgpt_blip2", "human_blip2", "flan_blip2")
@@ -141,7 +141,7 @@ def load_benchmark(
             return [images.load_image(images.resolve(image_root, paths[i])) for i in ids]
 
         # The resolved root names which folder's images were embedded: another --image-root recomputes.
-        fp = hash_parts(corpus=paths, image_root=str(Path(image_root).expanduser().resolve()))
+        fp = corpus_key(paths, image_root)
         bench = Benchmark(name, dialogues, paths, fp, load_images, meta=meta)
     elif str(name).endswith(".json"):
         bench = _own_data(str(name), image_root, corpus_file)
@@ -247,6 +247,6 @@ def _own_data(path: str, image_root, corpus_file) -> Benchmark:
     def load_images(ids):
         return [images.load_image(files[i], stamps[i]) for i in ids]
 
-    fp = hash_parts(corpus=paths, image_root=str(Path(image_root).expanduser().resolve()), stamps=stamps)
+    fp = corpus_key(paths, image_root, stamps)
     return Benchmark(path, dialogues, paths, fp, load_images, meta={"image_root": str(image_root),
                                                                   "corpus_file": str(corpus_file)})

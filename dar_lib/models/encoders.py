@@ -217,15 +217,10 @@ class _HFDualEncoder:
         if not self._image_modules:
             return self.fingerprint()
         if getattr(self, "_image_fp", None) is None:
-            import hashlib
+            from dar_lib.cachekeys import module_weights_digest
 
-            h = hashlib.sha256()
-            for name in self._image_modules:
-                for key, t in sorted(getattr(self.model, name).state_dict().items()):
-                    h.update(f"{name}.{key}:{t.dtype}:{tuple(t.shape)}".encode())
-                    # reshape: a 0-d buffer (batch norm's num_batches_tracked) has no byte view of its own
-                    h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-            self._image_fp = (f"{self.kind}-image:{h.hexdigest()[:16]}|img={self.preprocess.describe()}"
+            digest = module_weights_digest([(name, getattr(self.model, name)) for name in self._image_modules])
+            self._image_fp = (f"{self.kind}-image:{digest}|img={self.preprocess.describe()}"
                               f"|dtype={str(self.dtype).replace('torch.', '')}")
         return self._image_fp
 

@@ -175,14 +175,11 @@ def run_id(name: str, plan: Stage, n_train: int, base: Path | None) -> str:
     """Names one training run of a stage: its recipe (plan and the training code), the training data
     (size, seed, the world's code) and, for a fine-tune, the weights it starts from. A checkpoint or a
     finished stage from another run is never resumed or skipped (a fine-tune of an older base is retrained)."""
-    import hashlib
+    from dar_lib.cachekeys import code_version, training_run_key, weights_digest
 
-    from dar_lib.cachekeys import code_version, weights_digest
-
-    parts = {"stage": name, **asdict(plan), "n_train": n_train, "train_seed": TRAIN_SEED,
-             "world_code": code_version("toyworld"), "recipe_code": code_version("toy_training"),
-             "base": weights_digest(base) if base is not None else None}
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+    return training_run_key(stage=name, **asdict(plan), n_train=n_train, train_seed=TRAIN_SEED,
+                            world_code=code_version("toyworld"), recipe_code=code_version("toy_training"),
+                            base=weights_digest(base) if base is not None else None)
 
 
 def _done(folder: Path, run: str) -> bool:
