@@ -238,3 +238,33 @@ class ArtefactStore:
         """Delete every entry of every kind, leaving an empty ``root`` folder."""
         shutil.rmtree(self.root, ignore_errors=True)
         self.root.mkdir(parents=True, exist_ok=True)
+
+
+class CachedWrapper:
+    """What every caching wrapper of a model shares (the generator's and the reformulator's): the wrapped
+    model, the store, the wrapped model's ``id`` and ``fingerprint`` (caching does not change outputs),
+    hit and miss counts, and :meth:`uncached`. Subclasses set ``KIND`` (the store kind they write) and
+    read and fill the store in their own calls.
+
+    Args:
+        wrapped: the model (any object with ``id`` and ``fingerprint()``).
+        store: the :class:`ArtefactStore`.
+    """
+
+    KIND = ""
+
+    def __init__(self, wrapped, store: ArtefactStore):
+        self.wrapped = wrapped
+        self.store = store
+        self.id = wrapped.id
+        #: Outputs served from the store / computed, since this object was made.
+        self.hits = 0
+        self.misses = 0
+
+    def fingerprint(self) -> str:
+        """The wrapped model's fingerprint (caching does not change what it outputs)."""
+        return self.wrapped.fingerprint()
+
+    def uncached(self):
+        """The model this caches, for a caller that must compute afresh (a timing, a diagnostic)."""
+        return self.wrapped

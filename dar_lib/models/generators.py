@@ -31,6 +31,7 @@ from PIL import Image
 
 from dar_lib import evalsettings
 from dar_lib.cachekeys import image_key
+from dar_lib.store import CachedWrapper
 
 log = logging.getLogger(__name__)
 
@@ -248,7 +249,7 @@ def _accepts_dtype(pipe) -> bool:
         return False
 
 
-class CachedGenerator:
+class CachedGenerator(CachedWrapper):
     """Cache each generated image in an ``ArtefactStore``; generate only the misses, in batches.
 
     The key names the generator's fingerprint, the prompt, the seed and the resolved steps,
@@ -262,17 +263,10 @@ class CachedGenerator:
 
     KIND = "images"
 
-    def __init__(self, generator, store):
-        self.generator = generator
-        self.store = store
-        self.id = generator.id
-        #: Images served from the store / generated, since this object was made.
-        self.hits = 0
-        self.misses = 0
-
-    def fingerprint(self) -> str:
-        """The wrapped generator's fingerprint (caching does not change the images)."""
-        return self.generator.fingerprint()
+    @property
+    def generator(self):
+        """The wrapped generator."""
+        return self.wrapped
 
     def resolve(self, steps: int | None, guidance: float | None, size: int | None) -> tuple:
         """The (steps, guidance, size) the wrapped generator uses for these overrides (``None`` = its
@@ -293,10 +287,6 @@ class CachedGenerator:
     def key(self, prompt: str, seed: int, steps, guidance, size) -> str:
         """The store key of one image (:func:`dar_lib.cachekeys.image_key`) for resolved settings."""
         return image_key(self.fingerprint(), prompt, seed, steps, guidance, size)
-
-    def uncached(self):
-        """The generator this caches, for a caller that must generate afresh (a timing measurement)."""
-        return self.generator
 
     def generate(self, prompts: Sequence[str], seeds: Sequence[int], steps: int | None = None,
                  guidance: float | None = None, size: int | None = None, *,

@@ -7,9 +7,10 @@ from typing import Callable, Sequence
 from dar_lib.cachekeys import llm_key
 from dar_lib.models.reformulate.chat_protocol import ChatReformulator
 from dar_lib.models.reformulate.replay import IdentityReformulator
+from dar_lib.store import CachedWrapper
 
 
-class CachedReformulator:
+class CachedReformulator(CachedWrapper):
     """Store every R1/R2 output in an ``ArtefactStore`` keyed by the reformulator's fingerprint
     (model id, template version, parser version for the LLM backends, sampling settings) and the
     full input.
@@ -25,12 +26,10 @@ class CachedReformulator:
 
     KIND = "llm"
 
-    def __init__(self, reformulator, store):
-        self.reformulator = reformulator
-        self.store = store
-        self.id = reformulator.id
-        self.hits = 0
-        self.misses = 0
+    @property
+    def reformulator(self):
+        """The wrapped reformulator."""
+        return self.wrapped
 
     @property
     def fallbacks(self) -> int:
@@ -48,10 +47,6 @@ class CachedReformulator:
         """The wrapped reformulator's turn reader (the toy rules' ``read_turn(turns)``: new facts, restated
         ones, "not sure" or nothing), or ``None`` for a backend that cannot say."""
         return getattr(self.reformulator, "read_turn", None)
-
-    def fingerprint(self) -> str:
-        """The wrapped reformulator's fingerprint (caching does not change what it outputs)."""
-        return self.reformulator.fingerprint()
 
     def _cached(self, key_parts: dict, fn: Callable[[], object]):
         key = llm_key(self.fingerprint(), **key_parts)
