@@ -1,4 +1,13 @@
-"""Download the COCO images a corpus lists, and the ``dar fetch-data`` command."""
+"""Download the COCO images a corpus lists, and the ``dar fetch-data`` command.
+
+The ChatIR files come through pooch (pinned hashes); the COCO images do not, measured by
+``measure/coco_download.py`` against a loopback server (pooch 1.9.0): ChatIR's corpus lists pin no
+hash for the 50,000 images, so pooch keeps an HTTP 200 page that is not an image (a captive portal)
+under the image's final name, retries a 404 four times with 6 s of sleeps, and ``pooch.retrieve``
+does not retry a 503. Here every download is decoded before it takes its name, retried on
+connection trouble, 5xx, 429, truncation and undecodable bytes (with backoff), never on 404/403,
+with one session per worker thread.
+"""
 
 from __future__ import annotations
 
