@@ -195,7 +195,7 @@ class DARPipeline:
         self.generator = generator
         if store is not None:
             from dar_lib.models.generators import CachedGenerator
-            from dar_lib.models.reformulators import CachedReformulator
+            from dar_lib.models.reformulate import CachedReformulator
 
             if getattr(reformulator, "cacheable", True):
                 self.reformulator = CachedReformulator(reformulator, store)

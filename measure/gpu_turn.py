@@ -271,7 +271,7 @@ def fixed_length_reformulator(model, tok, device: str, r1_tokens: int, r2_tokens
     A random model's reply never parses, so the recorded fallback gives the query and prompts; the
     library's corrective retry is skipped (a real model mostly answers usably the first time).
     """
-    from dar_lib.models.reformulators import HFChatReformulator
+    from dar_lib.models.reformulate import HFChatReformulator
 
     class OneReply(HFChatReformulator):
         def _ask(self, stage, messages, read, correction):

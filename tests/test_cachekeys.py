@@ -142,7 +142,7 @@ def test_changed_sd_folder_weights_give_new_images(tmp_path, monkeypatch):
 
 
 def test_two_gguf_files_with_the_same_name_keep_separate_llm_caches(tmp_path, monkeypatch):
-    from dar_lib.models import reformulators as R
+    from dar_lib.models import reformulate as R
 
     class Llama:
         def __init__(self, model_path, **kw):

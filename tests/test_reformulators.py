@@ -13,7 +13,7 @@ import torch
 from dar_lib.cachekeys import code_fingerprint
 from dar_lib.errors import DataError
 from dar_lib.models import prompts as P
-from dar_lib.models import reformulators as R
+from dar_lib.models import reformulate as R
 from dar_lib.store import ArtefactStore
 
 from dar_lib.testing import make_tokenizer
@@ -494,7 +494,6 @@ def test_chat_is_public_and_the_llm_questioner_uses_it():
     assert LLMQuestioner(inner).ask(TURNS) == "reply 2?"
     with pytest.raises(NotImplementedError, match="ChatReformulator does not implement chat"):
         R.ChatReformulator().chat([])
-    assert R._ChatReformulator is R.ChatReformulator  # the old name still works for subclasses
 
 
 # -- endpoints: credentials never shown, query strings kept, one-line errors, a deadline ------------

@@ -71,7 +71,7 @@ def test_r2_reply_table(reply_k, expected):
 
 def test_the_protocol_reads_replies_with_the_table_functions():
     """What the chat protocol returns for a reply is exactly what the table says (one parser, one place)."""
-    from dar_lib.models.reformulators import ChatReformulator, ReformulationError
+    from dar_lib.models.reformulate import ChatReformulator, ReformulationError
 
     class Scripted(ChatReformulator):
         def __init__(self, replies):

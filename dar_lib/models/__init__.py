@@ -480,7 +480,7 @@ def load_reformulator(spec: str, *, revision: str | None = None, device: str | N
         A :class:`~dar_lib.models.base.Reformulator`.
     """
     from .. import settings
-    from . import reformulators as R
+    from . import reformulate as R
 
     s = parse_spec(spec, REFORMULATOR_BACKENDS, "reformulator")
     if "fallback" in s.options:

@@ -131,7 +131,7 @@ class Reformulator(Protocol):
         """A string naming everything besides the input that determines R1/R2 outputs.
 
         E.g. for an LLM backend: model id and revision, prompt template and reply-parser versions,
-        sampling settings. :class:`~dar_lib.models.reformulators.CachedReformulator` keys every
+        sampling settings. :class:`~dar_lib.models.reformulate.CachedReformulator` keys every
         stored output by it.
         """
         ...

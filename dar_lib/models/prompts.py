@@ -69,7 +69,7 @@ def template_prompt(query: str) -> str:
 
 
 #: Corrective user messages of the single retry after an unusable reply (see
-#: ``reformulators._ChatReformulator``): a greedy decoder given the same messages would repeat itself.
+#: ``reformulate.ChatReformulator``): a greedy decoder given the same messages would repeat itself.
 R1_RETRY = ("That reply is not a usable query. Reply with the final query only: one line describing the "
             "image, without steps, labels, quotes or explanations.")
 

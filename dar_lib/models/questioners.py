@@ -49,7 +49,7 @@ def clean_question(text: str) -> str:
 
 
 class LLMQuestioner:
-    """Ask the next question with any chat backend of :mod:`dar_lib.models.reformulators`.
+    """Ask the next question with any chat backend of :mod:`dar_lib.models.reformulate`.
 
     Args:
         chat: an LLM reformulator (``hf-llm`` or ``openai`` backend): its chat call is reused.

@@ -50,7 +50,7 @@ class ChatReformulator:
       baseline), so an evaluation must opt in to it;
     - with ``fallback=True`` a recorded fallback is returned (R1: the raw dialogue joined with
       ``", "``; R2: ``prompts.template_prompts(query, k)``), ``fallbacks`` is incremented and a
-      warning is logged. :class:`~dar_lib.models.reformulators.CachedReformulator` never stores a fallback or a failure.
+      warning is logged. :class:`~dar_lib.models.reformulate.CachedReformulator` never stores a fallback or a failure.
 
     Attributes:
         id: model id (for fingerprints and errors).
