@@ -25,7 +25,7 @@ from dar_lib.atomic import atomic_writer, check_output
 COMMAND_MODULES = (
     "dar_lib.benchmarks.coco",          # dar fetch-data
     "dar_lib.toymodels.train",          # dar train-toy
-    "dar_lib.book",                     # dar book
+    "dar_lib.book.cli",                 # dar book
     "dar_lib.live_server",              # dar explore
 )
 

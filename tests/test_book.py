@@ -14,6 +14,8 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from dar_lib import book, cachekeys
 
+from dar_lib.book import run as book_run, site as book_site, cli as book_cli
+
 REPO = Path(__file__).resolve().parents[1]
 #: Pages the smoke build must produce (relative to the HTML root).
 PAGES = ("intro.html", "paper_scale.html", "notebooks/01_data.html", "notebooks/99_status.html")
@@ -29,12 +31,12 @@ def test_toc_lists_chapters_in_run_order(tmp_path):
     nbs.mkdir()
     for stem in ("99_status", "02_b"):
         nbformat.write(new_notebook(), nbs / f"{stem}.ipynb")
-    assert book.toc_docnames(tmp_path / "_toc.yml") == ["intro", "notebooks/99_status", "notebooks/02_b", "page",
+    assert book_run.toc_docnames(tmp_path / "_toc.yml") == ["intro", "notebooks/99_status", "notebooks/02_b", "page",
                                                         "notebooks/missing"]
-    assert [c.name for c in book.find_chapters(tmp_path, nbs)] == ["02_b", "99_status"]
+    assert [c.name for c in book_run.find_chapters(tmp_path, nbs)] == ["02_b", "99_status"]
     (tmp_path / "_toc.yml").write_text("chapters: []\n")
     with pytest.raises(ValueError, match=r"_toc.yml: a jupyter-book toc needs a 'root' entry"):
-        book.toc_docnames(tmp_path / "_toc.yml")
+        book_run.toc_docnames(tmp_path / "_toc.yml")
 
 
 def test_stamp_changes_with_notebook_parameters_and_library(tmp_path):
@@ -57,8 +59,8 @@ def test_stamp_changes_with_notebook_parameters_and_library(tmp_path):
 
 
 def test_kernelspec_points_at_this_interpreter(tmp_path):
-    folder = book.write_kernelspec(tmp_path / "jupyter")
-    spec = json.loads((folder / "kernels" / book.KERNEL_NAME / "kernel.json").read_text())
+    folder = book_run.write_kernelspec(tmp_path / "jupyter")
+    spec = json.loads((folder / "kernels" / book_run.KERNEL_NAME / "kernel.json").read_text())
     assert spec["argv"][:3] == [sys.executable, "-m", "ipykernel_launcher"]
 
 
@@ -74,7 +76,7 @@ def test_executed_notebooks_hide_both_parameter_cells():
     nb = new_notebook(cells=[new_code_cell("a = None"), new_code_cell("a = 3"), new_code_cell("print(a)")])
     nb.cells[0].metadata["tags"] = ["parameters"]
     nb.cells[1].metadata["tags"] = ["injected-parameters"]
-    out = json.loads(book.hide_parameter_cells(nbformat.writes(nb).encode()))
+    out = json.loads(book_site.hide_parameter_cells(nbformat.writes(nb).encode()))
     tags = [c["metadata"].get("tags", []) for c in out["cells"]]
     assert "remove-cell" in tags[0] and "remove-cell" in tags[1] and "remove-cell" not in tags[2]
 
@@ -89,7 +91,7 @@ def test_the_book_notebooks_carry_no_credential():
     nb.cells[0].metadata["tags"] = ["injected-parameters"]
     nb.cells[1].outputs = [new_output("stream", name="stderr", text=f"WARNING calling {ref}\n"),
                            new_output("execute_result", data={"text/plain": repr(ref)}, execution_count=1)]
-    out = book.hide_parameter_cells(nbformat.writes(nb).encode()).decode()
+    out = book_site.hide_parameter_cells(nbformat.writes(nb).encode()).decode()
     assert key not in out and "api-key=***" in out and "u:***@" in out
 
 
@@ -98,7 +100,7 @@ def test_cli_registers_book_command():
 
     args = build_parser().parse_args(["book", "--smoke", "--only", "01_data", "--force", "--out", "/tmp/x"])
     assert args.smoke and args.force and args.only == ["01_data"] and args.out == Path("/tmp/x")
-    assert args.func is book.handler
+    assert args.func is book_cli.handler
 
 
 # --- a tiny synthetic book: skipping, failures, warnings as errors ---------------------------------
@@ -210,7 +212,7 @@ def test_smoke_book_builds_every_page(smoke_book):
     root, result, lines = smoke_book
     assert result.failed == {}, result.failed
     assert result.book_ok, result.book_error
-    chapters = [c.name for c in book.find_chapters(REPO / "book", REPO / "notebooks")]
+    chapters = [c.name for c in book_run.find_chapters(REPO / "book", REPO / "notebooks")]
     assert result.executed == chapters and chapters[-1] == "99_status"
     for page in PAGES:
         assert (result.html_dir / page).is_file(), page

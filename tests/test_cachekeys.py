@@ -165,7 +165,7 @@ def test_two_gguf_files_with_the_same_name_keep_separate_llm_caches(tmp_path, mo
 
 
 def test_a_chapter_reruns_when_a_folder_its_parameters_name_changes(tmp_path):
-    from dar_lib import book
+    from dar_lib.book import run as book_run
 
     nb = tmp_path / "08_claims.ipynb"
     nb.write_text("{}")
@@ -175,11 +175,11 @@ def test_a_chapter_reruns_when_a_folder_its_parameters_name_changes(tmp_path):
     records.mkdir()
     params = {"encoders": {"zero-shot": f"toy:{folder}"}, "generator": "toy:sd", "n_dialogues": 20,
               "records_dir": str(records)}
-    base = cachekeys.chapter_stamp(nb, params, "lib", outputs=book.OUTPUT_PARAMETERS)
+    base = cachekeys.chapter_stamp(nb, params, "lib", outputs=book_run.OUTPUT_PARAMETERS)
     (records / "01_data.json").write_text("{}")
-    assert cachekeys.chapter_stamp(nb, params, "lib", outputs=book.OUTPUT_PARAMETERS) == base
+    assert cachekeys.chapter_stamp(nb, params, "lib", outputs=book_run.OUTPUT_PARAMETERS) == base
     shutil.copy(ASSETS / "clip-full" / "model.safetensors", folder / "model.safetensors")  # retrain, same folder
-    assert cachekeys.chapter_stamp(nb, params, "lib", outputs=book.OUTPUT_PARAMETERS) != base
+    assert cachekeys.chapter_stamp(nb, params, "lib", outputs=book_run.OUTPUT_PARAMETERS) != base
     assert cachekeys.named_paths(params["encoders"]) == [folder.resolve()]
     assert cachekeys.named_paths({"e": "gguf:" + str(folder / "model.safetensors") + "?fallback=true",
                                   "url": "openai:gpt@https://example.org/v1"}) == [

@@ -14,7 +14,8 @@ LIB = REPO / "dar_lib"
 LAYERS: list[tuple[str, ...]] = [
     ("dar_lib", "dar_lib.errors", "dar_lib.settings", "dar_lib.cachekeys", "dar_lib.store", "dar_lib.argtypes",
      "dar_lib.redact", "dar_lib.atomic", "dar_lib.weightfiles"),   # ground floor
-    ("dar_lib.fuse", "dar_lib.retrieve", "dar_lib.metrics", "dar_lib.evalsettings"),            # the math, the settings
+    ("dar_lib.fusion_weights", "dar_lib.fuse", "dar_lib.retrieve", "dar_lib.metrics",
+     "dar_lib.evalsettings"),                                                                   # the math, the settings
     ("dar_lib.benchmarks",),                                                                    # data
     ("dar_lib.toymodels",),                                                                     # the toy wing
     ("dar_lib.models",),                                                                        # one factory
@@ -25,6 +26,7 @@ LAYERS: list[tuple[str, ...]] = [
      "dar_lib.live", "dar_lib.status"),
     ("dar_lib.chapters", "dar_lib.distributed", "dar_lib.rehearsal"),
     ("dar_lib.book", "dar_lib.cli", "dar_lib.live_server"),                                     # entry points
+    ("dar_lib.testing",),                                          # stand-ins for tests and measure/, above all
 ]
 
 

@@ -9,7 +9,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from dar_lib import book, claims, profiles
+from dar_lib import claims, profiles
+
+from dar_lib.book import run as book_run
 from dar_lib.cachekeys import code_version
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,7 +35,7 @@ def test_every_notebook_is_committed_without_outputs_and_its_parameters_come_fro
         tagged = [i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])]
         assert len(tagged) == 1, f"{path.name}: needs exactly one cell tagged 'parameters'"
         assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), f"{path.name} has outputs"
-        declared = book.notebook_parameters(path)
+        declared = book_run.notebook_parameters(path)
         assert set(declared) <= set(profiles.SCHEMA), (path.name, set(declared) - set(profiles.SCHEMA))
         ns: dict = {}
         exec(nb.cells[tagged[0]].source, ns)
@@ -61,7 +63,7 @@ def test_a_chapter_names_a_bad_injected_parameter(extra, fragment):
     from papermill.parameterize import parameterize_notebook
 
     path = REPO / "notebooks" / "02_reformulation.ipynb"
-    declared = book.notebook_parameters(path)
+    declared = book_run.notebook_parameters(path)
     params = {k: v for k, v in profiles.parameters("toy", smoke=True).items() if k in declared}
     params.update(extra)
     nb = parameterize_notebook(load_notebook_node(str(path)), params, kernel_name="python3", language="python")
@@ -99,7 +101,7 @@ def test_notebook_runs_with_smoke_parameters(path, smoke_book, read_executed):
     if path.stem == "99_status":
         # The status page counts every other chapter's record of this build (a failed record's count
         # is checked without a build: tests/test_book.py::test_status_summary_counts_failed_chapters).
-        others = [c.name for c in book.find_chapters(REPO / "book", REPO / "notebooks") if c.name != "99_status"]
+        others = [c.name for c in book_run.find_chapters(REPO / "book", REPO / "notebooks") if c.name != "99_status"]
         assert values["n_chapters"] == str(len(others)) and values["n_ok"] == str(len(others))
         assert values["n_failed"] == "0"
         assert values["family_size"] == str(claims.family_size(profiles.parameters("toy", smoke=True)))

@@ -174,13 +174,13 @@ def test_results_chapters_refuse_dialogues_shorter_than_chatirs(tmp_path):
 
 
 def test_dar_book_takes_parameter_files_and_overrides(tmp_path, capsys):
-    from dar_lib import book
+    from dar_lib.book import cli as book_cli
 
     data = own_dataset(tmp_path, n_rounds=11)
     mine = tmp_path / "mine.yaml"
     four = four_dialogue_files(data)
     mine.write_text(f"benchmarks: [{', '.join(four)}]\ncorpus_file: {data['corpus']}\nimage_root: /elsewhere\n")
-    over = book.parse_overrides([mine], [f"image_root={data['images']}", "n_dialogues=2", "k_values=[1, 3]"])
+    over = book_cli.parse_overrides([mine], [f"image_root={data['images']}", "n_dialogues=2", "k_values=[1, 3]"])
     assert over["image_root"] == str(data["images"]) and over["n_dialogues"] == 2 and over["k_values"] == [1, 3]
     assert profiles.parameters("paper", smoke=True, **over)["benchmarks"] == four
     for argv, msg in ((["--set", "n_dialogues=five"], "parameter 'n_dialogues' = 'five'"),
@@ -197,17 +197,17 @@ def test_dar_book_takes_parameter_files_and_overrides(tmp_path, capsys):
 @pytest.mark.slow
 def test_a_results_chapter_runs_on_own_data(tmp_path, monkeypatch):
     """Chapter 05 (Figure 3, claims, controls) on a researcher's own dialogues with the toy models."""
-    from dar_lib import book
+    from dar_lib.book import run as book_run
 
     monkeypatch.setenv("DAR_CACHE_DIR", str(tmp_path / "cache"))
     data = own_dataset(tmp_path, n_rounds=11, n_images=16, n_dialogues=4)
     params = profiles.parameters("toy", smoke=True, benchmarks=four_dialogue_files(data),
                                  corpus_file=str(data["corpus"]), image_root=str(data["images"]))
     source = REPO / "notebooks" / "05_results_zero_shot.ipynb"
-    declared = book.notebook_parameters(source)
-    path, _, error = book.execute_chapter(book.Chapter("notebooks/05_results_zero_shot", source),
+    declared = book_run.notebook_parameters(source)
+    path, _, error = book_run.execute_chapter(book_run.Chapter("notebooks/05_results_zero_shot", source),
                                           {k: params[k] for k in declared if k in params}, tmp_path / "executed",
-                                          book.write_kernelspec(tmp_path / "jupyter"), progress=False)
+                                          book_run.write_kernelspec(tmp_path / "jupyter"), progress=False)
     assert error is None, error
     text = path.read_text()
     assert "my_dialogues.json" in text and "image/png" in text
@@ -327,7 +327,7 @@ REHEARSED = ("01_data", "05_results_zero_shot", "08_results_compat", "99_status"
 def test_paper_profile_rehearsal_runs_the_chapters(tmp_path, monkeypatch, capsys, read_executed):
     """`dar book --profile paper --rehearsal --only ... --no-book`: the chapters run on the stand-ins, quote
     only values they computed, and say on their pages that this is a rehearsal."""
-    from dar_lib import book
+    from dar_lib.book import run as book_run
 
     monkeypatch.setenv("DAR_CACHE_DIR", str(tmp_path / "cache"))
     out = tmp_path / "book"
@@ -336,7 +336,7 @@ def test_paper_profile_rehearsal_runs_the_chapters(tmp_path, monkeypatch, capsys
     log = capsys.readouterr().out
     assert code == 0, log[-3000:]
     assert "failed 0 chapters" in log and f"executed {len(REHEARSED)}," in log
-    chapters = [c.name for c in book.find_chapters(REPO / "book", REPO / "notebooks")]
+    chapters = [c.name for c in book_run.find_chapters(REPO / "book", REPO / "notebooks")]
     assert set(REHEARSED) <= set(chapters)
     records = {p.stem: json.loads(p.read_text()) for p in (out / "records").glob("*.json")}
     assert set(records) == set(REHEARSED) and all(r["status"] == "ok" for r in records.values())
