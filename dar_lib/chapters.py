@@ -19,7 +19,20 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from dar_lib import evalsettings, profiles
+from dar_lib import claims, corpus, evalsettings, plotting, profiles, settings, stats
+from dar_lib.benchmarks import TOY_SIZES, load_benchmark
+from dar_lib.benchmarks.dialogue import N_ROUNDS
+from dar_lib.benchmarks.toyworld import information
+from dar_lib.evaluate import EvalConfig, METHODS, build_pipeline, grid
+from dar_lib.explore import DialogueRecord, turn_record
+from dar_lib.fusion_weights import weights
+from dar_lib.metrics import cumulative_hits
+from dar_lib.models import load_model
+from dar_lib.pipeline import STAGES
+from dar_lib.protocols import RELEASED_SETTINGS
+from dar_lib.stats import TOY_EVIDENCE, rank_matrix
+from dar_lib.store import ArtefactStore
+from dar_lib.toymodels.quality import asymmetry_table
 
 #: Chapter parameters that are :class:`~dar_lib.evaluate.EvalConfig` fields of the same meaning.
 EVAL_KEYS = evalsettings.NAMES + ("device", "generator", "reformulator", "image_root", "corpus_file")
@@ -36,7 +49,6 @@ def setup(namespace: Mapping[str, Any], show: bool = True) -> dict[str, Any]:
         from IPython.display import display
 
         display(profiles.parameters_table(params))
-    from dar_lib import plotting
 
     plotting.set_style()
     return params
@@ -49,8 +61,6 @@ def eval_kwargs(params: Mapping[str, Any], **overrides) -> dict:
     varies one of them (the sweeps of Sections 5.3 and the fusion chapter) runs under the default
     protocol instead, unless it names a protocol itself: every row's ``protocol`` column says which.
     """
-    from dar_lib.protocols import RELEASED_SETTINGS
-
     kw = {k: params[k] for k in EVAL_KEYS if k in params}
     if kw.get("protocol") == "released" and "protocol" not in overrides and set(overrides) & set(RELEASED_SETTINGS):
         kw["protocol"] = "default"  # a sweep of a setting the release fixes
@@ -71,8 +81,6 @@ def released_comparison(params: Mapping[str, Any], progress: bool = True) -> pd.
         The rank table (see :func:`dar_lib.evaluate.grid`); its ``encoder`` column is
         ``"released (right)"`` or ``"keep newest (left)"``.
     """
-    from dar_lib.evaluate import grid
-
     enc = params["released_encoder"]
     encoders = {"released (right)": enc, "keep newest (left)": enc + ("&" if "?" in enc else "?") + "truncation=left"}
     return grid([params["benchmarks"][0]], encoders, methods=("reformulated", "dar"), progress=progress,
@@ -92,8 +100,6 @@ def results_grid(params: Mapping[str, Any], encoders: Mapping[str, str] | None =
         progress: progress bars.
         **overrides: EvalConfig fields that replace the parameters' (e.g. ``k_images=1``).
     """
-    from dar_lib.evaluate import METHODS, grid
-
     encoders = encoders or {r: params["encoders"][r] for r in profiles.ROLES}
     benchmarks = benchmarks or params["benchmarks"]
     _check_rounds(params, benchmarks)
@@ -104,8 +110,6 @@ def results_grid(params: Mapping[str, Any], encoders: Mapping[str, str] | None =
 def _check_rounds(params: Mapping[str, Any], names: Sequence[str]) -> None:
     """Refuse, before any work, a dialogue file (``*.json``) shorter than ChatIR's 11 rounds: the results
     chapters report rounds up to 10."""
-    from dar_lib.benchmarks.dialogue import N_ROUNDS
-
     for name in names:
         if str(name).endswith(".json"):
             n = benchmark(params, name).dialogues[0].n_rounds
@@ -118,8 +122,6 @@ def _check_rounds(params: Mapping[str, Any], names: Sequence[str]) -> None:
 
 def benchmark(params: Mapping[str, Any], name: str):
     """One of the chapter's benchmarks, loaded with its parameters."""
-    from dar_lib.benchmarks import load_benchmark
-
     return load_benchmark(name, params.get("n_dialogues"), image_root=params.get("image_root"),
                           toy_size=params.get("toy_size", "default"), seed=params.get("world_seed", 0),
                           corpus_file=params.get("corpus_file"))
@@ -134,16 +136,11 @@ def pipeline(params: Mapping[str, Any], role: str = "zero-shot", cached: bool = 
         cached: share the artefact store (``False`` computes everything, e.g. for timing).
         bench: index this benchmark's corpus (cached per encoder).
     """
-    from dar_lib import settings
-    from dar_lib.evaluate import EvalConfig, build_pipeline
-    from dar_lib.store import ArtefactStore
-
     cfg = EvalConfig(benchmark=(bench.name if bench is not None else params["benchmarks"][0]),
                      encoder=params["encoders"][role], **eval_kwargs(params))
     pipe = build_pipeline(cfg, ArtefactStore(settings.cache_dir() / "store") if cached else None)
     if bench is not None:
         store = pipe.store or ArtefactStore(settings.cache_dir() / "store")
-        from dar_lib import corpus
 
         pipe.index(corpus_emb=corpus.corpus_embeddings(bench, pipe.encoder, store, progress=False))
     return pipe
@@ -151,8 +148,6 @@ def pipeline(params: Mapping[str, Any], role: str = "zero-shot", cached: bool = 
 
 def dialogue_records(pipe, bench, dialog_ids: Sequence[int], rounds: Sequence[int] | None = None, top_k: int = 10):
     """Run DAR turn by turn on some dialogues and collect what the explorer and Figure 4 show."""
-    from dar_lib.explore import DialogueRecord, turn_record
-
     out = []
     for dialog_idx in dialog_ids:
         d = bench.dialogues[dialog_idx]
@@ -172,8 +167,6 @@ def stage_timings(pipe, dialogues, n_turns: int = 20, round_idx: int = 3) -> pd.
         n_turns: how many turns to time.
         round_idx: which round of each dialogue.
     """
-    from dar_lib.pipeline import STAGES
-
     runs = [pipe(list(d.dialog[: round_idx + 1]), ref=(d.image, round_idx)).timings for d in list(dialogues)[:n_turns]]
     return pd.DataFrame([{"stage": s, "calls": len(runs), "median_s": float(np.median([t[s] for t in runs])),
                           "mean_s": float(np.mean([t[s] for t in runs]))} for s in (*STAGES, "total")])
@@ -208,9 +201,6 @@ def alpha_sweep(params: Mapping[str, Any], benchmark: str, role: str = "zero-sho
                 seeds_per_round: Sequence[bool] = (True,)) -> pd.DataFrame:
     """DAR's Hits@10 at rounds 2 and 10 under constant weights, the named schedules, both image reductions
     and both seed policies. alpha = 1 is the reformulated query alone; alpha = 0 the images alone."""
-    from dar_lib.metrics import cumulative_hits
-    from dar_lib.stats import rank_matrix
-
     rows = []
     combos = [(f"const:{a}", "mean", params["seed_per_round"]) for a in alphas]
     combos += [(s, red, spr) for s in schedules for red in reductions for spr in seeds_per_round]
@@ -234,8 +224,6 @@ def seed_policy_difference(params: Mapping[str, Any], benchmark: str, role: str 
         :func:`dar_lib.stats.paired_difference` of ``fresh`` minus ``prompt`` at ``round_idx`` (pp), with
         ``late_fresh`` and ``late_prompt``: DAR's mean gain from round 5 to ``round_idx`` under each policy.
     """
-    from dar_lib import stats
-
     enc = {role: params["encoders"][role]}
     runs = {name: results_grid(params, enc, [benchmark], methods=("dar",), progress=False, seed_per_round=spr)
             .assign(method=name) for name, spr in (("fresh", True), ("prompt", False))}
@@ -256,8 +244,6 @@ def reference_curves(params: Mapping[str, Any], names: Sequence[str] | None = No
         Columns ``benchmark, curve, round_idx, hits`` for the toy benchmarks among ``names`` (default
         ``params["benchmarks"]``); real benchmarks have no known facts and add no rows.
     """
-    from dar_lib.benchmarks.toyworld import information
-
     frames = []
     for name in names or params["benchmarks"]:
         bench = benchmark(params, name)
@@ -281,7 +267,6 @@ def attribution(df: pd.DataFrame, params: Mapping[str, Any], prefix: str, role: 
     """
     from myst_nb import glue
 
-    from dar_lib import stats
 
     flan = params["benchmarks"][3]
     sel = lambda m: {"benchmark": flan, "encoder": role, "method": m}  # noqa: E731
@@ -306,8 +291,6 @@ def attribution(df: pd.DataFrame, params: Mapping[str, Any], prefix: str, role: 
 # -- claims and the notes every results chapter shows ---------------------------------------------
 def evidence_note(params: Mapping[str, Any]) -> str:
     """What this run's verdicts are evidence of (toy: the mechanism; paper: the real benchmarks)."""
-    from dar_lib.stats import TOY_EVIDENCE
-
     if params.get("rehearsal"):
         return ("REHEARSAL: every model is a tiny random stand-in of the paper's, so these numbers test the "
                 "code path only and say nothing about DAR")
@@ -332,7 +315,6 @@ def judge(df: pd.DataFrame, params: Mapping[str, Any], prefix: str) -> pd.DataFr
     from IPython.display import display
     from myst_nb import glue
 
-    from dar_lib import claims, stats
 
     m = claims.family_size(params)
     table = stats.claims_table(df, claims.chapter_claims(params, prefix), n_boot=params["n_boot"],
@@ -396,8 +378,6 @@ def power_note(table: pd.DataFrame, df: pd.DataFrame, family_size: int) -> str:
 
 def protocol_note(params: Mapping[str, Any]) -> str:
     """The protocol choices behind a results table, each with the parameter that switches it (markdown)."""
-    from dar_lib.fuse import weights
-
     params = {**params, **eval_kwargs(params)}  # the settings the runs used (the released protocol fixes some)
     a0, a2 = weights(0, params["schedule"])[0], weights(2, params["schedule"])[0]
     lines = [
@@ -426,8 +406,6 @@ def show_protocol(params: Mapping[str, Any]) -> None:
 
 def toy_sizes(params: Mapping[str, Any]) -> dict:
     """The toy world's sizes for the chapter's ``toy_size`` (``n_corpus``, ``n_dialogues`` to build)."""
-    from dar_lib.benchmarks import TOY_SIZES
-
     return dict(TOY_SIZES[params.get("toy_size", "default")])
 
 
@@ -438,8 +416,6 @@ def generation_spread(params: Mapping[str, Any], benchmark: str, role: str = "ze
         One row per method (``dar``, ``baseline``): mean, sd, min, max over the seeds (the baseline
         draws no images, so its sd is 0: a check that only generation varies).
     """
-    from dar_lib import stats
-
     seeds = [params["gen_seed"] + i for i in range(params.get("n_gen_seeds", 1))]
     tables = [results_grid(params, {role: params["encoders"][role]}, [benchmark], methods=("baseline", "dar"),
                            progress=False, gen_seed=s) for s in seeds]
@@ -462,9 +438,6 @@ def asymmetry(params: Mapping[str, Any], roles: Mapping[str, str], name: str) ->
         The table of :func:`dar_lib.toymodels.quality.asymmetry_table`, or an empty table when the
         benchmark has no toy scenes (the facts of real images are not known).
     """
-    from dar_lib.models import load_model
-    from dar_lib.toymodels.quality import asymmetry_table
-
     bench = benchmark(params, name)
     if bench.meta.get("scenes") is None:
         return pd.DataFrame()

@@ -44,6 +44,13 @@ import zlib
 from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Mapping
+from dar_lib import models, settings
+from dar_lib.atomic import atomic_path
+from dar_lib.benchmarks import CHATIR, chatir, images
+from dar_lib.cachekeys import rehearsal_key
+from dar_lib.errors import DataError
+from dar_lib.models import beit3 as b3, blip_import as bi, prompts as P
+from dar_lib.profiles import PROFILES
 
 #: The first N dialogues' targets are in the rehearsal corpus (the four sets share targets and order).
 N_TARGETS = 8
@@ -65,9 +72,6 @@ VOCAB_DIALOGUES = 300
 def default_root() -> Path:
     """``<DAR_CACHE_DIR>/rehearsal-<key>``, where the stand-ins are built and reused; the key
     (:func:`dar_lib.cachekeys.rehearsal_key`) names the code that builds them."""
-    from dar_lib import settings
-    from dar_lib.cachekeys import rehearsal_key
-
     return settings.cache_dir() / f"rehearsal-{rehearsal_key()}"
 
 
@@ -82,7 +86,6 @@ class _Context:
     @property
     def words(self) -> list[str]:
         if self._words is None:
-            from dar_lib.benchmarks import chatir
 
             counts: Counter[str] = Counter()
             for d in chatir.load("visdial")[:VOCAB_DIALOGUES]:
@@ -92,7 +95,6 @@ class _Context:
         return self._words
 
     def sentences(self) -> list[str]:
-        from dar_lib.benchmarks import chatir
 
         return [t for d in chatir.load("visdial")[:VOCAB_DIALOGUES] for t in d.dialog]
 
@@ -172,7 +174,6 @@ def _original_blip_state(model) -> dict:
     """A transformers BLIP's weights under the original BLIP names (``position_ids`` included)."""
     import torch
 
-    from dar_lib.models import blip_import as bi
 
     sd = {bi.hf_to_original_key(k): v.detach().clone() for k, v in model.state_dict().items()}
     sd[bi.POSITION_IDS] = torch.arange(model.config.text_config.max_position_embeddings).unsqueeze(0)
@@ -219,7 +220,6 @@ def _build_blip_pretrain(ctx: _Context, dest: Path) -> None:
     from transformers import BlipTextConfig
     from transformers.models.blip.modeling_blip_text import BlipTextLMHeadModel
 
-    from dar_lib.models import blip_import as bi
 
     model, _ = _blip_model(ctx, seed=2)
     sd = _original_blip_state(model)
@@ -275,7 +275,6 @@ def _build_beit3(ctx: _Context, dest: Path) -> None:
     import sentencepiece
     import torch
 
-    from dar_lib.models import beit3 as b3
 
     n = len(sentencepiece.SentencePieceProcessor(model_file=str(ctx.spm)))
     cfg = b3.Beit3Config(embed_dim=WIDTH, layers=1, heads=1, ffn_dim=WIDTH, img_size=32, patch_size=16,
@@ -366,7 +365,6 @@ def _build_llm(ctx: _Context, dest: Path) -> None:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import GenerationConfig, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
-    from dar_lib.models import prompts as P
 
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
     bpe = Tokenizer(models.BPE())
@@ -419,8 +417,6 @@ def corpus_paths(n_targets: int = N_TARGETS, n_distractors: int = N_DISTRACTORS,
     """
     import numpy as np
 
-    from dar_lib.benchmarks import CHATIR, chatir
-    from dar_lib.errors import DataError
 
     full = chatir.load_corpus()
     targets = [d.image for d in chatir.load(CHATIR[0])[:n_targets]]
@@ -446,8 +442,6 @@ def fake_image(path: str, side: int = IMAGE_SIDE):
 
 def _build_data(dest: Path) -> None:
     """``<dest>/coco/unlabeled2017/*.jpg`` and ``<dest>/corpus.json`` (the subset, relative paths)."""
-    from dar_lib.benchmarks import images
-
     paths = corpus_paths()
     for p in paths:
         target = images.resolve(dest / "coco", p)
@@ -465,8 +459,6 @@ STANDIN_FILE_SUFFIXES = (".pth", ".ckpt", ".spm")
 def _atomic_build(dest: Path, build: Callable[[Path], None], is_dir: bool) -> None:
     """Build into a temporary sibling and rename it into place (:func:`dar_lib.atomic.atomic_path`): a killed
     build leaves no half stand-in, and a folder another process finished first is kept."""
-    from dar_lib.atomic import atomic_path
-
     with atomic_path(dest, directory=is_dir) as tmp:
         build(tmp)
 
@@ -512,8 +504,6 @@ def standin_id(spec: str, kind: str, root: Path) -> str:
     Raises:
         ValueError: a model part with no stand-in (the message lists those there are).
     """
-    from dar_lib import models
-
     s = models.parse_spec(spec, models.list_backends()[kind], kind)
     parts = []
     for part in s.model.split("+"):
@@ -538,8 +528,6 @@ def parameters(root: Path, paper: Mapping[str, Any] | None = None) -> dict[str, 
     Returns:
         Overrides for :func:`dar_lib.profiles.parameters` ``("paper", smoke=True, **overrides)``.
     """
-    from dar_lib.profiles import PROFILES
-
     paper = paper or PROFILES["paper"]
     root = Path(root)
     return {

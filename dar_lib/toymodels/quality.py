@@ -12,6 +12,9 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 import torch
+from dar_lib.benchmarks import toyworld as tw
+from dar_lib.toymodels import ASSETS
+from dar_lib.toymodels.probe import AttributeProbe, accuracy
 
 #: Attributes the generator and the probe are scored on.
 GEN_ATTRIBUTES = ("background", "color", "shape", "position", "size", "count")
@@ -40,8 +43,6 @@ def asymmetry(enc, corpus_emb: torch.Tensor, attrs: list[dict], n_probe: int = 1
     Returns:
         attribute -> ``{"image_nn", "text_top10", "chance"}`` in percent.
     """
-    from dar_lib.benchmarks import toyworld as tw
-
     idx = np.arange(min(n_probe, len(attrs)))
     sims = corpus_emb[idx] @ corpus_emb.T
     sims[torch.arange(len(idx)), torch.as_tensor(idx)] = -2  # not its own neighbour
@@ -78,8 +79,6 @@ def background_null_read_as_colour(scenes) -> float:
         percent: over background values ``v`` with an object of colour ``v`` somewhere in the corpus,
         the mean share of background ``v`` among the images that hold an object of colour ``v``.
     """
-    from dar_lib.benchmarks import toyworld as tw
-
     shares = []
     for v in tw.ATTRIBUTES["background"]:
         holding = [s.background == v for s in scenes if any(o.color == v for o in s.objects)]
@@ -103,8 +102,6 @@ def asymmetry_table(encoders: Mapping[str, object], bench) -> pd.DataFrame:
     Raises:
         ValueError: a benchmark without toy scenes (the asymmetry needs the facts of every image).
     """
-    from dar_lib.benchmarks import toyworld as tw
-
     scenes = bench.meta.get("scenes")
     if scenes is None:
         raise ValueError(f"{bench.name}: the asymmetry table needs a toy benchmark (facts of every image)")
@@ -123,10 +120,6 @@ def asymmetry_table(encoders: Mapping[str, object], bench) -> pd.DataFrame:
 
 def probe_accuracy(n: int = 1000, seed: int = 0) -> dict[str, float]:
     """The shipped probe's accuracy (percent) per attribute on rendered scenes no model trained on."""
-    from dar_lib.benchmarks import toyworld as tw
-    from dar_lib.toymodels import ASSETS
-    from dar_lib.toymodels.probe import AttributeProbe, accuracy
-
     probe = AttributeProbe.load(ASSETS / "probe")
     scenes = tw.make_scenes(n, seed=seed + 424242)
     return accuracy(probe, tw.render_batch(scenes), [tw.attributes(s) for s in scenes])
@@ -150,10 +143,6 @@ def generator_agreement(generator, n: int = 200, seed: int = 0, steps: int | Non
         One row per attribute: ``agreement`` and ``probe on real renders`` (percent; NaN without a
         probe) and ``note``.
     """
-    from dar_lib.benchmarks import toyworld as tw
-    from dar_lib.toymodels import ASSETS
-    from dar_lib.toymodels.probe import AttributeProbe, accuracy
-
     if not str(getattr(generator, "id", "")).startswith("toy:"):
         return pd.DataFrame([{"attribute": a, "agreement": float("nan"), "probe on real renders": float("nan"),
                               "note": f"no attribute probe for {generator.id} (the toy world's probe reads toy scenes)"}
@@ -174,8 +163,6 @@ PROBE_SCENES_SEED = 271828
 
 def independent_scenes(n: int, seed: int = PROBE_SCENES_SEED):
     """``n`` independent random scenes (families of one: no look-alikes to inflate a probe's accuracy)."""
-    from dar_lib.benchmarks import toyworld as tw
-
     return tw.make_scenes(n, seed=seed, family_sizes=(1,))
 
 
@@ -200,8 +187,6 @@ def linear_probe(fit_x: torch.Tensor, fit_labels: list[dict], test_x: torch.Tens
     Raises:
         ValueError: features and labels differ in length.
     """
-    from dar_lib.benchmarks import toyworld as tw
-
     attributes = attributes or tw.ATTRIBUTES
     if len(fit_x) != len(fit_labels) or len(test_x) != len(test_labels):
         raise ValueError(f"linear_probe: {len(fit_x)}/{len(test_x)} feature rows for "
@@ -244,8 +229,6 @@ def image_tower_probe(embed, n_fit: int = 5000, n_test: int = 2000, seed: int = 
     Returns:
         attribute -> held-out accuracy in percent (:func:`linear_probe`).
     """
-    from dar_lib.benchmarks import toyworld as tw
-
     scenes = independent_scenes(n_fit + n_test, seed)
     labels = [tw.attributes(s) for s in scenes]
     with torch.no_grad():
