@@ -112,7 +112,7 @@ def test_a_producer_edit_changes_its_code_version(tmp_path, monkeypatch):
 def test_the_ray_driver_keys_images_as_the_workers_and_a_local_run_do(tmp_path):
     """The driver keys pairs from the worker's identity with image_key: the keys the replica writes
     and a local run's CachedGenerator reads (no stand-in generator, no look through the cache)."""
-    from dar_lib.distributed import GenerateWorker
+    from dar_lib.distributed.workers import GenerateWorker
     from dar_lib.evaluate import EvalConfig
     from dar_lib.models import load_model
     from dar_lib.models.generators import CachedGenerator

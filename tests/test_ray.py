@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from dar_lib import distributed
+from dar_lib.distributed import cluster
 from dar_lib.benchmarks import load_benchmark
 from dar_lib.errors import MissingDependencyError
 from dar_lib.evaluate import EvalConfig, build_pipeline, evaluate, plan
@@ -240,12 +241,12 @@ def test_an_unreachable_ray_address_fails_within_its_timeout_in_one_line(capsys)
         ray.shutdown()  # an initialised Ray (the local fixture's) would make connecting a no-op
     port = _closed_port()
     with pytest.raises(ConnectionError, match=rf"Ray address '127.0.0.1:{port}': nothing answered within 1 s"):
-        distributed.wait_for_address(f"127.0.0.1:{port}", timeout_s=1.0)
+        cluster.wait_for_address(f"127.0.0.1:{port}", timeout_s=1.0)
     with pytest.raises(ConnectionError, match="--ray-timeout"):
         distributed.RayBackend(f"ray://127.0.0.1:{port}", connect_timeout_s=1.0)
     with pytest.raises(ValueError, match="expected auto, host:port"):
-        distributed.wait_for_address("somehost", timeout_s=1.0)
-    assert distributed.CONNECT_TIMEOUT_S <= 60
+        cluster.wait_for_address("somehost", timeout_s=1.0)
+    assert cluster.CONNECT_TIMEOUT_S <= 60
     from dar_lib.cli import main
 
     rc = main(["eval", "--benchmark", "toy-flan", "--encoder", "toy:clip-zs", "--toy-size", "smoke",
@@ -266,6 +267,6 @@ def test_a_port_that_accepts_but_is_no_ray_cluster_fails_within_its_timeout():
     try:
         with pytest.raises(ConnectionError,
                            match=r"127\.0\.0\.1:\d+'?: (no Ray cluster connected within 3 s|cannot connect)"):
-            distributed.probe_cluster(f"127.0.0.1:{srv.getsockname()[1]}", timeout_s=3.0)
+            cluster.probe_cluster(f"127.0.0.1:{srv.getsockname()[1]}", timeout_s=3.0)
     finally:
         srv.close()
