@@ -50,6 +50,7 @@ from dar_lib.benchmarks import CHATIR, chatir, images
 from dar_lib.cachekeys import rehearsal_key
 from dar_lib.errors import DataError
 from dar_lib.models import beit3 as b3, blip_import as bi, prompts as P
+from dar_lib.models.beit3 import modeling as b3_modeling
 from dar_lib.profiles import PROFILES
 
 #: The first N dialogues' targets are in the rehearsal corpus (the four sets share targets and order).
@@ -277,7 +278,7 @@ def _build_beit3(ctx: _Context, dest: Path) -> None:
 
 
     n = len(sentencepiece.SentencePieceProcessor(model_file=str(ctx.spm)))
-    cfg = b3.Beit3Config(embed_dim=WIDTH, layers=1, heads=1, ffn_dim=WIDTH, img_size=32, patch_size=16,
+    cfg = b3_modeling.Beit3Config(embed_dim=WIDTH, layers=1, heads=1, ffn_dim=WIDTH, img_size=32, patch_size=16,
                          vocab_size=n + 10, max_source_positions=1024)
     _seeded(6)
     sd = {k: v.clone() for k, v in b3.Beit3ForRetrieval(cfg).state_dict().items()}

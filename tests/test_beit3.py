@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from dar_lib.models import beit3 as b3
+from dar_lib.models.beit3 import modeling as b3_modeling
 from dar_lib.models import blip_import as bi
 
 from dar_lib.testing import TEXTS, random_images
@@ -38,14 +39,14 @@ def spm_path(tmp_path_factory):
     return path
 
 
-def tiny_config(spm_path, **over) -> b3.Beit3Config:
+def tiny_config(spm_path, **over) -> b3_modeling.Beit3Config:
     import sentencepiece
 
     n = len(sentencepiece.SentencePieceProcessor(model_file=str(spm_path)))
     # Like beit3.spm's 64000 pieces in a 64010-row table: a few spare rows.
     kw = dict(embed_dim=32, layers=2, heads=2, ffn_dim=64, img_size=32, patch_size=16, vocab_size=n + 10,
               max_source_positions=80)
-    return b3.Beit3Config(**{**kw, **over})
+    return b3_modeling.Beit3Config(**{**kw, **over})
 
 
 def unilm_keys(layers: int) -> set[str]:
@@ -65,7 +66,7 @@ def unilm_keys(layers: int) -> set[str]:
     return keys
 
 
-def original_state(cfg: b3.Beit3Config, seed: int = 0) -> dict[str, torch.Tensor]:
+def original_state(cfg: b3_modeling.Beit3Config, seed: int = 0) -> dict[str, torch.Tensor]:
     """Random weights in unilm's layout (LayerNorms random too, so that A/B mix-ups show)."""
     torch.manual_seed(seed)
     model = b3.Beit3ForRetrieval(cfg)
@@ -156,7 +157,7 @@ def test_layout_is_unilms(saved):
     _, sd, cfg = saved
     assert set(sd) == unilm_keys(cfg.layers)
     assert sd["beit3.encoder.embed_positions.A.weight"].shape == (3 + 4, 32)  # 2 fairseq rows + CLS + 2x2 patches
-    assert b3.Beit3Config.from_state_dict(sd, head_size=HEAD_SIZE) == cfg
+    assert b3_modeling.Beit3Config.from_state_dict(sd, head_size=HEAD_SIZE) == cfg
 
 
 def test_factory_loads_the_saved_weights(encoder, saved):
@@ -364,8 +365,9 @@ def test_importable_without_torchvision_timm_or_torchscale():
             "for name in ('torchvision', 'timm', 'torchscale', 'fairscale'):\n"
             "    sys.modules[name] = None  # any import of them now fails\n"
             "import dar_lib.models.beit3 as b3\n"
+            "import dar_lib.models.beit3.modeling as b3_modeling\n"
             "from dar_lib.models import load_encoder\n"
-            "m = b3.Beit3ForRetrieval(b3.Beit3Config(embed_dim=32, layers=1, heads=2, ffn_dim=64, img_size=32,"
+            "m = b3.Beit3ForRetrieval(b3_modeling.Beit3Config(embed_dim=32, layers=1, heads=2, ffn_dim=64, img_size=32,"
             " vocab_size=50, max_source_positions=20))\n"
             "print(sum(p.numel() for p in m.parameters()))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
