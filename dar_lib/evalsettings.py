@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from dar_lib.argtypes import float_in, int_in, int_span
@@ -74,6 +74,9 @@ class Setting:
         cli_type: the argparse ``type`` (None: a string or ``choices``), ``choices`` the allowed strings.
         provenance: whether the setting is a column of every results table.
         chapter: whether a chapter parameter of the same name sets it (:data:`dar_lib.profiles.SCHEMA`).
+        annotation: the type of the :class:`~dar_lib.evaluate.EvalConfig` field (:func:`as_fields`).
+        in_key: whether the setting is part of a results table's key (the config's ``repr``); False for
+            settings that change no answer, only when one is given up (the LLM's time limits).
     """
 
     name: str
@@ -84,6 +87,8 @@ class Setting:
     choices: tuple[str, ...] | None = None
     provenance: bool = True
     chapter: bool = True
+    annotation: str = "str"
+    in_key: bool = True
 
     @property
     def flag(self) -> str:
@@ -93,17 +98,21 @@ class Setting:
 
 def ints(lo: int, hi: int | None = None, none_ok: bool = False) -> dict[str, Any]:
     """The check and the ``argparse`` type of an integer setting in ``lo..hi``, from one declaration."""
-    return {"rule": int_rule(lo, hi, none_ok), "cli_type": int_in(lo, hi)}
+    return {"rule": int_rule(lo, hi, none_ok), "cli_type": int_in(lo, hi), "annotation": _maybe("int", none_ok)}
 
 
 def floats(lo: float, hi: float | None = None, none_ok: bool = False) -> dict[str, Any]:
     """The check and the ``argparse`` type of a number setting in ``[lo, hi]``, from one declaration."""
-    return {"rule": float_rule(lo, hi, none_ok), "cli_type": float_in(lo, hi)}
+    return {"rule": float_rule(lo, hi, none_ok), "cli_type": float_in(lo, hi), "annotation": _maybe("float", none_ok)}
 
 
 def one_of(*options: str) -> dict[str, Any]:
     """The check and the ``argparse`` choices of a setting that takes one of ``options``."""
-    return {"rule": choice_rule(*options), "choices": options}
+    return {"rule": choice_rule(*options), "choices": options, "annotation": "str"}
+
+
+def _maybe(kind: str, none_ok: bool) -> str:
+    return f"{kind} | None" if none_ok else kind
 
 
 #: The evaluation protocols (:mod:`dar_lib.protocols` implements them).
@@ -111,7 +120,7 @@ PROTOCOLS: tuple[str, ...] = ("default", "released")
 
 _SETTINGS = (
     Setting("k_images", "K, images generated per turn", default=3, **ints(1, 10)),
-    Setting("schedule", "fusion weights: 'paper', 'released' or 'const:<alpha>'", _schedule, "paper"),
+    Setting("schedule", "fusion weights: 'paper', 'released' or 'const:<alpha>'", _schedule, "paper", annotation="str"),
     Setting("image_reduce", "combine the K image embeddings: 'mean' or 'sum' (eq. 4 as written)", default="mean",
             **one_of(*IMAGE_REDUCES)),
     Setting("world_seed", "seed of the toy world and the dialogue targets", default=0, **ints(0)),
@@ -120,11 +129,11 @@ _SETTINGS = (
     # as a deterministic system would; fresh seeds every round gave DAR extra draws under cumulative Hits@10
     # (+6.7 pp on the FLAN twin, issue 16). True keeps that policy for comparison (chapter 04).
     Setting("seed_per_round", "fresh generator seeds every round (False: the same prompt gives the same image "
-            "in every round)", bool_rule, False),
+            "in every round)", bool_rule, False, annotation="bool"),
     Setting("steps", "sampling steps of the generator (None: its default)", default=None, **ints(1, 1000, True)),
     Setting("guidance", "guidance scale of the generator (None: its default)", default=None, **floats(0, 50, True)),
     Setting("size", "side in pixels of the generated images (None: the generator's default, 1024 for SD3)",
-            _size, None, int_in(8, 4096)),
+            _size, None, int_in(8, 4096), annotation="int | None"),
     Setting("toy_size", "toy world size", default="default", **one_of("default", "smoke")),
     Setting("protocol", "evaluation protocol: 'default' (R1's query per round) or 'released' (the DAR release's "
             "eval.py: every rewrite so far joined, K=1, fusion 0.8/0.2 then 0.5/0.5)", default="default",
@@ -134,13 +143,30 @@ _SETTINGS = (
     Setting("batch_size", "images per generator/encoder batch", default=64, provenance=False, chapter=False,
             **ints(1, 4096)),
     Setting("llm_timeout", "seconds an LLM endpoint (openai:) may take to connect and between bytes of a reply "
-            "(None: the backend's 60)", default=None, provenance=False, **floats(0.01, 3600, True)),
+            "(None: the backend's 60)", default=None, provenance=False, in_key=False, **floats(0.01, 3600, True)),
     Setting("llm_deadline", "seconds one LLM call may take in all, retries and a trickling reply included "
-            "(None: twice llm_timeout)", default=None, provenance=False, **floats(0.01, 86400, True)),
+            "(None: twice llm_timeout)", default=None, provenance=False, in_key=False, **floats(0.01, 86400, True)),
 )
 
 #: name -> Setting, in declaration order.
 SETTINGS: dict[str, Setting] = {s.name: s for s in _SETTINGS}
+
+
+def as_fields(cls: type) -> type:
+    """Give ``cls`` every setting as an annotated field with its declared default, after its own fields; apply
+    before ``@dataclass`` (so :class:`~dar_lib.evaluate.EvalConfig`'s settings are declared here only). A setting
+    outside the results' key (``in_key=False``) is left out of the ``repr`` the key is made from."""
+    for s in _SETTINGS:
+        if s.name in cls.__dict__.get("__annotations__", {}):
+            raise TypeError(f"{cls.__name__}.{s.name} is an evaluation setting: declare it in dar_lib.evalsettings")
+        cls.__annotations__[s.name] = s.annotation
+        setattr(cls, s.name, s.default if s.in_key else field(default=s.default, repr=False))
+    return cls
+
+
+def attributes_doc(indent: str = "        ") -> str:
+    """The settings as docstring ``Attributes`` lines: ``name: doc (default ...)``."""
+    return "".join(f"{indent}{s.name}: {s.doc} (default {s.default!r}).\n" for s in _SETTINGS)
 
 
 def check(name: str, value: Any) -> None:

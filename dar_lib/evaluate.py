@@ -55,38 +55,23 @@ HITS_K = 10
 
 
 @dataclass(frozen=True)
+@evalsettings.as_fields
 class EvalConfig:
     """One evaluation: a benchmark, the three models and the DAR settings.
 
     Every numeric field is range-checked when the config is made, before any work starts; the
-    message names the field (the CLI option of the same name with dashes).
+    message names the field (the CLI option of the same name with dashes). The settings after
+    ``device`` are declared once, in :mod:`dar_lib.evalsettings` (their fields, defaults and checks).
 
     Attributes:
         benchmark: a name from :mod:`dar_lib.benchmarks` (``toy-visdial`` ... or ``visdial`` ...), or a
             ChatIR-format dialogue file (``*.json``, with ``corpus_file`` and ``image_root``).
         encoder, generator, reformulator: model ids for :mod:`dar_lib.models`.
         methods: which of :data:`METHODS` to rank.
-        k_images: K, images generated per turn (1..10).
-        schedule: fusion weights: ``paper``, ``released`` or ``const:<alpha>``.
-        image_reduce: ``mean`` (default; with K = 1 this is the official code's fusion) or ``sum``
-            (eq. 4 as written, which weighs the images K times beta).
-        n_dialogues: evaluate the first N dialogues (default: all).
-        world_seed: seed of the toy world and its targets.
-        gen_seed: base seed of every generated image.
-        seed_per_round: put the round into the image seeds (a fresh draw every round; default: the seed
-            comes from the prompt and ``gen_seed``, so the same prompt gives the same image).
-        steps, guidance, size: generator settings (default: the generator's).
-        toy_size: ``default`` or ``smoke`` (toy benchmarks).
         image_root: the corpus image folder (ChatIR benchmarks, your own data).
         corpus_file: your own corpus list (JSON list of image paths) for a ``*.json`` benchmark.
         device: torch device (default ``DAR_DEVICE`` or cpu).
-        batch_size: images per encoder or generator batch (1..4096).
-        protocol: ``default`` (ours) or ``released`` (the DAR authors' ``eval.py`` as written:
-            cumulative joined rewrites, K = 1, the ``released`` schedule; :mod:`dar_lib.protocols`).
-        llm_timeout, llm_deadline: seconds an LLM endpoint may be silent, and may take for one call in all
-            (default: the backend's); not part of the results' key (they change no answer, only when one
-            is given up).
-
+{settings}
     Raises:
         ValueError: a field outside its range or an unknown name (the message names the field).
     """
@@ -96,24 +81,9 @@ class EvalConfig:
     generator: str = _TOY["generator"]
     reformulator: str = _TOY["reformulator"]
     methods: tuple[str, ...] = METHODS
-    k_images: int = evalsettings.default("k_images")
-    schedule: str = evalsettings.default("schedule")
-    image_reduce: str = evalsettings.default("image_reduce")
-    n_dialogues: int | None = evalsettings.default("n_dialogues")
-    world_seed: int = evalsettings.default("world_seed")
-    gen_seed: int = evalsettings.default("gen_seed")
-    seed_per_round: bool = evalsettings.default("seed_per_round")
-    steps: int | None = evalsettings.default("steps")
-    guidance: float | None = evalsettings.default("guidance")
-    size: int | None = evalsettings.default("size")
-    toy_size: str = evalsettings.default("toy_size")
     image_root: str | None = None
     corpus_file: str | None = None
     device: str | None = None
-    batch_size: int = evalsettings.default("batch_size")
-    protocol: str = evalsettings.default("protocol")
-    llm_timeout: float | None = evalsettings.default("llm_timeout")
-    llm_deadline: float | None = evalsettings.default("llm_deadline")
 
     def __post_init__(self):
         from dar_lib import settings
@@ -144,6 +114,9 @@ class EvalConfig:
         """The keyword arguments that rebuild this benchmark anywhere (:func:`~dar_lib.benchmarks.load_benchmark`)."""
         return {"name": self.benchmark, "n_dialogues": self.n_dialogues, "image_root": self.image_root,
                 "toy_size": self.toy_size, "seed": self.world_seed, "corpus_file": self.corpus_file}
+
+
+EvalConfig.__doc__ = EvalConfig.__doc__.replace("{settings}\n", evalsettings.attributes_doc() + "\n")
 
 
 class Backend(Protocol):

@@ -234,3 +234,24 @@ def test_result_tables_are_recomputed_when_the_code_changes(tmp_path, monkeypatc
     monkeypatch.setattr("dar_lib.cachekeys.code_fingerprint", lambda *m: "another-version-of-the-code")
     grid(["toy-flan"], {"zero-shot": "toy:clip-zs"}, **kw)
     assert len(calls) == 2  # a code change makes the old table unreachable
+
+
+def test_eval_config_takes_its_settings_from_evalsettings_and_keys_only_what_changes_answers():
+    """EvalConfig's setting fields, defaults and checks are evalsettings' (#33 item 2: declared once); the
+    LLM's time limits change no answer, so a results table made with another timeout is found again."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    from dar_lib import evalsettings
+    from dar_lib.evaluate import EvalConfig, table_key
+
+    fields = {f.name: f for f in dataclasses.fields(EvalConfig)}
+    for name, setting in evalsettings.SETTINGS.items():
+        assert fields[name].default == setting.default and fields[name].type == setting.annotation, name
+        assert f"{name}: {setting.doc}" in EvalConfig.__doc__
+    bench = SimpleNamespace(fingerprint="f")
+    base = EvalConfig(benchmark="toy-flan", encoder="toy:clip-zs")
+    assert table_key(base, bench) == table_key(dataclasses.replace(base, llm_timeout=5.0, llm_deadline=9.0), bench)
+    assert table_key(base, bench) != table_key(dataclasses.replace(base, k_images=2), bench)
+    with pytest.raises(ValueError, match="llm_deadline = 0: must be a number in"):
+        EvalConfig(benchmark="toy-flan", encoder="toy:clip-zs", llm_deadline=0)
