@@ -147,7 +147,7 @@ def execute_chapter(
 
     import papermill
 
-    from dar_lib.atomic import atomic_path
+    from dar_lib.atomic import atomic_path, atomic_write_bytes
 
     out = Path(executed_dir) / f"{chapter.name}.ipynb"
     failed_copy = out.with_name(f"{chapter.name}.failed.ipynb")
@@ -173,8 +173,8 @@ def execute_chapter(
                     )
             except Exception as exc:  # noqa: BLE001 - any chapter failure is collected, never fatal
                 error = _error_summary(exc)
-                if tmp.stat().st_size:
-                    os.replace(tmp, failed_copy)  # for reading; never under the chapter's own name
+                if tmp.stat().st_size:  # for reading; never under the chapter's own name
+                    atomic_write_bytes(failed_copy, tmp.read_bytes())
                 raise _ChapterFailed from exc
     except _ChapterFailed:
         return (failed_copy if failed_copy.is_file() else out), time.perf_counter() - start, error
