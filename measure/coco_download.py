@@ -5,12 +5,14 @@ A loopback HTTP server serves one JPEG under four behaviours COCO's servers and 
 - ``ok``: the image;
 - ``missing``: HTTP 404 (a path that is not on the server; retrying cannot help);
 - ``garbage``: HTTP 200 with bytes that are not an image (a captive portal, a proxy error page);
-- ``flaky``: HTTP 503 on the first request, then the image.
+- ``flaky``: HTTP 503 on the first request, then the image;
+- ``truncated``: a Content-Length longer than the body sent (a dropped connection), then the image.
 
-Each is fetched by :func:`dar_lib.benchmarks.coco.fetch_coco` (3 retries, 0.1 s backoff) and by
-``pooch.retrieve`` with no known hash (ChatIR's corpus lists pin none for the 50,000 COCO images)
-and by ``pooch.Pooch.fetch`` with ``retry_if_failed=3``. Printed per case: requests made, seconds,
-and what is left under the final name. Last line: a JSON object.
+Each is fetched by :func:`dar_lib.benchmarks.coco.fetch_coco` (3 retries, 0.1 s backoff), by
+``pooch.retrieve`` with no known hash (ChatIR's corpus lists pin none for the 50,000 COCO images; it
+has no retry option) and by ``pooch.Pooch.fetch`` with ``retry_if_failed=3`` (the retries ``fetch_coco``
+makes). Printed per case: requests made, seconds, and what is left under the final name. Last line: a
+JSON object.
 
     python measure/coco_download.py
 """
@@ -58,6 +60,10 @@ class _Server(http.server.BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
+        if case == "truncated" and n == 1:
+            self.wfile.write(body[: len(body) // 2])  # then the connection closes
+            self.close_connection = True
+            return
         self.wfile.write(body)
 
 
@@ -74,8 +80,12 @@ def _left(path: Path) -> str:
         return "undecodable bytes"
 
 
-def main() -> int:
+def main(argv=None) -> int:
+    """Serve the cases, fetch each with every tool, print a row per (case, tool) and the JSON last line."""
+    import argparse
     import logging
+
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args(argv)
 
     import pooch
 
@@ -87,7 +97,7 @@ def main() -> int:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
     rows = []
-    for case in ("ok", "missing", "garbage", "flaky"):
+    for case in ("ok", "missing", "garbage", "flaky", "truncated"):
         for tool in ("dar fetch_coco", "pooch.retrieve", "pooch.Pooch(retry_if_failed=3)"):
             _Server.hits = {}
             with tempfile.TemporaryDirectory() as tmp:

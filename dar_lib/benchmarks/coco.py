@@ -3,8 +3,9 @@
 The ChatIR files come through pooch (pinned hashes); the COCO images do not, measured by
 ``measure/coco_download.py`` against a loopback server (pooch 1.9.0): ChatIR's corpus lists pin no
 hash for the 50,000 images, so pooch keeps an HTTP 200 page that is not an image (a captive portal)
-under the image's final name, retries a 404 four times with 6 s of sleeps, and ``pooch.retrieve``
-does not retry a 503. Here every download is decoded before it takes its name, retried on
+under the image's final name; ``pooch.Pooch`` with the retries made here (``retry_if_failed=3``)
+also retries a 404 four times over 6 s, and ``pooch.retrieve`` has no retry at all (a 503 or a cut
+connection fails the file). Here every download is decoded before it takes its name, retried on
 connection trouble, 5xx, 429, truncation and undecodable bytes (with backoff), never on 404/403,
 with one session per worker thread.
 """
