@@ -23,6 +23,7 @@ WHERE = "where is the red circle?"
 BACKGROUND = "what color is the background?"
 SIZE = "what size is the red circle?"
 COLOUR = "what color is the circle?"
+CLOSING = "is there any other detail you can add?"  # asked once every slot's phrasings are used up
 
 ONLY_ONE = {"count": 1}  # the objects stay [red circle]: a count, never a second circle
 
@@ -97,9 +98,31 @@ TABLE = [
     (OTHERS, "dunno", "unsure", {}),
     (OTHERS, "i can't remember", "unsure", {}),
     (WHERE, "hard to say", "unsure", {}),
+    # corrections: a value after "not" is what the image is not
+    (BACKGROUND, "not blue, green", "new", {"background": "green"}),
+    (SIZE, "not big, small", "new", {"objects": [{**RED_CIRCLE, "size": "small"}]}),
+    (SIZE, "it is not small, it is big", "new", {"objects": [{**RED_CIRCLE, "size": "large"}]}),
+    (SIZE, "it isn't small, it's big", "new", {"objects": [{**RED_CIRCLE, "size": "large"}]}),
+    (WHERE, "not in the center, top left", "new", {"objects": [{**RED_CIRCLE, "position": "top left"}]}),
+    (COUNT, "not one, three", "new", {"count": 3}),
+    (BACKGROUND, "not the red one", "unread", {}),  # only what it is not: nothing to search with
+    (WHERE, "not in the center", "unread", {}),
+    # more than one thing in an answer
+    (OTHERS, "just another circle", "new", with_objects({"shape": "circle"})),
+    (OTHERS, "a green square, not sure where", "new", with_objects({"color": "green", "shape": "square"})),
+    (OTHERS, "a green square, i don't remember its size", "new", with_objects({"color": "green", "shape": "square"})),
+    (OTHERS, "a green square, nothing else", "new",
+     {"count": 2, **with_objects({"color": "green", "shape": "square"})}),
+    (OTHERS, "that\u2019s all", "new", ONLY_ONE),  # a phone's apostrophe
+    (CLOSING, "the red circle is big", "new", {"objects": [{**RED_CIRCLE, "size": "large"}]}),  # no second circle
+    (CLOSING, "no", "new", ONLY_ONE),
+    (CLOSING, "a blue square in the top right", "new",
+     with_objects({"color": "blue", "shape": "square", "position": "top right"})),
     # nothing the reader can use
     (WHERE, "hmm", "unread", {}),
     (BACKGROUND, "the weather was nice", "unread", {}),
+    (COUNT, "10", "unread", {}),  # no scene has ten objects: not "1"
+    (COUNT, "12", "unread", {}),
     (SIZE, "it is on a green background", "unread", {}),  # not what was asked, and not known: not used
 ]
 

@@ -6,6 +6,7 @@ One parser serves the reformulator, the reference curves and the answerer, so wh
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -22,6 +23,13 @@ NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "1": 1, "2": 2, "3": 3}
 _ONLY = {"only", "just", "alone", "solely"}
 _NO = {"no", "nothing", "none", "nope", "nah"}
 _UNSURE_AFTER_NEGATION = {"sure", "know", "tell", "remember", "recall", "certain"}
+#: Words that end what a "not" negates ("not small, it is big", "isn't small but big").
+_CONTRACTED_NOT = {"isn", "aren", "wasn", "weren", "doesn", "don", "didn"}
+_NEGATION_ENDS = {",", ".", ";", "!", "?", "but", "it", "its", "is", "and"}
+#: Words that make "only"/"just" about something new ("just another circle").
+_NOT_ONLY = {"another", "also", "more"}
+#: Tokens as :func:`~dar_lib.benchmarks.toyworld.text.tokenize` makes them, but a number whole ("10", not 1, 0).
+_ANSWER_TOKEN = re.compile(r"\d+|[a-z]+|[^\sa-z\d]")
 _ROWS = {"top": "top", "upper": "top", "bottom": "bottom", "lower": "bottom"}
 _COLS = {"left": "left", "right": "right"}
 _MIDS = {"middle", "center", "centre"}
@@ -31,6 +39,8 @@ _GENERIC = {"object", "objects", "shape", "shapes", "one", "thing", "things"}
 _PRONOUNS = {"it", "main", "biggest", "largest", "salient", "big"}
 _SKIP = {"answer", "question", ":"}
 ATTRS = ("color", "shape", "size", "position")
+#: Items of :func:`analyse` that state something about the image.
+_FACT_ITEMS = {"obj", "bg", "pos", "color", "size", "count", "count_other", "number", "no", "yes"}
 
 
 def parse_position(tokens: Sequence[str], i: int) -> tuple[str | None, int]:
@@ -60,11 +70,13 @@ def analyse(text: str) -> list[tuple]:
     Returns:
         Items ``("obj", {attr: value})``, ``("bg", colour)``, ``("pos", name)``, ``("color", c)``,
         ``("size", s)``, ``("count", n)``, ``("count_other", n)``, ``("number", n)``, ``("no",)``,
-        ``("only",)``, ``("yes",)``, ``("unsure",)``. Numbers are words or digits (1-3); "that's all"
-        and "that's it" are a ``no``; "not sure", "don't know", "can't tell/remember", "no idea",
-        "dunno", "hard to say" are ``unsure``.
+        ``("only",)``, ``("yes",)``, ``("unsure",)``. Numbers are words or whole digits (1-3; "10"
+        is no number of this world); "that's all" and "that's it" are a ``no``; "not sure", "don't
+        know", "can't tell/remember", "no idea", "dunno", "hard to say" are ``unsure``. What a "not"
+        or "isn't" negates, up to a comma, "but" or "it", is left out ("not blue, green" states green).
     """
-    toks = [t for t in tokenize(text) if t not in _SKIP]
+    text = text.lower().replace("\u2019", "'").replace("\u2018", "'")  # a phone's apostrophes
+    toks = [t for t in _ANSWER_TOKEN.findall(text) if t not in _SKIP]
     items: list[tuple] = []
     pending: dict[str, str] = {}
     last_obj: dict | None = None
@@ -77,9 +89,33 @@ def analyse(text: str) -> list[tuple]:
 
     i = 0
     n = len(toks)
+    negated = False  # inside what a "not" negates: values there are what the image is not
     while i < n:
         t = toks[i]
         nxt = toks[i + 1] if i + 1 < n else ""
+        if negated:
+            if t in _NEGATION_ENDS:
+                negated = False
+            elif t in COLORS or t in SIZE_WORDS or t in _ONLY or t in NUMBER_WORDS or t == "background":
+                i += 2 if nxt == "background" else 1
+                continue
+            elif t in SHAPE_WORDS or t in _GENERIC:
+                pending.clear()
+                negated = False
+                i += 1
+                continue
+            else:
+                pos, used = parse_position(toks, i)
+                if pos:
+                    negated = False
+                    i += used
+                    continue
+        if t == "not" or (t == "t" and i >= 2 and toks[i - 1] == "'" and toks[i - 2] in _CONTRACTED_NOT
+                          and nxt not in _UNSURE_AFTER_NEGATION):
+            flush()
+            negated = nxt not in _UNSURE_AFTER_NEGATION
+            i += 1
+            continue
         if t in COLORS:
             if nxt == "background" or (nxt in ("colored", "coloured") and i + 2 < n and toks[i + 2] == "background"):
                 flush()
@@ -149,7 +185,7 @@ def analyse(text: str) -> list[tuple]:
             items.append(("no",))  # "that's all", "that's it"
             i += 4 if nxt == "'" else 3
             continue
-        elif t in _ONLY:
+        elif t in _ONLY and not _NOT_ONLY & set(toks):
             items.append(("only",))
         elif t == "yes":
             items.append(("yes",))
@@ -206,7 +242,17 @@ class Facts:
 
     # -- building --------------------------------------------------------------------------
     def resolve(self, mention: dict, others_only: bool = False) -> int:
-        """Index of the known object a mention refers to (most shared facts, none conflicting), or a new one."""
+        """Index of the known object a mention refers to (most shared facts, none conflicting), or a new one.
+
+        No scene holds two objects of one look, so a mention with a known object's colour and shape is
+        that object, even where a new one is expected (``others_only``: "anything else? the red circle
+        is big" tells the red circle's size)."""
+        if "color" in mention and "shape" in mention:
+            for idx, obj in enumerate(self.objects):
+                if obj.get("color") == mention["color"] and obj.get("shape") == mention["shape"] \
+                        and not any(k in obj and obj[k] != v for k, v in mention.items()):
+                    obj.update(mention)
+                    return idx
         if others_only and not self.objects:
             self.objects.append({})  # the salient object exists even if nothing is known of it
         best, best_score = None, 0
@@ -253,7 +299,10 @@ class Facts:
         """One "question? answer" turn; uninformative, off-target and "not sure" turns add nothing."""
         items = analyse(answer)
         if any(it[0] == "unsure" for it in items):
-            return
+            items = [it for it in items if it[0] != "unsure"]
+            if not any(it[0] in _FACT_ITEMS for it in items):
+                return  # "not sure", "no idea": nothing else said
+            # "a green square, not sure where": what is said still counts
         slot, mention, pronoun = question_slot(question)
         if slot is None:
             return
@@ -276,6 +325,13 @@ class Facts:
                 elif "no" in first:
                     self.count = 1
         elif slot == "others":
+            # "the red circle is big": a fact said after an object is that object's
+            current = None
+            for it in items:
+                if it[0] == "obj":
+                    current = it[1]
+                elif it[0] in ("size", "color") and current is not None and it[0] not in current:
+                    current[it[0]] = it[1]
             denied = "no" in first and (not objs or items.index(first["no"]) < items.index(("obj", objs[0])))
             if "count_other" in first and objs:
                 # "just one more, a blue square": new objects beyond the known ones
@@ -292,7 +348,9 @@ class Facts:
             elif objs:
                 for o in objs:
                     self.resolve(o, others_only=True)
-                if "count_other" in first:
+                if "no" in first:  # "a green square, nothing else": the named ones are all there is
+                    self.count = max(1, len(self.objects))
+                elif "count_other" in first:
                     self.count = first["count_other"][1] + 1
                 elif "count" in first:
                     self.count = first["count"][1]
