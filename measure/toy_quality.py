@@ -130,8 +130,9 @@ def encoder_goals(results: list, world, assets: Path | None, n_dialogues: int, s
                                      bg["image side: 10-NN share it (%)"])
     # The premise is one-sided: the zero-shot text side cannot retrieve the background above chance.
     # Reading "a red background" as a red object gives 0% by construction (see
-    # dar_lib.toymodels.quality.background_null_read_as_colour), so a two-sided "within 5 of chance"
-    # would fail a blind reader.
+    # dar_lib.toymodels.quality.background_null_read_as_colour), so the two-sided "within 5 of chance"
+    # this goal was until issue 29's last step failed a reader that cannot read backgrounds. A text
+    # tower that read nothing at all would pass this one-sided goal; the zs round-0 goal rules that out.
     goal(results, "zs text side on background minus chance (pp)", text_side - chance, text_side - chance <= 5,
          "<= 5, no better than chance")
     blind_null = asym.attrs[BLIND_NULL]
