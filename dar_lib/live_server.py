@@ -115,7 +115,8 @@ def voila_server(notebook: Path, port: int, env: Mapping[str, str] | None = None
     import time
 
     check_port(port)  # else the wait below would take another program's listener for Voila's
-    log = log or notebook.parent / "voila.log"
+    notebook = Path(notebook)
+    log = Path(log) if log is not None else notebook.parent / "voila.log"
     with open(log, "w") as out:
         proc = subprocess.Popen(voila_command(notebook, port, open_browser=False), cwd=notebook.parent,
                                 env=voila_env(env), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)

@@ -148,6 +148,15 @@ def dar_eval(capsys, *args: str) -> tuple[int, str, str]:
     return code, out, err
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 # -- headless Chromium -----------------------------------------------------------------------------
 #: Headless, quiet, and the network off except the local server: every other host fails to resolve.
 CHROMIUM_FLAGS = (

@@ -34,12 +34,6 @@ def _find(widget, cls):
     return out
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def browser_turns(benchmark: str, turns: int, encoder: str) -> dict:
@@ -53,7 +47,7 @@ def browser_turns(benchmark: str, turns: int, encoder: str) -> dict:
 
     from dar_lib.benchmarks.toyworld import ToyAnswerer
     from dar_lib.live_server import notebook_text, toy_app, voila_server
-    from dar_lib.testing import headless_chromium, requests_elsewhere
+    from dar_lib.testing import free_port, headless_chromium, requests_elsewhere
 
     def text(drv, css):
         return drv.execute_script(f"var e=document.querySelector({css!r}); return e ? e.innerText : ''")
@@ -66,6 +60,7 @@ def browser_turns(benchmark: str, turns: int, encoder: str) -> dict:
             time.sleep(poll)
         raise RuntimeError(f"timed out waiting for {what}; status: {text(drv, '.dar-status')!r}")
 
+    cache_before = os.environ.get("DAR_CACHE_DIR")
     with tempfile.TemporaryDirectory(prefix="dar-live-turn-") as tmp:
         tmp = Path(tmp)
         os.environ["DAR_CACHE_DIR"] = str(tmp / "cache")  # fresh: no generated image is cached
@@ -74,7 +69,7 @@ def browser_turns(benchmark: str, turns: int, encoder: str) -> dict:
         index_s = time.perf_counter() - t0
         notebook = tmp / "dar_live.ipynb"
         notebook.write_text(notebook_text(benchmark, smoke=False, encoder=encoder))
-        with voila_server(notebook, _free_port(), env=dict(os.environ), start_timeout_s=300) as url:
+        with voila_server(notebook, free_port(), env=dict(os.environ), start_timeout_s=300) as url:
             drv = headless_chromium(tmp / "profile")
             try:
                 drv.set_window_size(1400, 900)
@@ -83,7 +78,10 @@ def browser_turns(benchmark: str, turns: int, encoder: str) -> dict:
                 wait_for(drv, lambda: drv.find_elements(By.CSS_SELECTOR, ".dar-pick"), "the app")
                 page_s = time.perf_counter() - t0
                 walls, dialog = [], 0
+                n_picker = len(Select(drv.find_element(By.CSS_SELECTOR, ".dar-picker select")).options)
                 while len(walls) < turns:
+                    if dialog == n_picker:
+                        raise SystemExit(f"--turns {turns}: the page offers {n_picker} dialogues of 3 turns each")
                     d = bench.dialogues[dialog]
                     answerer = ToyAnswerer(bench.meta["scenes"][d.target_id])
                     Select(drv.find_element(By.CSS_SELECTOR, ".dar-picker select")).select_by_index(dialog)
@@ -93,8 +91,9 @@ def browser_turns(benchmark: str, turns: int, encoder: str) -> dict:
                     for r in range(1, 4):
                         question = text(drv, ".dar-question").removeprefix("question:").strip()
                         field = drv.find_element(By.CSS_SELECTOR, ".dar-answer input")
+                        field.send_keys(answerer.answer(question))  # typing is not the turn's time
                         t = time.perf_counter()
-                        field.send_keys(answerer.answer(question) + Keys.ENTER)
+                        field.send_keys(Keys.ENTER)
                         wait_for(drv, lambda: f"round {r} done" in text(drv, ".dar-status"), f"round {r}")
                         walls.append(time.perf_counter() - t)
                         if len(walls) == turns:
@@ -103,6 +102,10 @@ def browser_turns(benchmark: str, turns: int, encoder: str) -> dict:
                 elsewhere = requests_elsewhere(drv)
             finally:
                 drv.quit()
+                if cache_before is None:
+                    os.environ.pop("DAR_CACHE_DIR", None)
+                else:
+                    os.environ["DAR_CACHE_DIR"] = cache_before
     turn = statistics.median(walls)
     print(f"live turn in the browser: median {turn:.3f} s, max {max(walls):.3f} s over {len(walls)} turns")
     return {"browser_index_s": round(index_s, 1), "browser_page_s": round(page_s, 1),
@@ -118,8 +121,13 @@ def main() -> None:
     ap.add_argument("--benchmark", default="toy-chatgpt")
     ap.add_argument("--browser", action="store_true",
                     help="also time turns in headless Chromium against Voila (Selenium and Chromium needed)")
-    ap.add_argument("--encoder", default="full", help="the toy encoder role the live search reads with")
+    ap.add_argument("--encoder", default=None, help="the toy encoder role the live search reads with "
+                    "(default: dar explore's, live_server.DEFAULT_ENCODER)")
     args = ap.parse_args()
+    if args.encoder is None:
+        from dar_lib.live_server import DEFAULT_ENCODER
+
+        args.encoder = DEFAULT_ENCODER
 
     import torch
 

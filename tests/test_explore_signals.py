@@ -14,13 +14,11 @@ import urllib.request
 import psutil
 import pytest
 
+from dar_lib.testing import free_port
+
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _listening(port: int) -> bool:
@@ -33,7 +31,7 @@ def _listening(port: int) -> bool:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=lambda s: s.name)
 def test_a_stop_signal_leaves_nothing_running(sig, tmp_path):
-    port = _free_port()
+    port = free_port()
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     log = open(tmp_path / "explore.log", "w")
@@ -78,7 +76,7 @@ def test_voila_server_stops_voila_and_its_kernel_and_names_a_failed_start(tmp_pa
 
     notebook = tmp_path / "nb.ipynb"
     notebook.write_text(live_server.notebook_text(smoke=True))
-    port = _free_port()
+    port = free_port()
     me = psutil.Process()
     with live_server.voila_server(notebook, port) as url:
         assert url == f"http://127.0.0.1:{port}/" and _listening(port)

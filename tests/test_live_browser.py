@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import time
 from pathlib import Path
 
 import pytest
+
+from dar_lib.testing import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -18,10 +19,6 @@ pytestmark = pytest.mark.slow
 SCREENSHOT_ENV = "DAR_LIVE_SCREENSHOTS"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +31,7 @@ def live_url(tmp_path_factory, chromium):
     notebook = folder / "dar_live.ipynb"
     notebook.write_text(live_server.notebook_text(live_server.DEFAULT_BENCHMARK, smoke=True))
     env = dict(os.environ, DAR_CACHE_DIR=str(tmp_path_factory.mktemp("live-cache")))
-    with live_server.voila_server(notebook, _free_port(), env=env) as url:
+    with live_server.voila_server(notebook, free_port(), env=env) as url:
         yield url
 
 
