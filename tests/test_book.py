@@ -198,12 +198,13 @@ def test_a_failed_rebuild_keeps_the_last_good_notebook_and_site(tmp_path, frozen
     assert {p.relative_to(out): p.read_bytes() for p in (out / "site").rglob("*.html")} == site_placeholder
     assert site_placeholder != site_before  # the second build did replace the first site
     assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []  # no temporary sibling left
+    assert "nowhere" in (out / "site.failed" / "_build" / "html" / "intro.html").read_text()  # kept to read
 
     # and a success removes the failed copy
     nbformat.write(nbformat.read(nbs / "good.ipynb", as_version=4), nbs / "bad.ipynb")
     (bookdir / "intro.md").write_text("# Tiny\n\nA test book.\n")
     fourth = book.build_book(out, **kw)
-    assert fourth.ok and not (out / "executed" / "bad.failed.ipynb").exists()
+    assert fourth.ok and not (out / "executed" / "bad.failed.ipynb").exists() and not (out / "site.failed").exists()
 
 
 # --- the real book, smoke profile ------------------------------------------------------------------

@@ -150,13 +150,15 @@ def compile_site(staging_dir: Path, config: Path, site_dir: Path, log_path: Path
     jupyter-book runs in a temporary sibling of ``site_dir`` (a copy of the last site, so Sphinx can
     rebuild only what changed), the JavaScript assets are copied in, and the new site replaces the
     old one only when all of that succeeded (:func:`dar_lib.atomic.atomic_path`): a failed or
-    interrupted build leaves the last good site as it was, and the log says what failed.
+    interrupted build leaves the last good site as it was. A failed build is kept for reading in
+    ``<site_dir>.failed`` (removed by the next success), and the log says what failed.
 
     Returns:
         (success, the warning/error lines or the last lines of output; see :func:`run_jupyter_book`).
     """
     from dar_lib.atomic import atomic_path
 
+    failed_dir = site_dir.with_name(site_dir.name + ".failed")
     outcome: tuple[bool, str] = (False, "")
     try:
         with atomic_path(site_dir, directory=True, replace=True) as new_site:
@@ -169,10 +171,13 @@ def compile_site(staging_dir: Path, config: Path, site_dir: Path, log_path: Path
                 ok, detail = False, f"{detail}\n{exc}".strip()
             outcome = (ok, detail)
             if not ok:
+                with atomic_path(failed_dir, directory=True, replace=True) as keep:
+                    shutil.copytree(new_site, keep, symlinks=True, dirs_exist_ok=True)
                 raise _SiteFailed
     except _SiteFailed:
         kept = f"; the last good site is kept in {site_dir}" if site_dir.is_dir() else ""
-        return False, f"{outcome[1]}\n(full log: {log_path}{kept})".strip()
+        return False, f"{outcome[1]}\n(full log: {log_path}; the failed build: {failed_dir}{kept})".strip()
+    shutil.rmtree(failed_dir, ignore_errors=True)
     return outcome
 
 
