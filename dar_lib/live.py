@@ -48,6 +48,7 @@ class TurnView:
         target_rank: 1-based expected rank of the target this round (``None``: no target known).
         restated: facts the answer states that were already known (acknowledged, not flagged).
         unsure: True when the person said they do not know ("not sure", "no idea").
+        unused: facts the answer states that answer another question than the one asked (not taken).
     """
 
     turn: str
@@ -56,6 +57,7 @@ class TurnView:
     target_rank: float | None = None
     restated: dict | None = None
     unsure: bool = False
+    unused: dict | None = None
 
 
 @dataclass
@@ -206,6 +208,7 @@ class LiveSearch:
             view.read = reading.facts if reading.kind == "new" else {}
             view.restated = reading.facts if reading.kind == "restated" else None
             view.unsure = reading.kind == "unsure"
+            view.unused = reading.facts if reading.kind == "unused" else None
             view.unread = reading.kind == "unread" and len(self.session.turns) > 1
         if self.target_id is not None:
             view.target_rank = 1.0 + float(self.pipe.target_ranks(self.result.fused_emb[None], [self.target_id])[0])
@@ -285,6 +288,9 @@ def _turns_html(search: LiveSearch, marked: Sequence[float]) -> str:
             note = "already known: " + html.escape(", ".join(f"{k}={v.restated[k]}" for k in v.restated))
         elif v.unsure:
             note = "noted: you are not sure (nothing changes)"
+        elif v.unused:
+            note = ('<span class="dar-unread">not used: this answers another question than the one asked ('
+                    + html.escape(", ".join(f"{k}={v.unused[k]}" for k in v.unused)) + ")</span>")
         else:
             note = ""
         if v.target_rank is not None:

@@ -4,8 +4,9 @@ in the live session, and a questioner that never asks the same question twice.
 Every row starts from the description "a red circle on a blue background" (background blue, one known
 object: a red circle, count unknown), asks one question and types one answer. ``kind`` is how the
 reader took the answer (:func:`dar_lib.benchmarks.toyworld.facts.read_turn`): ``new`` facts (the
-changes listed), a ``restated`` fact (already known: acknowledged, nothing changes), ``unsure`` (the
-person does not know: nothing changes) or ``unread`` (nothing in it the reader can use).
+changes listed), a ``restated`` fact (already known: acknowledged, nothing changes), ``unused`` (a new
+fact, but not an answer to the question asked: shown as not used), ``unsure`` (the person does not
+know: nothing changes) or ``unread`` (nothing in it the reader can use).
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ TABLE = [
     (BACKGROUND, "the weather was nice", "unread", {}),
     (COUNT, "10", "unread", {}),  # no scene has ten objects: not "1"
     (COUNT, "12", "unread", {}),
-    (SIZE, "it is on a green background", "unread", {}),  # not what was asked, and not known: not used
+    (SIZE, "it is on a green background", "unused", {}),  # new, but not what was asked: shown as not used
 ]
 
 
@@ -141,8 +142,8 @@ def test_a_persons_answer_is_read_as_they_meant_it(question, answer, kind, expec
     assert reading.kind == kind
     if kind == "new":
         assert reading.facts == expected
-    elif kind == "restated":
-        assert reading.facts  # what the answer said, shown as "already known"
+    elif kind in ("restated", "unused"):
+        assert reading.facts  # what the answer said, shown as "already known" or "not used"
     else:
         assert reading.facts == {}
 

@@ -454,10 +454,11 @@ class TurnReading:
 
     Attributes:
         kind: ``"new"`` (it changed what is known), ``"restated"`` (it states facts, all already
-            known), ``"unsure"`` (the person says they do not know) or ``"unread"`` (nothing in it the
-            reader can use).
-        facts: for ``new`` the entries of :meth:`Facts.known` that changed; for ``restated`` the
-            entries the turn states on its own; empty otherwise.
+            known), ``"unused"`` (it states something new, but not as an answer to the question
+            asked, so the dialogue reader does not take it), ``"unsure"`` (the person says they do
+            not know) or ``"unread"`` (nothing in it the reader can use).
+        facts: for ``new`` the entries of :meth:`Facts.known` that changed; for ``restated`` and
+            ``unused`` the entries the turn states on its own; empty otherwise.
     """
 
     kind: str
@@ -500,8 +501,8 @@ def read_turn(turns: Sequence[str]) -> TurnReading:
         alone = Facts()
         alone.add_statement(a if is_answer else turns[-1])
         stated = {k: v for k, v in alone.known().items() if v != _NOTHING_KNOWN[k]}
-        if not _agrees(stated, before):
-            stated = {}
+        if stated and not _agrees(stated, before):
+            return TurnReading("unused", stated)  # "what size is it? it is on a green background"
     return TurnReading("restated", stated) if stated else TurnReading("unread", {})
 
 
