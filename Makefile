@@ -34,12 +34,17 @@ browser-deps:
 	  else echo "note: chromium/chromedriver missing and not root; the browser test will skip"; fi; \
 	fi
 
+# Two pytest-xdist workers with one torch thread each (two torch processes on 2 cores, each with two
+# threads, slow each other down); the smoke book's users share one worker (tests/conftest.py).
+JOBS ?= 2
+PYTEST = OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n $(JOBS) --dist loadgroup
+
 test: $(STAMP) browser-deps
-	$(BIN)/python -m pytest
+	$(PYTEST)
 
 # The fast tier for contributors: unit tests and doctests of every module, no kernel, book, browser or Ray.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow"
+	$(PYTEST) -m "not slow"
 
 clean:
 	rm -rf _build
