@@ -86,6 +86,76 @@ def random_images(n: int = 5, seed: int = 0) -> list[Image.Image]:
 TEXTS = ["a red cat on the table", "a dog", "what color is it? blue", "a big green photo of a man with a dog",
          "small woman in grass"]
 
+#: Sentences the tiny BEiT-3 sentencepiece model is trained on (:func:`tiny_spm`).
+SPM_SENTENCES = [
+    "a red cat sits on the table", "a dog in the grass", "what color is it? blue", "two dogs and a cat",
+    "a big green photo of a man with a dog", "small woman in grass", "is it a cat? yes", "the man is on the table",
+]
+#: Head size of the tiny BEiT-3 (32 wide, 2 heads; the released models' heads are 64 wide).
+BEIT3_TINY_HEAD_SIZE = 16
+
+
+def tiny_spm(path: Path) -> Path:
+    """A tiny unigram sentencepiece model trained on :data:`SPM_SENTENCES`, written to ``path`` (stands in for
+    unilm's ``beit3.spm``)."""
+    import io
+
+    import sentencepiece
+
+    buf = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(sentence_iterator=iter(SPM_SENTENCES * 4), model_writer=buf,
+                                             vocab_size=60, model_type="unigram", hard_vocab_limit=False,
+                                             minloglevel=2)
+    Path(path).write_bytes(buf.getvalue())
+    return Path(path)
+
+
+def tiny_beit3_config(spm_path: Path, **over):
+    """A 2-layer, 32-wide :class:`~dar_lib.models.beit3.modeling.Beit3Config` for ``spm_path``'s pieces (a few
+    spare embedding rows, like ``beit3.spm``'s 64,000 pieces in a 64,010-row table)."""
+    import sentencepiece
+
+    from dar_lib.models.beit3.modeling import Beit3Config
+
+    n = len(sentencepiece.SentencePieceProcessor(model_file=str(spm_path)))
+    kw = dict(embed_dim=32, layers=2, heads=2, ffn_dim=64, img_size=32, patch_size=16, vocab_size=n + 10,
+              max_source_positions=80)
+    return Beit3Config(**{**kw, **over})
+
+
+def beit3_original_state(cfg, seed: int = 0) -> dict:
+    """Random weights of a BEiT-3 retrieval model in unilm's layout (LayerNorms random too, so that mixing up
+    the vision and language copies shows), with the ``logit_scale`` unilm saves."""
+    from dar_lib.models.beit3.modeling import Beit3ForRetrieval
+
+    torch.manual_seed(seed)
+    model = Beit3ForRetrieval(cfg)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0.0, 0.3)
+    sd = {k: v.clone() for k, v in model.state_dict().items()}
+    sd["logit_scale"] = torch.tensor(np.log(1 / 0.07), dtype=torch.float32)
+    return sd
+
+
+def save_unilm(path: Path, state_dict: dict, **extra) -> Path:
+    """Write a BEiT-3 state dict as unilm's training saves it (``{"model": ..., **extra}``, a pickle)."""
+    torch.save({"model": state_dict, **extra}, path)
+    return Path(path)
+
+
+def tiny_beit3_encoder(folder: Path, **kwargs):
+    """A tiny BEiT-3 encoder loaded the paper's way (``load_encoder("beit3:<ckpt>+<spm>")``) from stand-in
+    files written into ``folder``; ``kwargs`` go to ``load_encoder`` (e.g. ``max_length``)."""
+    from dar_lib.models import load_encoder
+
+    folder = Path(folder)
+    spm = tiny_spm(folder / "tiny.spm")
+    ckpt = save_unilm(folder / "beit3_tiny_patch16_32_retrieval.pth", beit3_original_state(tiny_beit3_config(spm)))
+    return load_encoder(f"beit3:{ckpt}+{spm}", device="cpu", head_size=BEIT3_TINY_HEAD_SIZE, batch_size=2,
+                        **kwargs)
+
+
 def blip_to_original(model, retrieval_extras: bool = False) -> dict:
     """A transformers BLIP's weights in the original (salesforce/BLIP) layout: the inverse of
     :func:`dar_lib.models.blip_import.hf_to_original_key`, with the position ids the original keeps.

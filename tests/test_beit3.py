@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import io
 import subprocess
 import sys
 
@@ -17,36 +16,16 @@ from dar_lib.models import beit3 as b3
 from dar_lib.models.beit3 import modeling as b3_modeling
 from dar_lib.models import blip_import as bi
 
-from dar_lib.testing import TEXTS, random_images
+from dar_lib.testing import (BEIT3_TINY_HEAD_SIZE, TEXTS, beit3_original_state, random_images, save_unilm,
+                             tiny_beit3_config, tiny_spm)
 
-SENTENCES = [
-    "a red cat sits on the table", "a dog in the grass", "what color is it? blue", "two dogs and a cat",
-    "a big green photo of a man with a dog", "small woman in grass", "is it a cat? yes", "the man is on the table",
-]
-HEAD_SIZE = 16  # the tiny model: 32 wide, 2 heads (released models: heads of 64)
+HEAD_SIZE = BEIT3_TINY_HEAD_SIZE  # the tiny model: 32 wide, 2 heads (released models: heads of 64)
 
 
 @pytest.fixture(scope="module")
 def spm_path(tmp_path_factory):
     """A tiny unigram sentencepiece model trained here (stands in for unilm's beit3.spm)."""
-    import sentencepiece
-
-    buf = io.BytesIO()
-    sentencepiece.SentencePieceTrainer.train(sentence_iterator=iter(SENTENCES * 4), model_writer=buf, vocab_size=60,
-                                             model_type="unigram", hard_vocab_limit=False, minloglevel=2)
-    path = tmp_path_factory.mktemp("spm") / "tiny.spm"
-    path.write_bytes(buf.getvalue())
-    return path
-
-
-def tiny_config(spm_path, **over) -> b3_modeling.Beit3Config:
-    import sentencepiece
-
-    n = len(sentencepiece.SentencePieceProcessor(model_file=str(spm_path)))
-    # Like beit3.spm's 64000 pieces in a 64010-row table: a few spare rows.
-    kw = dict(embed_dim=32, layers=2, heads=2, ffn_dim=64, img_size=32, patch_size=16, vocab_size=n + 10,
-              max_source_positions=80)
-    return b3_modeling.Beit3Config(**{**kw, **over})
+    return tiny_spm(tmp_path_factory.mktemp("spm") / "tiny.spm")
 
 
 def unilm_keys(layers: int) -> set[str]:
@@ -66,27 +45,10 @@ def unilm_keys(layers: int) -> set[str]:
     return keys
 
 
-def original_state(cfg: b3_modeling.Beit3Config, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Random weights in unilm's layout (LayerNorms random too, so that A/B mix-ups show)."""
-    torch.manual_seed(seed)
-    model = b3.Beit3ForRetrieval(cfg)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0.0, 0.3)
-    sd = {k: v.clone() for k, v in model.state_dict().items()}
-    sd["logit_scale"] = torch.tensor(np.log(1 / 0.07), dtype=torch.float32)
-    return sd
-
-
-def save_unilm(path, sd, **extra):
-    torch.save({"model": sd, **extra}, path)
-    return path
-
-
 @pytest.fixture
 def saved(tmp_path, spm_path):
-    cfg = tiny_config(spm_path)
-    sd = original_state(cfg)
+    cfg = tiny_beit3_config(spm_path)
+    sd = beit3_original_state(cfg)
     ckpt = save_unilm(tmp_path / "beit3_tiny_patch16_32_retrieval.pth", sd, epoch=3,
                       optimizer={"param_groups": [{"lr": 2e-4, "params": [0]}]})
     return ckpt, sd, cfg
@@ -267,7 +229,7 @@ def test_fingerprint_names_files_and_settings(encoder, saved, spm_path, tmp_path
     ckpt, _, cfg = saved
     other = tmp_path / "other" / ckpt.name
     other.parent.mkdir()
-    save_unilm(other, original_state(cfg, seed=1))
+    save_unilm(other, beit3_original_state(cfg, seed=1))
     enc2 = load_encoder(f"beit3:{other}+{spm_path}", device="cpu", head_size=HEAD_SIZE)
     assert enc2.fingerprint() != fp
     assert not torch.allclose(enc2.encode_text(["a dog"]), encoder.encode_text(["a dog"]))

@@ -66,8 +66,14 @@ def tiny_sd21():
                                    requires_safety_checker=False)
 
 
-@pytest.fixture(scope="module", params=["sd3", "sd21"])
+@pytest.fixture(scope="module", params=["sd3", "sd21", "toy"])
 def generator(request):
+    """Every generator backend, for the contract tests below (written once, run for each): tiny SD3 and SD 2.1
+    pipelines built from configs, and the shipped toy generator (32-px images only)."""
+    if request.param == "toy":
+        from dar_lib.models import load_generator
+
+        return load_generator("toy:sd", device="cpu", batch_size=4)
     pipe = tiny_sd3() if request.param == "sd3" else tiny_sd21()
     return DiffusersGenerator(pipe, f"tiny-{request.param}", default_steps=2, default_guidance=3.0, default_size=32,
                               device="cpu", batch_size=4)
@@ -96,9 +102,17 @@ def test_batched_equals_one_by_one(generator):
 
 
 def test_settings_override(generator):
-    img = generator.generate([PROMPTS[0]], [0], steps=1, guidance=1.0, size=16)[0]
-    assert img.size == (16, 16)
-    assert generator.resolve(None, None, None) == (2, 3.0, 32)
+    if generator.id.startswith("toy:"):  # the toy model draws 32 px only, and says so
+        with pytest.raises(ValueError, match="32x32 images only"):
+            generator.generate([PROMPTS[0]], [0], size=16)
+        img = generator.generate([PROMPTS[0]], [0], steps=1, guidance=1.0)[0]
+        assert img.size == (32, 32)
+    else:
+        img = generator.generate([PROMPTS[0]], [0], steps=1, guidance=1.0, size=16)[0]
+        assert img.size == (16, 16)
+    assert generator.resolve(None, None, None) == (generator.default_steps, generator.default_guidance,
+                                                   generator.default_size)
+    assert generator.resolve(1, 1.0, None) == (1, 1.0, generator.default_size)
     with pytest.raises(ValueError, match="2 prompts but 1 seeds"):
         generator.generate(PROMPTS[:2], [0])
 
