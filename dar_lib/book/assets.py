@@ -27,9 +27,20 @@ def ensure_js(js_dir: Path, log: Callable[[str], None] = print) -> Path:
     Raises:
         RuntimeError: npm is missing or fails (the message says how to fix it).
     """
+    from filelock import FileLock
+
     node_modules = Path(js_dir) / "node_modules"
     if all((node_modules / src).exists() for src, _ in JS_ASSETS):
         return node_modules
+    # `npm ci` first deletes node_modules: a second build in this checkout (a parallel test worker, another
+    # `dar book`) waits for the first's install instead of copying from a half-deleted folder.
+    with FileLock(str(Path(js_dir) / ".npm-install.lock")):
+        if all((node_modules / src).exists() for src, _ in JS_ASSETS):
+            return node_modules
+        return _npm_install(Path(js_dir), node_modules, log)
+
+
+def _npm_install(js_dir: Path, node_modules: Path, log: Callable[[str], None]) -> Path:
     npm = shutil.which("npm")
     if npm is None:
         raise RuntimeError(
