@@ -10,16 +10,14 @@ instead. Ranking by the cosine of the fused embedding equals ranking by the fuse
 so embedding-level and score-level fusion give identical ranks.
 
 Examples:
-    >>> weights(0, "paper"), weights(5, "released"), weights(3, "const:0.6")
-    ((0.7, 0.3), (0.5, 0.5), (0.6, 0.4))"""
+    >>> fuse(torch.tensor([[1.0, 0.0]]), torch.tensor([[[0.0, 1.0]]]), round_idx=0).round(decimals=3)
+    tensor([[0.9190, 0.3940]])"""
 
 from __future__ import annotations
 
 import torch
 
-from dar_lib.fusion_weights import IMAGE_REDUCES, SCHEDULES, weights
-
-__all__ = ["IMAGE_REDUCES", "SCHEDULES", "fuse", "fused_scores", "weights"]
+from dar_lib.fusion_weights import IMAGE_REDUCES, weights
 
 
 def _check_reduce(image_reduce: str) -> None:

@@ -33,7 +33,8 @@ import torch
 from PIL import Image
 
 from dar_lib import evalsettings
-from dar_lib.fuse import fuse, weights
+from dar_lib.fuse import fuse
+from dar_lib.fusion_weights import weights
 from dar_lib.models.base import Encoder, Generator, Reformulator
 from dar_lib.retrieve import check_embeddings
 from dar_lib.retrieve import target_ranks as _target_ranks

@@ -43,17 +43,19 @@ def make_tokenizer(max_len: int = 64, bos_eos: tuple[str, str] = ("[CLS]", "[SEP
                                    bos_token=bos_eos[0], eos_token=bos_eos[1], model_max_length=max_len)
 
 
+#: The transformer size of every tiny text and vision tower (:func:`tiny_blip`, :func:`tiny_clip`).
+_TINY_TOWER = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37)
+
+
 def tiny_blip(image_size: int = 32):
     """A randomly initialised ``BlipForImageTextRetrieval`` (2 layers, width 32, seed 0), in eval mode."""
     from transformers import BlipConfig, BlipForImageTextRetrieval
 
     torch.manual_seed(0)
     cfg = BlipConfig(
-        text_config=dict(vocab_size=40, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                         intermediate_size=37, max_position_embeddings=64, bos_token_id=2, sep_token_id=3,
+        text_config=dict(**_TINY_TOWER, vocab_size=40, max_position_embeddings=64, bos_token_id=2, sep_token_id=3,
                          pad_token_id=0),
-        vision_config=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
-                           image_size=image_size, patch_size=8, layer_norm_eps=1e-6,
+        vision_config=dict(**_TINY_TOWER, image_size=image_size, patch_size=8, layer_norm_eps=1e-6,
                            initializer_range=0.02),
         image_text_hidden_size=16)
     return BlipForImageTextRetrieval(cfg).eval()
@@ -65,11 +67,9 @@ def tiny_clip():
 
     torch.manual_seed(0)
     cfg = CLIPConfig(
-        text_config=dict(vocab_size=40, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                         intermediate_size=37, max_position_embeddings=77, bos_token_id=2, eos_token_id=3,
+        text_config=dict(**_TINY_TOWER, vocab_size=40, max_position_embeddings=77, bos_token_id=2, eos_token_id=3,
                          pad_token_id=0),
-        vision_config=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
-                           image_size=32, patch_size=8),
+        vision_config=dict(**_TINY_TOWER, image_size=32, patch_size=8),
         projection_dim=24)
     return CLIPModel(cfg).eval()
 

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from dar_lib.fuse import fuse, fused_scores, weights
+from dar_lib.fuse import fuse, fused_scores
+from dar_lib.fusion_weights import weights
 from dar_lib.retrieve import target_ranks
 
 
