@@ -71,7 +71,7 @@ PRODUCERS: dict[str, tuple[str, ...]] = {
     # A toy model training run (dar train-toy's run id: a checkpoint of other training code is never resumed).
     "toy_training": ("dar_lib.toymodels",),
     # The paper rehearsal's stand-in models and corpus.
-    "rehearsal": ("dar_lib.rehearsal",),
+    "rehearsal": ("dar_lib.rehearsal", "dar_lib.testing"),
     # Finished result tables: everything in the library can change a rank.
     "table": ("dar_lib",),
 }

@@ -44,13 +44,15 @@ import zlib
 from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Mapping
-from dar_lib import models, settings
+
+import torch
+
+from dar_lib import models, settings, testing
 from dar_lib.atomic import atomic_path
 from dar_lib.benchmarks import CHATIR, chatir, images
 from dar_lib.cachekeys import rehearsal_key
 from dar_lib.errors import DataError
-from dar_lib.models import beit3 as b3, blip_import as bi, prompts as P
-from dar_lib.models.beit3 import modeling as b3_modeling
+from dar_lib.models import blip_import as bi, prompts as P
 from dar_lib.profiles import PROFILES
 
 #: The first N dialogues' targets are in the rehearsal corpus (the four sets share targets and order).
@@ -59,9 +61,6 @@ N_TARGETS = 8
 N_DISTRACTORS = 120
 #: Side of the corpus JPEGs in pixels.
 IMAGE_SIDE = 48
-#: Width of the BLIP, CLIP and BEiT-3 stand-in towers: one attention head of 64, the head size of the real
-#: BLIP and BEiT-3 (their importers derive the head count from it).
-WIDTH = 64
 #: Junk tokens in each stand-in LLM reply before it ends its turn.
 LLM_REPLY_TOKENS = 2
 #: Sizes the rehearsal runs at, on top of the profile's smoke sizes (``dar_lib.profiles.SMOKE``).
@@ -104,81 +103,15 @@ class _Context:
         return self.root / "models" / "beit3.spm"
 
 
-def _seeded(seed: int):
-    import torch
-
-    torch.manual_seed(seed)
-
-
-def _bert_tokenizer(words: list[str]):
-    """BLIP's tokenizer class (``BertTokenizer``, uncased WordPiece) over a small vocabulary, with
-    BLIP's two extra tokens ``[DEC]`` and ``[ENC]`` at the end, as in its 30,524-entry vocabulary."""
-    from transformers import BertTokenizer
-
-    chars = list("abcdefghijklmnopqrstuvwxyz0123456789")
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars, *list("?,.!'\"-:;()/&"),
-             *[f"##{c}" for c in chars], *[w for w in words if w not in chars], "[DEC]", "[ENC]"]
-    vocab = list(dict.fromkeys(vocab))
-    return BertTokenizer(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True, model_max_length=512)
-
-
-def _clip_tokenizer():
-    """CLIP's tokenizer class (byte-level BPE with ``</w>`` word ends) with no merges: one token per byte."""
-    from transformers import CLIPTokenizer
-    from transformers.convert_slow_tokenizer import bytes_to_unicode
-
-    chars = list(bytes_to_unicode().values())
-    vocab = {c: i for i, c in enumerate(chars)}
-    vocab.update({f"{c}</w>": len(chars) + i for i, c in enumerate(chars)})
-    vocab["<|startoftext|>"] = len(vocab)
-    vocab["<|endoftext|>"] = len(vocab)
-    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
-
-
-def _t5_tokenizer(spm: Path):
-    """T5's tokenizer class (unigram) with the pieces of the stand-in sentencepiece model."""
-    import sentencepiece
-    from transformers import T5Tokenizer
-
-    sp = sentencepiece.SentencePieceProcessor(model_file=str(spm))
-    pieces = [(sp.id_to_piece(i), float(sp.get_score(i))) for i in range(len(sp))
-              if not (sp.is_control(i) or sp.is_unknown(i))]
-    return T5Tokenizer(vocab=[("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), *pieces], extra_ids=0,
-                       model_max_length=512)
-
-
-def _blip_config(vocab_size: int, bos: int, sep: int):
-    """BLIP-base's config shrunk: 224-px-style ViT at 32 px (patch 16), one layer per tower, heads of 64."""
-    from transformers import BlipConfig
-
-    return BlipConfig(
-        text_config=dict(vocab_size=vocab_size, hidden_size=WIDTH, num_hidden_layers=1, num_attention_heads=1,
-                         intermediate_size=WIDTH, max_position_embeddings=512, layer_norm_eps=1e-12,
-                         hidden_act="gelu", pad_token_id=0, bos_token_id=bos, sep_token_id=sep),
-        # BlipVisionConfig's default initializer_range (1e-10) gives near-constant image features.
-        vision_config=dict(hidden_size=WIDTH, num_hidden_layers=1, num_attention_heads=1, intermediate_size=WIDTH,
-                           image_size=32, patch_size=16, layer_norm_eps=1e-6, hidden_act="gelu",
-                           initializer_range=0.02),
-        image_text_hidden_size=16)
+#: The stand-ins' shapes (:data:`dar_lib.testing.SHAPES`).
+SHAPE = testing.SHAPES["tiny"]
 
 
 def _blip_model(ctx: _Context, seed: int):
-    from transformers import BlipForImageTextRetrieval
-
-    tok = _bert_tokenizer(ctx.words)
-    _seeded(seed)
-    model = BlipForImageTextRetrieval(_blip_config(len(tok), tok.convert_tokens_to_ids("[DEC]"), tok.sep_token_id))
-    return model.eval(), tok
-
-
-def _original_blip_state(model) -> dict:
-    """A transformers BLIP's weights under the original BLIP names (``position_ids`` included)."""
-    import torch
-
-
-    sd = {bi.hf_to_original_key(k): v.detach().clone() for k, v in model.state_dict().items()}
-    sd[bi.POSITION_IDS] = torch.arange(model.config.text_config.max_position_embeddings).unsqueeze(0)
-    return sd
+    tok = testing.bert_tokenizer(ctx.words)
+    model = testing.blip_model(SHAPE["blip"], len(tok), bos_token_id=tok.convert_tokens_to_ids("[DEC]"),
+                               sep_token_id=tok.sep_token_id, seed=seed)
+    return model, tok
 
 
 # -- the stand-ins, one builder per paper-profile name ----------------------------------------------
@@ -217,17 +150,16 @@ def _build_blip_pretrain(ctx: _Context, dest: Path) -> None:
     cross-attention) whose weights are tied to the text encoder's except its self-attention, as
     BLIP's ``tie_encoder_decoder_weights`` ties them.
     """
-    import torch
     from transformers import BlipTextConfig
     from transformers.models.blip.modeling_blip_text import BlipTextLMHeadModel
 
 
     model, _ = _blip_model(ctx, seed=2)
-    sd = _original_blip_state(model)
+    sd = testing.blip_to_original(model)
     for prefix in ("visual_encoder.", "text_encoder.", "vision_proj.", "text_proj."):
         for k in [k for k in sd if k.startswith(prefix)]:
             sd[prefix[:-1] + "_m." + k[len(prefix):]] = sd[k].clone()
-    _seeded(3)
+    testing.seeded(3)
     text_cfg = BlipTextConfig(**{**model.config.text_config.to_dict(), "is_decoder": True})
     decoder = BlipTextLMHeadModel(text_cfg).state_dict()
     for k, v in decoder.items():
@@ -247,142 +179,53 @@ def _build_blip_pretrain(ctx: _Context, dest: Path) -> None:
 
 def _build_blip_chatir(ctx: _Context, dest: Path) -> None:
     """ChatIR's ``chatir_weights.ckpt``: BLIP_ITM's layout (the retrieval parts, ``itm_head``, ``position_ids``)."""
-    import torch
 
     model, _ = _blip_model(ctx, seed=4)
-    torch.save({"model": _original_blip_state(model)}, dest)
+    torch.save({"model": testing.blip_to_original(model)}, dest)
 
 
 def _build_clip(ctx: _Context, dest: Path) -> None:
     """``openai/clip-vit-base-patch16``: a ``CLIPModel`` folder with its tokenizer and image processor."""
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+    from transformers import CLIPImageProcessor
 
-    tok = _clip_tokenizer()
-    _seeded(5)
-    cfg = CLIPConfig(
-        text_config=dict(vocab_size=len(tok), hidden_size=WIDTH, intermediate_size=WIDTH, num_attention_heads=1,
-                         num_hidden_layers=1, max_position_embeddings=77, bos_token_id=tok.bos_token_id,
-                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id),
-        vision_config=dict(hidden_size=WIDTH, intermediate_size=WIDTH, num_attention_heads=1, num_hidden_layers=1,
-                           image_size=32, patch_size=16),
-        projection_dim=16)
-    CLIPModel(cfg).eval().save_pretrained(dest)
+    tok = testing.clip_tokenizer()
+    testing.clip_model(SHAPE["clip"], tok, seed=5).save_pretrained(dest)
     tok.save_pretrained(dest)
     CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(dest)
 
 
 def _build_beit3(ctx: _Context, dest: Path) -> None:
-    """unilm's ``beit3_base_patch16_384_coco_retrieval.pth``: ``{"model": state}`` of BEiT3ForRetrieval."""
-    import sentencepiece
-    import torch
-
-
-    n = len(sentencepiece.SentencePieceProcessor(model_file=str(ctx.spm)))
-    cfg = b3_modeling.Beit3Config(embed_dim=WIDTH, layers=1, heads=1, ffn_dim=WIDTH, img_size=32, patch_size=16,
-                         vocab_size=n + 10, max_source_positions=1024)
-    _seeded(6)
-    sd = {k: v.clone() for k, v in b3.Beit3ForRetrieval(cfg).state_dict().items()}
-    sd["logit_scale"] = torch.tensor(2.6593)  # log(1 / 0.07), as trained
-    torch.save({"model": sd}, dest)
-
-
-def _vae(latent_channels: int, **kw):
-    """A two-block VAE (downsampling 2x; the real ones have four blocks and 8x)."""
-    from diffusers import AutoencoderKL
-
-    return AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
-                         up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 8), layers_per_block=1,
-                         latent_channels=latent_channels, norm_num_groups=4, sample_size=32, **kw)
-
-
-def _clip_text(tok, cls_name: str, **kw):
-    import transformers
-    from transformers import CLIPTextConfig
-
-    cfg = CLIPTextConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_attention_heads=1,
-                         num_hidden_layers=1, max_position_embeddings=77, bos_token_id=tok.bos_token_id,
-                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, **kw)
-    return getattr(transformers, cls_name)(cfg)
+    """unilm's ``beit3_base_patch16_384_coco_retrieval.pth``: ``{"model": state}`` of BEiT3ForRetrieval
+    (:func:`dar_lib.testing.beit3_original_state`)."""
+    testing.save_unilm(dest, testing.beit3_original_state(testing.beit3_config(ctx.spm, SHAPE["beit3"]), seed=6))
 
 
 def _build_sd3(ctx: _Context, dest: Path) -> None:
-    """``stabilityai/stable-diffusion-3-medium-diffusers``: a ``StableDiffusion3Pipeline`` folder.
-
-    Its parts as in SD3: an MMDiT (``SD3Transformer2DModel``, patch 2, 16 latent channels), two CLIP text
-    encoders with projection, a T5 encoder, a 16-channel VAE and the flow-matching Euler scheduler.
-    """
-    from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
-    from transformers import T5Config, T5EncoderModel
-
-    tok, t5_tok = _clip_tokenizer(), _t5_tokenizer(ctx.spm)
-    _seeded(7)
-    transformer = SD3Transformer2DModel(sample_size=16, patch_size=2, in_channels=16, out_channels=16, num_layers=1,
-                                        attention_head_dim=8, num_attention_heads=2, joint_attention_dim=32,
-                                        caption_projection_dim=16, pooled_projection_dim=32, pos_embed_max_size=16)
-    t5 = T5EncoderModel(T5Config(vocab_size=len(t5_tok), d_model=32, d_kv=8, d_ff=32, num_layers=1, num_heads=2,
-                                 pad_token_id=0, eos_token_id=1, decoder_start_token_id=0))
-    pipe = StableDiffusion3Pipeline(
-        transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
-        vae=_vae(16, shift_factor=0.0609, scaling_factor=1.5035, use_quant_conv=False, use_post_quant_conv=False),
-        text_encoder=_clip_text(tok, "CLIPTextModelWithProjection", projection_dim=16), tokenizer=tok,
-        text_encoder_2=_clip_text(tok, "CLIPTextModelWithProjection", projection_dim=16), tokenizer_2=tok,
-        text_encoder_3=t5, tokenizer_3=t5_tok)
-    pipe.save_pretrained(dest)
+    """``stabilityai/stable-diffusion-3-medium-diffusers``: a ``StableDiffusion3Pipeline`` folder
+    (:func:`dar_lib.testing.sd3_pipeline`), its T5 tokenizer over the stand-in sentencepiece model."""
+    testing.sd3_pipeline(SHAPE["sd3"], testing.clip_tokenizer(), testing.t5_tokenizer(ctx.spm), seed=7
+                         ).save_pretrained(dest)
 
 
 def _build_sd21(ctx: _Context, dest: Path) -> None:
-    """``stabilityai/stable-diffusion-2-1``: a ``StableDiffusionPipeline`` folder (UNet, CLIP text encoder,
-    4-channel VAE, DDIM with v-prediction as SD 2.1; no safety checker)."""
-    from diffusers import DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-
-    tok = _clip_tokenizer()
-    _seeded(8)
-    unet = UNet2DConditionModel(sample_size=16, in_channels=4, out_channels=4, layers_per_block=1,
-                                block_out_channels=(8, 16), down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=16,
-                                norm_num_groups=4, attention_head_dim=(2, 4), use_linear_projection=True)
-    sched = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
-                          set_alpha_to_one=False, prediction_type="v_prediction", steps_offset=1)
-    pipe = StableDiffusionPipeline(unet=unet, scheduler=sched, vae=_vae(4, scaling_factor=0.18215),
-                                   text_encoder=_clip_text(tok, "CLIPTextModel"), tokenizer=tok, safety_checker=None,
-                                   feature_extractor=None, requires_safety_checker=False)
-    pipe.save_pretrained(dest)
-
-
-#: ChatML, the chat format of the Qwen2.5 instruct models.
-CHAT_TEMPLATE = (
-    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
-    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+    """``stabilityai/stable-diffusion-2-1``: a ``StableDiffusionPipeline`` folder (:func:`dar_lib.testing.sd2_pipeline`:
+    UNet, CLIP text encoder, 4-channel VAE, DDIM with v-prediction as SD 2.1's config; no safety checker)."""
+    testing.sd2_pipeline(SHAPE["sd2"], testing.clip_tokenizer(), "sd21", seed=8).save_pretrained(dest)
 
 
 def _build_llm(ctx: _Context, dest: Path) -> None:
-    """``Qwen/Qwen2.5-1.5B-Instruct``: a ``Qwen2ForCausalLM`` folder with a byte-level BPE tokenizer and ChatML.
+    """``Qwen/Qwen2.5-1.5B-Instruct``: a ``Qwen2ForCausalLM`` folder with a byte-level BPE tokenizer and ChatML
+    (:func:`dar_lib.testing.chat_tokenizer`, trained on the R1/R2 templates and ChatIR's dialogues).
 
-    The tokenizer is trained here on the R1/R2 templates and ChatIR's dialogues (1,024 entries instead
-    of Qwen's 151,646), so prompts take about as many tokens as with the real one. Random weights, so
-    every reply is junk; the generation config ends each reply after :data:`LLM_REPLY_TOKENS` tokens
-    (see the module docstring for why).
+    Random weights, so every reply is junk; the generation config ends each reply after
+    :data:`LLM_REPLY_TOKENS` tokens (see the module docstring for why).
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import GenerationConfig, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+    from transformers import GenerationConfig
 
-
-    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    text = [P.R1_SYSTEM, P.R1_TEMPLATE, P.R2_SYSTEM, P.R2_TEMPLATE, P.R1_RETRY, P.R2_RETRY, *ctx.sentences()]
-    bpe.train_from_iterator(text, trainers.BpeTrainer(vocab_size=1024, special_tokens=specials, show_progress=False,
-                                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                                  additional_special_tokens=["<|im_start|>"], model_max_length=4096)
-    tok.chat_template = CHAT_TEMPLATE
-    end, pad = bpe.token_to_id("<|im_end|>"), bpe.token_to_id("<|endoftext|>")
-    _seeded(9)
-    model = Qwen2ForCausalLM(Qwen2Config(vocab_size=bpe.get_vocab_size(), hidden_size=16, intermediate_size=32,
-                                         num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
-                                         max_position_embeddings=4096, tie_word_embeddings=True,
-                                         eos_token_id=end, pad_token_id=pad, bos_token_id=None)).eval()
+    tok = testing.chat_tokenizer([P.R1_SYSTEM, P.R1_TEMPLATE, P.R2_SYSTEM, P.R2_TEMPLATE, P.R1_RETRY, P.R2_RETRY,
+                                  *ctx.sentences()])
+    model = testing.chat_lm(SHAPE["llm"], tok, seed=9)
+    end, pad = tok.eos_token_id, tok.pad_token_id
     model.generation_config = GenerationConfig(eos_token_id=[end, pad], pad_token_id=pad,
                                                min_new_tokens=LLM_REPLY_TOKENS, sequence_bias=[[[end], 100.0]])
     model.save_pretrained(dest)

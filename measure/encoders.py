@@ -16,36 +16,21 @@ import numpy as np
 import torch
 from PIL import Image
 
-
-def word_tokenizer(max_len: int):
-    """A word-level tokenizer built offline (BERT-like specials), standing in for the real one."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    words = [f"w{i}" for i in range(1000)]
-    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]"] + words)}
-    tk = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    tk.pre_tokenizer = pre_tokenizers.Whitespace()
-    tk.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]",
-                                                      special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
-    return PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="[PAD]", unk_token="[UNK]", model_max_length=max_len)
+from dar_lib import testing
 
 
 def build(kind: str, device: str):
-    from dar_lib.models.blip_import import base_config
+    """A BLIP-base- or CLIP-B/16-shaped encoder (:data:`dar_lib.testing.SHAPES` ``["paper"]``), random weights,
+    with a word-level tokenizer of ``w0`` ... ``w999`` (BERT's specials around each text)."""
     from dar_lib.models.encoders import BlipEncoder, ClipEncoder
 
-    torch.manual_seed(0)
+    shapes = testing.SHAPES["paper"]
     if kind == "blip-base-224":
-        from transformers import BlipForImageTextRetrieval
-
-        return BlipEncoder(BlipForImageTextRetrieval(base_config(224)), word_tokenizer(512), id=kind, device=device,
-                           batch_size=16, max_length=256)
-    from transformers import CLIPConfig, CLIPModel
-
-    cfg = CLIPConfig(text_config=dict(vocab_size=49408), vision_config=dict(patch_size=16, image_size=224),
-                     projection_dim=512)
-    return ClipEncoder(CLIPModel(cfg), word_tokenizer(77), id=kind, device=device, batch_size=16)
+        tok = testing.word_tokenizer(512, words=(), vocab_size=1004)
+        return BlipEncoder(testing.blip_model(shapes["blip"], shapes["blip"]["vocab_size"]), tok, id=kind,
+                           device=device, batch_size=16, max_length=256)
+    tok = testing.word_tokenizer(77, words=(), vocab_size=1004)
+    return ClipEncoder(testing.clip_model(shapes["clip"], tok), tok, id=kind, device=device, batch_size=16)
 
 
 def bench(enc, n_images: int, n_texts: int) -> dict:

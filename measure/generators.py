@@ -19,64 +19,26 @@ import time
 
 import torch
 
-
-def word_tokenizer(max_len: int = 77):
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {w: i for i, w in enumerate(["<pad>", "<unk>", "<s>", "</s>"] + [f"w{i}" for i in range(1000)])}
-    tk = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tk.pre_tokenizer = pre_tokenizers.Whitespace()
-    tk.post_processor = processors.TemplateProcessing(single="<s> $A </s>", special_tokens=[("<s>", 2), ("</s>", 3)])
-    return PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", unk_token="<unk>", model_max_length=max_len)
+from dar_lib import testing
 
 
-def clip_text(hidden: int, layers: int, heads: int, ff: int, proj: int | None):
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
-
-    cfg = CLIPTextConfig(vocab_size=49408, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-                         intermediate_size=ff, projection_dim=proj or hidden, bos_token_id=2, eos_token_id=3,
-                         pad_token_id=0, hidden_act="gelu")
-    return CLIPTextModelWithProjection(cfg) if proj else CLIPTextModel(cfg)
+def _text_layers(shape: dict, full_text: bool) -> dict:
+    """The text towers of ``shape`` at one layer each unless ``full_text`` (the real output widths either way)."""
+    return shape if full_text else {k: {**v, "num_hidden_layers": 1} if k in ("clip_l", "clip_g", "text") else
+                                    {**v, "num_layers": 1} if k == "t5" else v for k, v in shape.items()}
 
 
 def sd3_medium(full_text: bool):
-    from diffusers import (
-        AutoencoderKL, FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline,
-    )
-    from transformers import T5Config, T5EncoderModel
-
-    layers = (lambda n: n) if full_text else (lambda n: 1)
-    transformer = SD3Transformer2DModel(sample_size=128, patch_size=2, in_channels=16, num_layers=24,
-                                        attention_head_dim=64, num_attention_heads=24, joint_attention_dim=4096,
-                                        caption_projection_dim=1536, pooled_projection_dim=2048, out_channels=16,
-                                        pos_embed_max_size=192)
-    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=16, block_out_channels=(128, 256, 512, 512),
-                        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-                        layers_per_block=2, use_quant_conv=False, use_post_quant_conv=False, shift_factor=0.0609,
-                        scaling_factor=1.5305)
-    te1 = clip_text(768, layers(12), 12, 3072, 768)      # CLIP-L/14
-    te2 = clip_text(1280, layers(32), 20, 5120, 1280)    # OpenCLIP bigG/14
-    t5 = T5EncoderModel(T5Config(vocab_size=32128, d_model=4096, d_kv=64, d_ff=10240, num_layers=layers(24),
-                                 num_heads=64, feed_forward_proj="gated-gelu"))
-    return StableDiffusion3Pipeline(transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
-                                    vae=vae, text_encoder=te1, tokenizer=word_tokenizer(), text_encoder_2=te2,
-                                    tokenizer_2=word_tokenizer(), text_encoder_3=t5, tokenizer_3=word_tokenizer(256))
+    """SD3-medium's shape (:data:`dar_lib.testing.SHAPES` ``["paper"]["sd3"]``), random weights."""
+    shape = _text_layers(testing.SHAPES["paper"]["sd3"], full_text)
+    return testing.sd3_pipeline(shape, testing.clip_tokenizer(),
+                                testing.t5_word_tokenizer(256, vocab_size=shape["t5"]["vocab_size"]))
 
 
 def sd_turbo(full_text: bool):
-    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionPipeline, UNet2DConditionModel
-
-    unet = UNet2DConditionModel(sample_size=64, cross_attention_dim=1024, attention_head_dim=(5, 10, 20, 20),
-                                use_linear_projection=True)
-    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(128, 256, 512, 512),
-                        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-                        layers_per_block=2)
-    te = clip_text(1024, 23 if full_text else 1, 16, 4096, None)  # OpenCLIP ViT-H text tower
-    sched = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                                   timestep_spacing="trailing", prediction_type="epsilon", steps_offset=1)
-    return StableDiffusionPipeline(unet=unet, scheduler=sched, vae=vae, text_encoder=te, tokenizer=word_tokenizer(),
-                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    """SD-Turbo's shape (SD 2.1-base: :data:`dar_lib.testing.SHAPES` ``["paper"]["sd2"]``), its Euler scheduler."""
+    return testing.sd2_pipeline(_text_layers(testing.SHAPES["paper"]["sd2"], full_text), testing.clip_tokenizer(),
+                                "turbo")
 
 
 def _run(gen, prompts: list[str], seeds: list[int], steps: int, guidance: float, size: int):

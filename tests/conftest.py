@@ -26,6 +26,20 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.xdist_group("smoke_book"))
 
 
+@pytest.fixture
+def dar_eval(capsys):
+    """``dar_eval(*args)`` runs ``dar eval --quiet ARGS`` in this process and returns (exit status, stdout,
+    stderr) as ``capsys`` captured them."""
+    from dar_lib import cli
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = cli.main(["eval", "--quiet", *args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
 @pytest.fixture(autouse=True)
 def _private_cache(tmp_path_factory, monkeypatch):
     """Every test gets its own empty cache folder, so no test depends on another's downloads."""

@@ -10,60 +10,10 @@ from PIL import Image
 from dar_lib.models.generators import BlackImageError, CachedGenerator, DiffusersGenerator
 from dar_lib.store import ArtefactStore
 
-from dar_lib.testing import make_tokenizer
+from dar_lib.testing import tiny_sd3, tiny_sd21
 
 PROMPTS = ["a red cat on the table", "a dog in grass", "a big blue photo", "a small green man"]
 SEEDS = [0, 1, 2, 3]
-
-
-def _clip_text_config(**kw):
-    from transformers import CLIPTextConfig
-
-    return CLIPTextConfig(bos_token_id=2, eos_token_id=3, pad_token_id=0, hidden_size=32, intermediate_size=37,
-                          layer_norm_eps=1e-5, num_attention_heads=4, num_hidden_layers=2, vocab_size=40,
-                          max_position_embeddings=77, hidden_act="gelu", **kw)
-
-
-def _vae(**kw):
-    from diffusers import AutoencoderKL
-
-    return AutoencoderKL(sample_size=32, in_channels=3, out_channels=3, block_out_channels=(4,), layers_per_block=1,
-                         latent_channels=4, norm_num_groups=1, **kw)
-
-
-def tiny_sd3():
-    from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
-    from transformers import CLIPTextModelWithProjection, T5Config, T5EncoderModel
-
-    torch.manual_seed(0)
-    transformer = SD3Transformer2DModel(sample_size=16, patch_size=1, in_channels=4, num_layers=1, attention_head_dim=8,
-                                        num_attention_heads=4, caption_projection_dim=32, joint_attention_dim=32,
-                                        pooled_projection_dim=64, out_channels=4)
-    te1 = CLIPTextModelWithProjection(_clip_text_config(projection_dim=32))
-    te2 = CLIPTextModelWithProjection(_clip_text_config(projection_dim=32))
-    t5 = T5EncoderModel(T5Config(vocab_size=40, d_model=32, d_kv=8, d_ff=37, num_layers=1, num_heads=4, pad_token_id=0))
-    vae = _vae(use_quant_conv=False, use_post_quant_conv=False, shift_factor=0.0609, scaling_factor=1.5035)
-    return StableDiffusion3Pipeline(
-        transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae,
-        text_encoder=te1, tokenizer=make_tokenizer(77), text_encoder_2=te2, tokenizer_2=make_tokenizer(77),
-        text_encoder_3=t5, tokenizer_3=make_tokenizer(77))
-
-
-def tiny_sd21():
-    from diffusers import DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextModel
-
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel(block_out_channels=(8, 16), layers_per_block=1, sample_size=16, in_channels=4,
-                                out_channels=4, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=32,
-                                norm_num_groups=4, attention_head_dim=(2, 4), use_linear_projection=True)
-    sched = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
-                          set_alpha_to_one=False, prediction_type="v_prediction", steps_offset=1)
-    return StableDiffusionPipeline(unet=unet, scheduler=sched, vae=_vae(),
-                                   text_encoder=CLIPTextModel(_clip_text_config()),
-                                   tokenizer=make_tokenizer(77), safety_checker=None, feature_extractor=None,
-                                   requires_safety_checker=False)
 
 
 @pytest.fixture(scope="module", params=["sd3", "sd21", "toy"])

@@ -19,6 +19,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("dar_lib.benchmarks",),                                                                    # data
     ("dar_lib.toymodels",),                                                                     # the toy wing
     ("dar_lib.models",),                                                                        # one factory
+    ("dar_lib.testing",),                         # stand-in models and helpers: tests, the rehearsal, measure/
     ("dar_lib.profiles",),                                                                      # the parameter table
     ("dar_lib.corpus",),                                                                        # the corpus stage
     ("dar_lib.pipeline",),                                                                      # Algorithm 1
@@ -26,7 +27,6 @@ LAYERS: list[tuple[str, ...]] = [
      "dar_lib.live", "dar_lib.status"),
     ("dar_lib.chapters", "dar_lib.distributed", "dar_lib.rehearsal"),
     ("dar_lib.book", "dar_lib.cli", "dar_lib.live_server"),                                     # entry points
-    ("dar_lib.testing",),                                          # stand-ins for tests and measure/, above all
 ]
 
 

@@ -8,7 +8,6 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-import torch
 
 from dar_lib.cachekeys import code_fingerprint
 from dar_lib.errors import DataError
@@ -16,7 +15,7 @@ from dar_lib.models import prompts as P
 from dar_lib.models import reformulate as R
 from dar_lib.store import ArtefactStore
 
-from dar_lib.testing import make_tokenizer
+from dar_lib.testing import UNIT_LLM, chat_lm, make_tokenizer
 
 TURNS = ["a dog on the grass", "what color is it? red", "is it big? yes"]
 CHAT_TEMPLATE = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
@@ -50,15 +49,10 @@ def test_parse_prompts_numbered_bulleted_never_padded():
 
 
 def tiny_chat_lm():
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
+    """:data:`dar_lib.testing.UNIT_LLM` over the unit tests' tokenizer, with a plain chat template."""
     tok = make_tokenizer(512)
     tok.chat_template = CHAT_TEMPLATE
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-                      bos_token_id=2, eos_token_id=3, pad_token_id=0)
-    return LlamaForCausalLM(cfg).eval(), tok
+    return chat_lm(UNIT_LLM, tok), tok
 
 
 def test_hf_chat_reformulator_deterministic_validated():

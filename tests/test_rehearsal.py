@@ -17,7 +17,7 @@ from dar_lib import cli, profiles, rehearsal
 from dar_lib.cachekeys import rehearsal_key
 from dar_lib.benchmarks import load_benchmark
 from dar_lib.errors import DataError
-from dar_lib.testing import dar_eval, own_dataset
+from dar_lib.testing import SHAPES, own_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 BLIP_KEYS = REPO.parent / "shared" / "data" / "blip"
@@ -67,10 +67,10 @@ def test_chatir_subset_errors_name_the_file(mirror, tmp_path):
 
 
 # -- a researcher's own data through `dar eval` ----------------------------------------------------------
-def test_own_data_runs_end_to_end_through_dar_eval(tmp_path, capsys):
+def test_own_data_runs_end_to_end_through_dar_eval(tmp_path, dar_eval):
     data = own_dataset(tmp_path)
     out_csv = tmp_path / "ranks.csv"
-    code, out, err = dar_eval(capsys, "--benchmark", str(data["dialogues"]), "--corpus-file", str(data["corpus"]),
+    code, out, err = dar_eval("--benchmark", str(data["dialogues"]), "--corpus-file", str(data["corpus"]),
                            "--image-root", str(data["images"]), "--encoder", "toy:clip-zs", "--generator", "toy:sd",
                            "--reformulator", "toy:rules", "-k", "2", "--store", str(tmp_path / "store"),
                            "--out", str(out_csv))
@@ -96,7 +96,7 @@ def test_own_data_runs_end_to_end_through_dar_eval(tmp_path, capsys):
         assert printed[method] == pytest.approx(round(float(cumulative_hits(ranks, 10)[0]), 2))
 
     # The identity reformulator (no rewriting) works the same way.
-    code, out, err = dar_eval(capsys, "--benchmark", str(data["dialogues"]), "--corpus-file", str(data["corpus"]),
+    code, out, err = dar_eval("--benchmark", str(data["dialogues"]), "--corpus-file", str(data["corpus"]),
                            "--image-root", str(data["images"]), "--encoder", "toy:clip-zs", "--generator", "toy:sd",
                            "--reformulator", "identity", "--methods", "baseline,reformulated", "-k", "1",
                            "--store", str(tmp_path / "store"))
@@ -106,7 +106,7 @@ def test_own_data_runs_end_to_end_through_dar_eval(tmp_path, capsys):
 
 @pytest.mark.parametrize("case", ["empty dialogues", "empty corpus", "parent path", "missing corpus file",
                                   "no image root", "corpus of 10"])
-def test_own_data_mistakes_are_one_line_errors(tmp_path, capsys, case):
+def test_own_data_mistakes_are_one_line_errors(tmp_path, dar_eval, case):
     data = own_dataset(tmp_path)
     args = {"--benchmark": str(data["dialogues"]), "--corpus-file": str(data["corpus"]),
             "--image-root": str(data["images"])}
@@ -130,7 +130,7 @@ def test_own_data_mistakes_are_one_line_errors(tmp_path, capsys, case):
         _write(data["corpus"], [f"set/img_{i:02d}.png" for i in range(10)])
     else:
         del args["--image-root"]
-    code, out, err = dar_eval(capsys, *[x for kv in args.items() for x in kv], "--encoder", "toy:clip-zs",
+    code, out, err = dar_eval(*[x for kv in args.items() for x in kv], "--encoder", "toy:clip-zs",
                            "--methods", "baseline")
     assert code == 2
     lines = err.strip().splitlines()
@@ -374,7 +374,8 @@ def test_gpu_turn_script_tiny_cpu_mode_prints_json():
         stages = g["stages"]
         assert set(stages) == {"R1 reformulation", "R2 prompts", "generation", "encoding", "fusion + ranking", "total"}
         assert all(v["median_s"] >= 0 for v in stages.values())
-    assert result["n_corpus"] == 50_000 and result["corpus_dim"] == 256 and result["k_images"] == 3
+    assert result["n_corpus"] == 50_000 and result["k_images"] == 3
+    assert result["corpus_dim"] == SHAPES["tiny"]["blip"]["proj"]  # the encoder's projection width
     assert result["llm_tokens"]["r1_reply"] == 48 and result["llm_tokens"]["r2_reply"] == 160
 
 
