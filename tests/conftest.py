@@ -18,12 +18,21 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (``make test`` runs two workers), every test that needs the smoke book runs on one
-    worker (``--dist loadgroup``), which builds the book once."""
-    for item in items:
-        if "smoke_book" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("smoke_book"))
+def pytest_itemcollected(item):
+    """Under pytest-xdist (``make test`` runs two workers, ``--dist loadgroup``), a shared fixture is built once:
+    every test that needs the smoke book runs on one worker, and the tests of a module that defines a module- or
+    session-scoped fixture (a Ray cluster and its runs, a trained model) run on one worker together.
+
+    Marked as each test is collected, before any ``pytest_collection_modifyitems`` (xdist's worker reads the
+    groups into the test ids in its own). ``tests/test_xdist_groups.py`` checks that xdist honours the groups.
+    """
+    if "smoke_book" in getattr(item, "fixturenames", ()):
+        item.add_marker(pytest.mark.xdist_group("smoke_book"))
+        return
+    module = item.nodeid.split("::")[0]
+    defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+    if any(d.scope in ("module", "session") and d.baseid == module for ds in defs.values() for d in ds):
+        item.add_marker(pytest.mark.xdist_group(module))
 
 
 @pytest.fixture
