@@ -23,7 +23,7 @@ from dar_lib import claims, corpus, evalsettings, plotting, profiles, settings, 
 from dar_lib.benchmarks import TOY_SIZES, load_benchmark
 from dar_lib.benchmarks.dialogue import N_ROUNDS
 from dar_lib.benchmarks.toyworld import information
-from dar_lib.evaluate import EvalConfig, METHODS, build_pipeline, grid
+from dar_lib.evaluate import METHODS, EvalConfig, build_pipeline, grid
 from dar_lib.explore import DialogueRecord, turn_record
 from dar_lib.fusion_weights import weights
 from dar_lib.metrics import cumulative_hits

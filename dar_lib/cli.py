@@ -18,8 +18,15 @@ import sys
 from pathlib import Path
 
 from dar_lib import evalsettings
+from dar_lib import evaluate as E  # E.evaluate looked up at call time: tests stand one in
 from dar_lib.argtypes import float_in
 from dar_lib.atomic import atomic_writer, check_output
+from dar_lib.errors import DataError, EmbeddingError, EndpointError, MissingDependencyError, ModelNotAvailableError
+from dar_lib.models import local_content
+from dar_lib.profiles import PROFILES
+from dar_lib.protocols import PROTOCOLS, RELEASED_SETTINGS, truncation_table
+from dar_lib.redact import RedactingFormatter, redact
+from dar_lib.store import ArtefactStore
 
 #: Modules that each define ``register(subparsers)``; imported lazily-cheaply (no torch at import).
 COMMAND_MODULES = (
@@ -32,7 +39,6 @@ COMMAND_MODULES = (
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that describe the user's input, not a bug: reported in one line."""
-    from dar_lib.errors import DataError, EmbeddingError, EndpointError, MissingDependencyError, ModelNotAvailableError
 
     # OSError: a path the user gave that is a folder, a file, unwritable or missing
     return (ValueError, DataError, EmbeddingError, ModelNotAvailableError, MissingDependencyError, OSError, KeyError,
@@ -56,10 +62,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _register_eval(subparsers) -> None:
-    from dar_lib.evaluate import METHODS
-    from dar_lib.profiles import PROFILES
-    from dar_lib.protocols import PROTOCOLS
-
     toy = PROFILES["toy"]
     p = subparsers.add_parser(
         "eval", help="evaluate methods on a benchmark (per-round target ranks + Hits@10)",
@@ -73,7 +75,7 @@ def _register_eval(subparsers) -> None:
     p.add_argument("--encoder", required=True, action="append", help="encoder id (repeatable), e.g. toy:clip-zs")
     p.add_argument("--generator", default=toy["generator"], help="generator id (default: %(default)s)")
     p.add_argument("--reformulator", default=toy["reformulator"], help="reformulator id (default: %(default)s)")
-    p.add_argument("--methods", default=",".join(METHODS), help="comma-separated methods (default: all four)")
+    p.add_argument("--methods", default=",".join(E.METHODS), help="comma-separated methods (default: all four)")
     # Left unset, these three take the protocol's values (--protocol released fixes them).
     k = evalsettings.SETTINGS["k_images"]
     p.add_argument("-k", k.flag, type=k.cli_type, default=None,
@@ -120,8 +122,6 @@ def _register_eval(subparsers) -> None:
 def fusion_settings(args: argparse.Namespace) -> tuple[int, str, str]:
     """``(k_images, schedule, image_reduce)`` of ``dar eval``: each as given, else the protocol's (released) or the
     toy profile's (default)."""
-    from dar_lib.profiles import PROFILES
-    from dar_lib.protocols import RELEASED_SETTINGS
 
     fixed = RELEASED_SETTINGS if args.protocol == "released" else PROFILES["toy"]
     return (fixed["k_images"] if args.k_images is None else args.k_images,
@@ -132,11 +132,9 @@ def fusion_settings(args: argparse.Namespace) -> tuple[int, str, str]:
 def _eval(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from dar_lib.evaluate import EvalConfig, check_shard, evaluate, parse_shard
-    from dar_lib.stats import summary_table
-    from dar_lib.store import ArtefactStore
+    from dar_lib.stats import summary_table  # pandas: not loaded for `dar --help` and the argument checks
 
-    shard = parse_shard(args.shard)
+    shard = E.parse_shard(args.shard)
     if shard is not None and args.out:
         raise ValueError("--out with --shard: a shard run only fills the store and writes no table; merge the "
                          "stores (`dar merge-stores`), then run without --shard to get the CSV")
@@ -145,18 +143,17 @@ def _eval(args: argparse.Namespace) -> int:
     if args.out:
         _check_out(args)
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
-    from dar_lib.protocols import truncation_table
 
     k_images, schedule, image_reduce = fusion_settings(args)
     # Every config is built (and so checked) before any work starts.
     settings = {**evalsettings.config_kwargs(args), "k_images": k_images, "schedule": schedule,
                 "image_reduce": image_reduce}
-    cfgs = [EvalConfig(benchmark=bench, encoder=enc, generator=args.generator, reformulator=args.reformulator,
-                       methods=methods, image_root=args.image_root, corpus_file=args.corpus_file, device=args.device,
-                       **settings)
+    cfgs = [E.EvalConfig(benchmark=bench, encoder=enc, generator=args.generator, reformulator=args.reformulator,
+                         methods=methods, image_root=args.image_root, corpus_file=args.corpus_file,
+                         device=args.device, **settings)
             for bench in args.benchmark for enc in args.encoder]
     for cfg in cfgs:
-        check_shard(cfg, shard)
+        E.check_shard(cfg, shard)
     backend = None
     if args.backend == "ray":
         from dar_lib.distributed import RayBackend
@@ -167,7 +164,7 @@ def _eval(args: argparse.Namespace) -> int:
         print(f"dar eval: artefact store {Path(args.store).resolve()}", file=sys.stderr)
     tables = []
     for cfg in cfgs:
-        table = evaluate(cfg, store, shard=shard, progress=not args.quiet, backend=backend)
+        table = E.evaluate(cfg, store, shard=shard, progress=not args.quiet, backend=backend)
         if shard is not None:
             print(f"shard {args.shard} done; merge the stores with `dar merge-stores`, then run without --shard")
             return 0
@@ -190,7 +187,6 @@ def _eval(args: argparse.Namespace) -> int:
 def _check_out(args: argparse.Namespace) -> None:
     """Refuse, before any work, an ``--out`` that is a folder, cannot be written, or is one of the run's inputs
     (a dialogue file, the corpus list, a local model file): the results would replace it."""
-    from dar_lib.models import local_content
 
     models = [p for kind in ("encoder", "generator", "reformulator")
               for spec in (getattr(args, kind) if isinstance(getattr(args, kind), list) else [getattr(args, kind)])
@@ -200,8 +196,6 @@ def _check_out(args: argparse.Namespace) -> None:
 
 
 def _merge(args: argparse.Namespace) -> int:
-    from dar_lib.store import ArtefactStore
-
     for src in args.sources:
         if not Path(src).is_dir():
             raise FileNotFoundError(f"{src} is not a folder")
@@ -224,7 +218,6 @@ def main(argv: list[str] | None = None) -> int:
     """Run ``dar`` with ``argv``; returns the exit status (2 for a user's mistake, with a one-line message)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    from dar_lib.redact import RedactingFormatter, redact
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")

@@ -25,9 +25,9 @@ from typing import Sequence
 
 import numpy as np
 
+from dar_lib.cachekeys import corpus_chunk_key
 from dar_lib.models.base import image_fingerprint
 from dar_lib.retrieve import check_embeddings
-from dar_lib.cachekeys import corpus_chunk_key
 
 #: Corpus images per cached chunk (every backend uses the same chunks, hence the same keys).
 CHUNK = 1024

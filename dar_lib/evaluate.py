@@ -39,9 +39,15 @@ from typing import Mapping, Protocol, Sequence
 
 import numpy as np
 
-from dar_lib import evalsettings
+from dar_lib import cachekeys, evalsettings, models, protocols, settings
+from dar_lib.benchmarks import TOY, check_benchmark_name, load_benchmark
+from dar_lib.cachekeys import image_emb_key
 from dar_lib.errors import DataError
+from dar_lib.models import local_content
+from dar_lib.models.truncation import has_text_limit, truncation_flags
 from dar_lib.profiles import PROFILES
+from dar_lib.redact import redact_all
+from dar_lib.store import ArtefactStore
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +92,6 @@ class EvalConfig:
     device: str | None = None
 
     def __post_init__(self):
-        from dar_lib import settings
-        from dar_lib.benchmarks import TOY, check_benchmark_name
-
         bad = [m for m in self.methods if m not in METHODS]
         if bad or not self.methods:
             raise ValueError(f"methods = {list(self.methods)}: choose one or more of {', '.join(METHODS)}")
@@ -105,7 +108,6 @@ class EvalConfig:
             # K = 0 is allowed when no method generates images (the text baselines alone).
             if not (name == "k_images" and self.k_images == 0 and not needs_images):
                 evalsettings.check(name, getattr(self, name))
-        from dar_lib import protocols
 
         protocols.check(self.protocol, k_images=self.k_images, schedule=self.schedule, image_reduce=self.image_reduce,
                         uses_images=needs_images)
@@ -208,13 +210,12 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
 # -- the stages, batched over a benchmark ------------------------------------------------------
 def build_pipeline(cfg: EvalConfig, store, *, generator: bool = True):
     """The :class:`~dar_lib.pipeline.DARPipeline` of a config (models loaded once per process)."""
-    from dar_lib.models import load_model
     from dar_lib.pipeline import DARPipeline
 
-    gen = load_model("generator", cfg.generator, cfg.device) if generator else None
+    gen = models.load_model("generator", cfg.generator, cfg.device) if generator else None
     llm = {"timeout": cfg.llm_timeout, "deadline": cfg.llm_deadline}
-    return DARPipeline(load_model("reformulator", cfg.reformulator, cfg.device, **llm), gen,
-                       load_model("encoder", cfg.encoder, cfg.device), k_images=cfg.k_images,
+    return DARPipeline(models.load_model("reformulator", cfg.reformulator, cfg.device, **llm), gen,
+                       models.load_model("encoder", cfg.encoder, cfg.device), k_images=cfg.k_images,
                        schedule=cfg.schedule, image_reduce=cfg.image_reduce, seed=cfg.gen_seed,
                        seed_per_round=cfg.seed_per_round, steps=cfg.steps, guidance=cfg.guidance, size=cfg.size,
                        store=store)
@@ -255,7 +256,6 @@ def generate(pipe, pairs: Sequence[tuple[str, int]], batch_size: int, *, progres
 def image_embeddings(pipe, pairs: Sequence[tuple[str, int]], batch_size: int, store, *,
                      progress: bool = True) -> dict[tuple[str, int], np.ndarray]:
     """Embed every generated image, cached per fixed batch (bit-identical on resume)."""
-    from dar_lib.cachekeys import image_emb_key
     from dar_lib.models.base import image_fingerprint
 
     out = {}
@@ -294,14 +294,12 @@ def provenance(cfg: EvalConfig, models: Mapping[str, object]) -> dict:
     for pkg in ("dar_lib", "torch", "transformers", "diffusers"):
         row[f"version_{pkg}"] = version(pkg)
     row["python"] = platform.python_version()
-    from dar_lib.redact import redact_all
 
     return redact_all(row)  # an id may carry a credential (openai:<model>@https://user:KEY@host)
 
 
 def load_bench(cfg: EvalConfig):
     """The config's :class:`~dar_lib.benchmarks.Benchmark`."""
-    from dar_lib.benchmarks import load_benchmark
 
     return load_benchmark(**cfg.benchmark_spec())
 
@@ -335,9 +333,7 @@ def evaluate(cfg: EvalConfig, store=None, *, shard: tuple[int, int] | None = Non
     import pandas as pd
     import torch
 
-    from dar_lib import corpus, protocols, settings
-    from dar_lib.models.truncation import has_text_limit, truncation_flags
-    from dar_lib.store import ArtefactStore
+    from dar_lib import corpus
 
     check_shard(cfg, shard)
     store = store or ArtefactStore(settings.cache_dir() / "store")
@@ -427,8 +423,6 @@ def table_key(cfg: EvalConfig, bench) -> str:
     (weights digests, :func:`dar_lib.models.local_content`: a retrain into the same folder recomputes),
     the benchmark's content (data version) and the library's code, so a fix anywhere in ``dar_lib``
     recomputes the table instead of reloading it."""
-    from dar_lib import cachekeys
-    from dar_lib.models import local_content
 
     models = {kind: local_content(kind, getattr(cfg, kind)) for kind in ("encoder", "generator", "reformulator")}
     return cachekeys.table_key(repr(cfg), models, bench.fingerprint)
@@ -460,9 +454,6 @@ def grid(
         Ranks with provenance, one row per (benchmark, encoder, method, dialogue, round).
     """
     import pandas as pd
-
-    from dar_lib import settings
-    from dar_lib.store import ArtefactStore
 
     store = store or ArtefactStore(settings.cache_dir() / "store")
     frames = []

@@ -68,8 +68,8 @@ class DialogueRecord:
 
 def image_data_uri(image: Any) -> str:
     """A PIL image (or HxWx3 uint8 array) as a ``data:image/png;base64,...`` URI."""
-    from PIL import Image
     import numpy as np
+    from PIL import Image
 
     if image is None:
         return ""

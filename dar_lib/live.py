@@ -30,6 +30,8 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+from dar_lib.models import load_questioner
+
 
 class Refusal(RuntimeError):
     """A person's action that cannot apply now (an answer after the end, undo at round 0, an empty answer):
@@ -217,8 +219,8 @@ class LiveSearch:
 
 def png_bytes(image: Any) -> bytes:
     """A PIL image (or HxWx3 uint8 array) as PNG bytes for ``ipywidgets.Image``."""
-    from PIL import Image
     import numpy as np
+    from PIL import Image
 
     if isinstance(image, np.ndarray):
         image = Image.fromarray(image)
@@ -353,8 +355,6 @@ def live_app(pipe, bench, questioner=None, dialog_idx: int | None = None,
 
         torch.set_num_threads(torch_threads)
     if questioner is None and bench.meta.get("scenes") is not None:
-        from dar_lib.models import load_questioner
-
         questioner = load_questioner("toy", scenes=bench.meta["scenes"])
     pipe.questioner = questioner
     search = LiveSearch(pipe, bench)

@@ -24,6 +24,13 @@ import tempfile
 from pathlib import Path
 from typing import Mapping
 
+from dar_lib import profiles
+from dar_lib.argtypes import int_in
+from dar_lib.benchmarks import TOY
+from dar_lib.errors import MissingDependencyError
+from dar_lib.live import live_app
+from dar_lib.profiles import PROFILES
+
 #: The toy benchmarks a live search can draw its dialogues (and targets) from.
 DEFAULT_BENCHMARK = "toy-chatgpt"
 DEFAULT_PORT = 8866
@@ -41,9 +48,7 @@ def toy_app(benchmark: str = DEFAULT_BENCHMARK, smoke: bool = False, encoder: st
         ValueError: ``benchmark`` is not a toy benchmark, or ``encoder`` not a role of the toy profile (the
             message lists them).
     """
-    from dar_lib import chapters, profiles
-    from dar_lib.benchmarks import TOY
-    from dar_lib.live import live_app
+    from dar_lib import chapters
 
     if benchmark not in TOY:
         raise ValueError(f"dar explore: benchmark {benchmark!r} is not a toy benchmark; choose one of {', '.join(TOY)}")
@@ -163,8 +168,6 @@ def handler(args: argparse.Namespace) -> int:
     """
     import importlib.util
 
-    from dar_lib.errors import MissingDependencyError
-
     check_port(args.port)
     if importlib.util.find_spec("voila") is None:
         raise MissingDependencyError('dar explore needs Voila: pip install -e ".[live]"')
@@ -240,8 +243,6 @@ def stop_tree(proc: subprocess.Popen, grace_s: float = 15.0) -> None:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``dar explore`` to the ``dar`` command."""
-    from dar_lib.argtypes import int_in
-    from dar_lib.profiles import PROFILES
 
     p = subparsers.add_parser("explore", help="search yourself, turn by turn, in the browser (toy models, Voila)",
                               description=__doc__.split("\n\n")[0])

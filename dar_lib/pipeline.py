@@ -32,10 +32,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from dar_lib import evalsettings
+from dar_lib import corpus, evalsettings, settings
 from dar_lib.fuse import fuse
 from dar_lib.fusion_weights import weights
 from dar_lib.models.base import Encoder, Generator, Reformulator
+from dar_lib.models.generators import CachedGenerator
+from dar_lib.models.reformulate import CachedReformulator
 from dar_lib.retrieve import check_embeddings
 from dar_lib.retrieve import target_ranks as _target_ranks
 from dar_lib.retrieve import top_k as _top_k
@@ -195,9 +197,6 @@ class DARPipeline:
         self.reformulator = reformulator
         self.generator = generator
         if store is not None:
-            from dar_lib.models.generators import CachedGenerator
-            from dar_lib.models.reformulate import CachedReformulator
-
             if getattr(reformulator, "cacheable", True):
                 self.reformulator = CachedReformulator(reformulator, store)
             if generator is not None:
@@ -217,7 +216,6 @@ class DARPipeline:
             ValueError: none or several sources, or a dimension that does not match the encoder.
             EmbeddingError: non-finite or zero-norm embeddings.
         """
-        from dar_lib import corpus
 
         if sum(x is not None for x in (corpus_images, corpus_emb, bench)) != 1:
             raise ValueError("give exactly one of corpus_images, corpus_emb or bench")
@@ -395,8 +393,6 @@ class DARPipeline:
 
 
 def _scratch_store():
-    from dar_lib import settings
-
     return settings.cache_dir() / "store"
 
 

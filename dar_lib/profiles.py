@@ -22,8 +22,10 @@ import copy
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from dar_lib import evalsettings
+from dar_lib import evalsettings, models
+from dar_lib.benchmarks import CHATIR, TOY
 from dar_lib.evalsettings import bool_rule, choice_rule, float_rule, int_rule
+from dar_lib.redact import redact
 
 #: Encoder roles every results chapter needs (Figure 3's colours are keyed by role).
 ROLES = ("zero-shot", "coco-ft", "dialogue-ft")
@@ -76,7 +78,6 @@ def _model_id(kind: str, none_ok: bool = False):
             return
         if not isinstance(v, str):
             raise ValueError(f"must be a {kind} id string like '<backend>:<model>'")
-        from dar_lib import models
 
         backends = models.list_backends()[kind]
         models.parse_spec(v, backends, kind)
@@ -84,8 +85,6 @@ def _model_id(kind: str, none_ok: bool = False):
 
 
 def _benchmarks(v):
-    from dar_lib.benchmarks import CHATIR, TOY
-
     if not isinstance(v, (list, tuple)) or len(v) != 4:
         raise ValueError("must be a list of 4 benchmarks in Figure 3's order (VisDial, ChatGPT_BLIP2, "
                          f"HUMAN_BLIP2, FLAN_BLIP2 or their twins), e.g. {list(TOY)}; got {v!r}")
@@ -314,8 +313,6 @@ def chapter_parameters(namespace: Mapping[str, Any]) -> dict[str, Any]:
 def parameters_table(params: Mapping[str, Any]):
     """The parameters a chapter ran with, as a two-column DataFrame (name, value) for display."""
     import pandas as pd
-
-    from dar_lib.redact import redact
 
     return pd.DataFrame([{"parameter": k, "value": redact(repr(v)), "meaning": SCHEMA[k].doc}
                          for k, v in params.items() if k in SCHEMA]).set_index("parameter")

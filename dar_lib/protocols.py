@@ -26,6 +26,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from dar_lib.evalsettings import PROTOCOLS  # noqa: F401  (declared once, with the setting; imported from here too)
+
 #: The settings the released evaluation fixes (``EvalConfig`` fields).
 RELEASED_SETTINGS = {"k_images": 1, "schedule": "released", "image_reduce": "mean"}
 #: The separator every released evaluation joins a dialogue's texts with.

@@ -52,7 +52,8 @@ from dar_lib.atomic import atomic_path
 from dar_lib.benchmarks import CHATIR, chatir, images
 from dar_lib.cachekeys import rehearsal_key
 from dar_lib.errors import DataError
-from dar_lib.models import blip_import as bi, prompts as P
+from dar_lib.models import blip_import as bi
+from dar_lib.models import prompts as P
 from dar_lib.profiles import PROFILES
 
 #: The first N dialogues' targets are in the rehearsal corpus (the four sets share targets and order).

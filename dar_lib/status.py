@@ -11,8 +11,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Mapping
 
-from dar_lib.errors import DataError
 from dar_lib.atomic import atomic_write_bytes
+from dar_lib.errors import DataError
+from dar_lib.redact import redact_all
 
 #: Distributions whose versions the status page lists (looked up without importing them).
 PACKAGES = (
@@ -120,7 +121,6 @@ def make_record(
 
 def write_record(records_dir: Path, record: Mapping[str, Any]) -> Path:
     """Write ``record`` atomically as ``<records_dir>/<name>.json`` and return its path (credentials redacted)."""
-    from dar_lib.redact import redact_all
 
     record = redact_all(dict(record))
     path = Path(records_dir) / f"{record['name']}.json"

@@ -32,6 +32,7 @@ from PIL import Image
 
 # The atomic write lives in dar_lib.atomic; re-exported for the callers that import it from the store.
 from dar_lib.atomic import atomic_write_bytes
+
 # Key functions live in dar_lib.cachekeys; re-exported here for the callers that import them from the store.
 
 log = logging.getLogger(__name__)

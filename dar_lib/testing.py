@@ -26,9 +26,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from dar_lib.models import blip_import as bi, load_encoder, prompts as P
+from dar_lib.models import blip_import as bi
+from dar_lib.models import load_encoder
+from dar_lib.models import prompts as P
 from dar_lib.models.beit3.modeling import Beit3Config, Beit3ForRetrieval
-
 
 # -- stand-in tokenizers ---------------------------------------------------------------------------
 #: The words :func:`make_tokenizer` knows (everything else is ``[UNK]``).

@@ -52,9 +52,8 @@ def _unet_candidate(text_width: int):
 def train_candidate(name: str, minutes: float, scenes, images, masks, tok, seed: int = 0) -> dict:
     """Train one candidate for ``minutes`` and return its probe agreement and steps."""
     from dar_lib.benchmarks import toyworld as tw
-    from dar_lib.toymodels import diffusion_train
+    from dar_lib.toymodels import ASSETS, diffusion_train
     from dar_lib.toymodels.probe import AttributeProbe, accuracy
-    from dar_lib.toymodels import ASSETS
 
     torch.manual_seed(seed)
     pipe = diffusion_train.new_pipeline(tok, seed=seed)  # its text encoder (and, for sd3-joint, transformer)

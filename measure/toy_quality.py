@@ -32,7 +32,6 @@ import sys
 import time
 from pathlib import Path
 
-
 GENERATOR_GOALS = {"background": 98.0, "color": 90.0, "shape": 80.0, "position": 80.0, "size": 75.0, "count": 90.0}
 ROLES = {"zero-shot": "clip-zs", "coco-ft": "clip-cocoft", "dialogue-ft": "clip-chatir", "full": "clip-full"}
 
@@ -80,10 +79,8 @@ def encoder_goals(results: list, world, assets: Path | None, n_dialogues: int, s
     from dar_lib.metrics import cumulative_hits
     from dar_lib.models import load_model
     from dar_lib.stats import rank_matrix
-    from dar_lib.toymodels.quality import BLIND_NULL, asymmetry_table
-
     from dar_lib.toymodels.clip_train import embed_images_array
-    from dar_lib.toymodels.quality import image_tower_probe
+    from dar_lib.toymodels.quality import BLIND_NULL, asymmetry_table, image_tower_probe
 
     encoders = {role: model_id(name, assets) for role, name in ROLES.items()}
     from dar_lib.toymodels import ASSETS

@@ -13,11 +13,17 @@ import torch.nn.functional as F
 from PIL import Image
 
 from dar_lib.models import beit3 as b3
-from dar_lib.models.beit3 import modeling as b3_modeling
 from dar_lib.models import blip_import as bi
-
-from dar_lib.testing import (BEIT3_TINY_HEAD_SIZE, TEXTS, beit3_original_state, random_images, save_unilm,
-                             tiny_beit3_config, tiny_spm)
+from dar_lib.models.beit3 import modeling as b3_modeling
+from dar_lib.testing import (
+    BEIT3_TINY_HEAD_SIZE,
+    TEXTS,
+    beit3_original_state,
+    random_images,
+    save_unilm,
+    tiny_beit3_config,
+    tiny_spm,
+)
 
 HEAD_SIZE = BEIT3_TINY_HEAD_SIZE  # the tiny model: 32 wide, 2 heads (released models: heads of 64)
 

@@ -10,8 +10,7 @@ import torch
 
 from dar_lib.models import blip_import as bi
 from dar_lib.models.encoders import BlipEncoder
-from dar_lib.testing import (TEXTS, blip_to_original, make_tokenizer, random_images, save_blip_checkpoint,
-                             tiny_blip)
+from dar_lib.testing import TEXTS, blip_to_original, make_tokenizer, random_images, save_blip_checkpoint, tiny_blip
 
 BLIP_KEYS = Path(__file__).resolve().parents[2] / "shared/data/blip"
 

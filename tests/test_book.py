@@ -13,8 +13,9 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from dar_lib import book, cachekeys
-
-from dar_lib.book import run as book_run, site as book_site, cli as book_cli
+from dar_lib.book import cli as book_cli
+from dar_lib.book import run as book_run
+from dar_lib.book import site as book_site
 
 REPO = Path(__file__).resolve().parents[1]
 #: Pages the smoke build must produce (relative to the HTML root).

@@ -13,6 +13,7 @@ from PIL import Image
 from dar_lib.models.encoders import BlipEncoder, ClipEncoder, ImagePreprocessor
 from dar_lib.testing import TEXTS, make_tokenizer, random_images, tiny_beit3_encoder, tiny_blip, tiny_clip
 
+
 @pytest.fixture(params=["blip", "clip", "beit3", "toy"])
 def encoder(request, tmp_path):
     """Every encoder backend, for the contract tests below (written once, run for each): tiny BLIP and CLIP
@@ -251,6 +252,7 @@ def test_factory_toy_delegates_lazily(monkeypatch, tmp_path):
     fake.resolve = lambda name, kind, known: tmp_path / name  # no such folder: nothing local to check
     monkeypatch.setitem(sys.modules, "dar_lib.models.toy", fake)
     monkeypatch.setattr(models, "toy", fake, raising=False)
+    monkeypatch.setattr(models.ids, "toy", fake)  # local paths are resolved there
     assert models.load_encoder("toy:clip-zs", device="cpu") == "E"
     assert models.load_encoder("toy:clip-zs", device="cpu", batch_size=7) == "E"
     assert models.load_generator("toy:diffusion") == "G"
@@ -266,8 +268,14 @@ def test_factory_toy_delegates_lazily(monkeypatch, tmp_path):
 
 # -- options after '?' in ids ------------------------------------------------------------------------
 def test_parse_options():
-    from dar_lib.models import (ENCODER_BACKENDS, GENERATOR_BACKENDS, MODEL_OPTIONS, REFORMULATOR_BACKENDS,
-                                ModelSpec, parse_spec)
+    from dar_lib.models import (
+        ENCODER_BACKENDS,
+        GENERATOR_BACKENDS,
+        MODEL_OPTIONS,
+        REFORMULATOR_BACKENDS,
+        ModelSpec,
+        parse_spec,
+    )
 
     enc = ENCODER_BACKENDS
     chatir = "blip-original:chatir_weights.ckpt+Salesforce/blip-itm-base-coco?max_length=200"

@@ -1,8 +1,8 @@
 """pyproject.toml is the truth; environment.yml must list the same requirements."""
 
-import tomllib
 from pathlib import Path
 
+import tomllib
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]

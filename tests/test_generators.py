@@ -9,7 +9,6 @@ from PIL import Image
 
 from dar_lib.models.generators import BlackImageError, CachedGenerator, DiffusersGenerator
 from dar_lib.store import ArtefactStore
-
 from dar_lib.testing import tiny_sd3, tiny_sd21
 
 PROMPTS = ["a red cat on the table", "a dog in grass", "a big blue photo", "a small green man"]

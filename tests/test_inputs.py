@@ -14,7 +14,6 @@ from PIL import Image
 
 from dar_lib.benchmarks.images import MAX_ASPECT, load_image
 from dar_lib.errors import DataError
-
 from dar_lib.testing import own_dataset
 
 

@@ -101,6 +101,101 @@ def test_imports_only_point_down_and_form_no_cycle():
             visit(m, [m])
 
 
+#: Libraries that take seconds to import: a torch-free module loads them only inside the function that needs them.
+HEAVY_LIBRARIES = ("torch", "transformers", "diffusers", "pandas")
+
+
+def _module_level_imports(mods: dict[str, Path]) -> dict[str, set[str]]:
+    """module -> what its body imports when the module is imported (function bodies left out): dar_lib modules
+    (with their parent packages) and top-level library names."""
+    def resolve(name):
+        while name and name not in mods:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    out: dict[str, set[str]] = {}
+    for name, path in mods.items():
+        is_pkg = path.name == "__init__.py"
+        found: set[str] = set()
+
+        def visit(body):
+            for node in body:
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    continue
+                if isinstance(node, ast.Import):
+                    targets = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom):
+                    base = node.module or ""
+                    if node.level:
+                        parts = name.split(".") if is_pkg else name.split(".")[:-1]
+                        parts = parts[: len(parts) - (node.level - 1)]
+                        base = ".".join(parts + ([base] if base else []))
+                    targets = [base] + [f"{base}.{a.name}" for a in node.names]
+                else:
+                    targets = []
+                for t in targets:
+                    if t.startswith("dar_lib"):
+                        r = resolve(t)
+                        while r:  # importing a.b.c runs a and a.b first
+                            found.add(r)
+                            r = r.rpartition(".")[0] if "." in r else None
+                    else:
+                        found.add(t.split(".")[0])
+                if isinstance(node, (ast.ClassDef, ast.If, ast.Try, ast.With)):  # bodies that run on import
+                    for field in ("body", "orelse", "finalbody", "handlers"):
+                        visit(getattr(node, field, None) or [])
+                elif isinstance(node, ast.ExceptHandler):
+                    visit(node.body)
+
+        visit(ast.parse(path.read_text()).body)
+        found.discard(name)
+        out[name] = found
+    return out
+
+
+def _heavy(mods: dict[str, Path]) -> set[str]:
+    """The dar_lib modules whose import loads one of :data:`HEAVY_LIBRARIES` (directly or through another)."""
+    imports = _module_level_imports(mods)
+    heavy = {m for m, found in imports.items() if found & set(HEAVY_LIBRARIES)}
+    while True:
+        more = {m for m, found in imports.items() if m not in heavy and found & heavy}
+        if not more:
+            return heavy
+        heavy |= more
+
+
+def test_function_level_imports_only_defer_torch():
+    """Imports sit at the top of a module, where the import graph can be read; a function-level import of a
+    dar_lib module is only for keeping a torch-free module (the `dar` parser, the evaluation's settings) from
+    loading torch, transformers or diffusers on import."""
+    mods = _modules()
+    heavy = _heavy(mods)
+    assert {"dar_lib.models.base", "dar_lib.pipeline"} <= heavy and "dar_lib.cli" not in heavy
+    misplaced = []
+    for name, path in mods.items():
+        tree = ast.parse(path.read_text())
+        local = {n for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
+                 for n in ast.walk(f) if isinstance(n, (ast.Import, ast.ImportFrom))}
+        for node in local:
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            else:
+                base = node.module or ""
+                if node.level:
+                    parts = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+                    parts = parts[: len(parts) - (node.level - 1)]
+                    base = ".".join(parts + ([base] if base else []))
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in mods else base for a in node.names]
+            for t in targets:
+                if not t.startswith("dar_lib"):
+                    continue
+                if t not in mods:
+                    t = t.rpartition(".")[0]
+                if name in heavy or t not in heavy:
+                    misplaced.append(f"{path.relative_to(REPO)}:{node.lineno} imports {t} inside a function")
+    assert not misplaced, "import these at module level:\n" + "\n".join(sorted(set(misplaced)))
+
+
 def test_the_toy_wing_leans_one_way():
     edges = _imports(_modules())
     assert not [e for e in edges if e[0].startswith("dar_lib.toymodels") and e[1].startswith("dar_lib.models")]

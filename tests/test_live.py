@@ -150,8 +150,8 @@ def test_search_checks_its_inputs(pipe, bench):
 
 
 def test_dar_explore_serves_on_localhost_and_names_its_extra(monkeypatch, tmp_path, capsys):
-    import json
     import importlib.util
+    import json
 
     from dar_lib import cli, live_server
 

@@ -10,7 +10,6 @@ import nbformat
 import pytest
 
 from dar_lib import claims, profiles
-
 from dar_lib.book import run as book_run
 from dar_lib.cachekeys import code_version
 

@@ -8,8 +8,7 @@ import torch
 from dar_lib.benchmarks import TOY_SIZES, load_benchmark
 from dar_lib.errors import EmbeddingError
 from dar_lib.fuse import fuse
-from dar_lib.models import load_encoder, load_generator, load_reformulator
-from dar_lib.models import load_questioner
+from dar_lib.models import load_encoder, load_generator, load_questioner, load_reformulator
 from dar_lib.pipeline import STAGES, DARPipeline, image_seed
 from dar_lib.store import ArtefactStore
 

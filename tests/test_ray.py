@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from dar_lib import distributed
-from dar_lib.distributed import cluster
 from dar_lib.benchmarks import load_benchmark
+from dar_lib.distributed import cluster
 from dar_lib.errors import MissingDependencyError
 from dar_lib.evaluate import EvalConfig, build_pipeline, evaluate, plan
 from dar_lib.store import ArtefactStore

@@ -14,7 +14,6 @@ from dar_lib.errors import DataError
 from dar_lib.models import prompts as P
 from dar_lib.models import reformulate as R
 from dar_lib.store import ArtefactStore
-
 from dar_lib.testing import UNIT_LLM, chat_lm, make_tokenizer
 
 TURNS = ["a dog on the grass", "what color is it? red", "is it big? yes"]

@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 
 from dar_lib import cli, profiles, rehearsal
-from dar_lib.cachekeys import rehearsal_key
 from dar_lib.benchmarks import load_benchmark
+from dar_lib.cachekeys import rehearsal_key
 from dar_lib.errors import DataError
 from dar_lib.testing import SHAPES, own_dataset
 

@@ -16,8 +16,12 @@ from typing import Callable, Sequence
 
 from PIL import Image
 
-from dar_lib.benchmarks.dialogue import Dialogue
-from dar_lib.cachekeys import corpus_key
+from dar_lib import settings
+from dar_lib.benchmarks import chatir, images
+from dar_lib.benchmarks import toyworld as tw
+from dar_lib.benchmarks.dialogue import N_ROUNDS, Dialogue, parse_corpus, parse_dialogues, read_json
+from dar_lib.cachekeys import corpus_key, file_stamp, toy_world_key
+from dar_lib.errors import DataError
 
 #: ChatIR set names (see :mod:`dar_lib.benchmarks.chatir`).
 CHATIR = ("visdial", "chatgpt_blip2", "human_blip2", "flan_blip2")
@@ -106,8 +110,6 @@ def load_benchmark(
     if n_dialogues is not None and (isinstance(n_dialogues, bool) or n_dialogues < 1):
         raise ValueError(f"n_dialogues = {n_dialogues!r}: must be an integer >= 1 (or None for all)")
     if name in TOY:
-        from dar_lib.benchmarks import toyworld as tw
-
         if toy_size not in TOY_SIZES:
             raise ValueError(f"unknown toy size {toy_size!r}; choose one of {', '.join(TOY_SIZES)}")
         size = TOY_SIZES[toy_size]
@@ -119,15 +121,11 @@ def load_benchmark(
         def load_images(ids):
             return [tw.render(scenes[i]) for i in ids]
 
-        from dar_lib.cachekeys import toy_world_key
-
         # The world's parameters and code name the corpus: a changed world never reuses embeddings.
         fp = toy_world_key(seed=seed, **size)
         bench = Benchmark(name, dialogues, list(world.corpus_paths), fp, load_images,
                           meta={"toy_size": toy_size, "seed": seed, "scenes": scenes, **size})
     elif name in CHATIR:
-        from dar_lib.benchmarks import images
-
         if image_root is None:
             raise ValueError(f"benchmark {name!r} needs image_root: the folder holding the COCO images "
                              "(download them with `dar fetch-data coco --corpus chatir50k --image-root DIR`)")
@@ -158,7 +156,6 @@ def _chatir_set(name: str) -> tuple[list[Dialogue], list[str]]:
     The files are pinned by sha256 and never change under a given cache folder, while parsing them
     takes seconds; every chapter loads the four sets once per encoder and method, so they are read once.
     """
-    from dar_lib import settings
 
     where = (str(settings.cache_dir()), str(settings.data_mirror()))
     return list(_chatir_dialogues(name, *where)), list(_chatir_corpus(*where))
@@ -166,16 +163,12 @@ def _chatir_set(name: str) -> tuple[list[Dialogue], list[str]]:
 
 @functools.lru_cache(maxsize=2)
 def _chatir_corpus(cache_dir: str, mirror: str) -> tuple[str, ...]:
-    from dar_lib.benchmarks import chatir
-
     return tuple(chatir.load_corpus())
 
 
 @functools.lru_cache(maxsize=8)
 def _chatir_dialogues(name: str, cache_dir: str, mirror: str) -> tuple[Dialogue, ...]:
     """``chatir.load(name)``, resolving targets against the cached 50k list instead of parsing it again."""
-    from dar_lib.benchmarks import chatir
-    from dar_lib.benchmarks.dialogue import N_ROUNDS, parse_dialogues, read_json
 
     if name not in chatir.DIALOGUE_SETS:
         return tuple(chatir.load(name))  # raises its error naming the valid sets
@@ -197,9 +190,6 @@ def _chatir_subset(name: str, paths: list[str], dialogues: list[Dialogue],
             dialogue left (each names the file).
     """
 
-    from dar_lib.benchmarks.dialogue import parse_corpus, read_json
-    from dar_lib.errors import DataError
-
     subset = parse_corpus(read_json(Path(corpus_file)), corpus_file)
     full = set(paths)
     for i, p in enumerate(subset):
@@ -217,10 +207,6 @@ def _chatir_subset(name: str, paths: list[str], dialogues: list[Dialogue],
 
 def _own_data(path: str, image_root, corpus_file) -> Benchmark:
     """A researcher's own dialogues, corpus list and image folder, checked like the built-in sets."""
-    from dar_lib.benchmarks import images
-    from dar_lib.benchmarks.dialogue import parse_corpus, parse_dialogues, read_json
-    from dar_lib.cachekeys import file_stamp
-    from dar_lib.errors import DataError
 
     if corpus_file is None or image_root is None:
         raise ValueError(f"benchmark {path!r} is a dialogue file: give corpus_file (a JSON list of image paths) "

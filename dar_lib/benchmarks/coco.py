@@ -23,7 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from dar_lib.argtypes import float_in, int_in
 from dar_lib.atomic import atomic_path
+from dar_lib.benchmarks import chatir
 from dar_lib.benchmarks.images import load_image, resolve
 from dar_lib.errors import DataError
 
@@ -261,7 +263,6 @@ def fetch_coco(
 # -- command line -------------------------------------------------------------------------
 def corpus_paths(corpus: str) -> list[str]:
     """The image list of a named corpus: ``"chatir50k"`` (50,000 unlabeled2017) or ``"coco5k"`` (val2017)."""
-    from dar_lib.benchmarks import chatir
 
     if corpus == "chatir50k":
         return chatir.load_corpus()
@@ -272,7 +273,6 @@ def corpus_paths(corpus: str) -> list[str]:
 
 def register(subparsers) -> None:
     """Add ``dar fetch-data`` to the ``dar`` command."""
-    from dar_lib.argtypes import float_in, int_in
 
     p = subparsers.add_parser(
         "fetch-data",
@@ -301,8 +301,6 @@ def register(subparsers) -> None:
 
 
 def _handler(args: argparse.Namespace) -> int:
-    from dar_lib.benchmarks import chatir
-
     try:
         if args.what == "chatir":
             for key, path in chatir.fetch_all(progress=not args.no_progress).items():

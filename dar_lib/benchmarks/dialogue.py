@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from dar_lib.atomic import atomic_write_bytes
 from dar_lib.errors import DataError
 
 #: Rounds per dialogue in ChatIR's sets: the caption (round 0) and 10 question/answer turns.
@@ -185,7 +186,6 @@ def parse_corpus(paths: Any, source: str | Path) -> list[str]:
 
 def write_dialogues(dialogues: Sequence[Dialogue], path: Path) -> None:
     """Write dialogues in ChatIR's JSON format (``[{"img", "dialog"}]``), atomically."""
-    from dar_lib.atomic import atomic_write_bytes
 
     payload = [{"img": d.image, "dialog": list(d.dialog)} for d in dialogues]
     atomic_write_bytes(Path(path), json.dumps(payload, ensure_ascii=False).encode("utf-8"))

@@ -9,6 +9,7 @@ from typing import Sequence
 from PIL import Image, UnidentifiedImageError
 
 from dar_lib.benchmarks.dialogue import check_relative_path
+from dar_lib.cachekeys import check_stamp, file_stamp
 from dar_lib.errors import DataError
 
 #: Background that transparent pixels are composited onto (encoders expect opaque RGB).
@@ -76,7 +77,6 @@ def load_image(path: str | os.PathLike, stamp: Sequence[int] | None = None) -> I
             :data:`MAX_PIXELS` or more elongated than :data:`MAX_ASPECT`, or cannot be decoded
             (truncated, not an image), naming it.
     """
-    from dar_lib.cachekeys import check_stamp, file_stamp
 
     path = Path(path)
     if not path.exists():

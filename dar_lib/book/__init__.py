@@ -27,9 +27,17 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from dar_lib import cachekeys, profiles
-from dar_lib.book.run import LAST_PREFIX, OUTPUT_PARAMETERS, execute_chapter, find_chapters, notebook_parameters, \
-    write_kernelspec
+from dar_lib.book.run import (
+    LAST_PREFIX,
+    OUTPUT_PARAMETERS,
+    execute_chapter,
+    find_chapters,
+    notebook_parameters,
+    write_kernelspec,
+)
 from dar_lib.book.site import compile_site, stage_book
+from dar_lib.redact import redact
+from dar_lib.status import make_record, write_record
 
 REPO = Path(__file__).resolve().parents[2]
 LIB_DIR = Path(__file__).resolve().parents[1]
@@ -128,7 +136,6 @@ def build_book(
         log(f"{prefix}: running ({time.perf_counter() - t0:.0f} s elapsed)")
         stamp_path.unlink(missing_ok=True)
         path, seconds, error = execute_chapter(chapter, params, executed_dir, jupyter_dir, timeout, progress)
-        from dar_lib.status import make_record, write_record
 
         write_record(records_dir, make_record(chapter.name, str(path), params, seconds,
                                               "failed" if error else "ok", error))
@@ -164,7 +171,6 @@ def report(result: BuildResult, log: Callable[[str], None] = print) -> int:
     """Print the build summary; return the process exit code (1 if anything failed)."""
     log(f"executed {len(result.executed)}, skipped {len(result.skipped)}, failed {len(result.failed)} "
         f"chapters in {result.seconds:.1f} s")
-    from dar_lib.redact import redact
 
     for name, reason in result.failed.items():
         log(f"  FAILED {name}: {redact(reason)}")

@@ -7,9 +7,11 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from dar_lib import profiles
 import dar_lib.book
+from dar_lib import profiles
 from dar_lib.book import REPO, build_book, report
+from dar_lib.redact import redact
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``dar book`` to the ``dar`` command."""
@@ -97,8 +99,6 @@ def handler(args: argparse.Namespace) -> int:
         result = build_book(out or REPO / "_build", profile, smoke, args.only, args.force, parameters=overrides,
                             compile_book=not args.no_book, log=log)
     except ValueError as exc:
-        from dar_lib.redact import redact
-
         print(f"dar: error: {redact(str(exc))}", file=sys.stderr)
         return 2
     return report(result)

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from dar_lib.atomic import atomic_path, atomic_write_bytes
+
 #: Name of the kernelspec the build writes into ``<out>/jupyter`` (the current interpreter).
 KERNEL_NAME = "dar-book"
 #: Chapters whose stem starts with this run after all others (the status page reads their records).
@@ -146,8 +148,6 @@ def execute_chapter(
     import warnings
 
     import papermill
-
-    from dar_lib.atomic import atomic_path, atomic_write_bytes
 
     out = Path(executed_dir) / f"{chapter.name}.ipynb"
     failed_copy = out.with_name(f"{chapter.name}.failed.ipynb")

@@ -11,8 +11,11 @@ import sys
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
+from dar_lib.atomic import atomic_path
 from dar_lib.book.assets import ensure_js, install_js_into_html
 from dar_lib.book.run import Chapter
+from dar_lib.redact import redact_all
+
 
 def _write_if_changed(path: Path, data: bytes) -> None:
     """Keep a file's mtime when its bytes are unchanged, so Sphinx's incremental build skips it."""
@@ -46,7 +49,6 @@ def hide_parameter_cells(notebook: bytes) -> bytes:
     pass through :func:`dar_lib.redact.redact` too: a hidden cell is still in the page's
     downloadable notebook, and an id may carry a credential.
     """
-    from dar_lib.redact import redact_all
 
     nb = json.loads(notebook)
     for cell in nb.get("cells", []):
@@ -156,7 +158,6 @@ def compile_site(staging_dir: Path, config: Path, site_dir: Path, log_path: Path
     Returns:
         (success, the warning/error lines or the last lines of output; see :func:`run_jupyter_book`).
     """
-    from dar_lib.atomic import atomic_path
 
     failed_dir = site_dir.with_name(site_dir.name + ".failed")
     outcome: tuple[bool, str] = (False, "")

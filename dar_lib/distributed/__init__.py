@@ -28,10 +28,12 @@ import os
 import time
 from typing import Sequence
 
+from dar_lib import corpus
 from dar_lib.cachekeys import corpus_chunk_key, image_key
 from dar_lib.distributed.cluster import CONNECT_TIMEOUT_S, actor_resources, connect
 from dar_lib.distributed.pool import RunSummary, finish, remote_class, run_pool, start_pool
 from dar_lib.distributed.workers import CRASH_ENV, CorpusWorker, GenerateWorker, worker_device
+from dar_lib.models.generators import CachedGenerator
 
 
 def generate(cfg, pairs: Sequence[tuple[str, int]], store, *, address: str | None = None, progress: bool = True,
@@ -58,7 +60,6 @@ def generate(cfg, pairs: Sequence[tuple[str, int]], store, *, address: str | Non
     Raises:
         RuntimeError: Ray is not installed (says how to install it), or a batch failed.
     """
-    from dar_lib.models.generators import CachedGenerator
 
     t0 = time.perf_counter()
     pairs = [(p, int(s)) for p, s in pairs]
@@ -124,7 +125,6 @@ def corpus_embeddings(cfg, bench, store, *, address: str | None = None, progress
     Raises:
         RuntimeError: Ray is missing, the workers' benchmark differs from ``bench``, or a batch failed.
     """
-    from dar_lib import corpus
 
     t0 = time.perf_counter()
     chunks = corpus.chunks(len(bench.corpus_paths))

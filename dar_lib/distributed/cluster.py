@@ -7,6 +7,7 @@ import logging
 import os
 
 from dar_lib.errors import MissingDependencyError
+from dar_lib.redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +90,6 @@ def probe_cluster(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
     """
     import subprocess
     import sys
-
-    from dar_lib.redact import redact
 
     child = subprocess.Popen([sys.executable, "-c", _PROBE, address], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)

@@ -6,8 +6,13 @@ from __future__ import annotations
 import logging
 import os
 
+from dar_lib import corpus
+from dar_lib.benchmarks import load_benchmark
 from dar_lib.cachekeys import corpus_chunk_key
+from dar_lib.models import load_model
 from dar_lib.models.base import image_fingerprint
+from dar_lib.models.generators import CachedGenerator
+from dar_lib.store import ArtefactStore
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +56,6 @@ class GenerateWorker(_Worker):
 
     def __init__(self, generator: str, device: str | None, store_root: str, crash_marker: str | None = None):
         super().__init__(crash_marker)
-        from dar_lib.models import load_model
-        from dar_lib.models.generators import CachedGenerator
-        from dar_lib.store import ArtefactStore
 
         self.gen = CachedGenerator(load_model("generator", generator, device), ArtefactStore(store_root))
 
@@ -89,9 +91,6 @@ class CorpusWorker(_Worker):
     def __init__(self, bench_spec: dict, encoder: str, device: str | None, store_root: str,
                  crash_marker: str | None = None):
         super().__init__(crash_marker)
-        from dar_lib.benchmarks import load_benchmark
-        from dar_lib.models import load_model
-        from dar_lib.store import ArtefactStore
 
         self.bench = load_benchmark(**bench_spec)
         self.encoder = load_model("encoder", encoder, device)
@@ -108,7 +107,6 @@ class CorpusWorker(_Worker):
 
     def run(self, chunks: list) -> tuple[int, int]:
         """Embed the missing chunks of the batch; returns (images computed, images cached)."""
-        from dar_lib import corpus
 
         if self._maybe_crash():
             os._exit(1)

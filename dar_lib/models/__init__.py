@@ -22,10 +22,25 @@ from __future__ import annotations
 
 import functools
 
-from dar_lib.models.ids import (ENCODER_BACKENDS, EXAMPLE_IDS, GENERATOR_BACKENDS, MODEL_OPTIONS,
-                                REFORMULATOR_BACKENDS, ModelSpec, _toy, list_backends, local_content, local_paths,
-                                parse_spec)
+from dar_lib import settings
+from dar_lib.benchmarks.chatir import replay_table
+from dar_lib.benchmarks.released import released_table
+from dar_lib.models import reformulate as R
+from dar_lib.models import toy
+from dar_lib.models.ids import (
+    ENCODER_BACKENDS,
+    EXAMPLE_IDS,
+    GENERATOR_BACKENDS,
+    MODEL_OPTIONS,
+    REFORMULATOR_BACKENDS,
+    ModelSpec,
+    list_backends,
+    local_content,
+    local_paths,
+    parse_spec,
+)
 from dar_lib.models.loading import hub_errors, quiet_loading
+from dar_lib.models.questioners import LLMQuestioner, ToyQuestioner
 
 __all__ = ["ENCODER_BACKENDS", "EXAMPLE_IDS", "GENERATOR_BACKENDS", "MODEL_OPTIONS", "REFORMULATOR_BACKENDS",
            "ModelSpec", "list_backends", "load_encoder", "load_generator", "load_model", "load_questioner",
@@ -128,7 +143,6 @@ def load_encoder(spec: str, *, revision: str | None = None, device: str | None =
     Raises:
         ValueError: a bad id or option (named in the message).
     """
-    from .. import settings
 
     quiet_loading()
     s = parse_spec(spec, ENCODER_BACKENDS, "encoder")
@@ -137,8 +151,8 @@ def load_encoder(spec: str, *, revision: str | None = None, device: str | None =
     max_length = _int_setting(spec, "max_length", max_length, s.options)
     _truncation_setting(spec, s.options)
     if s.backend == "toy":
-        enc = _toy().load_encoder(s.model, device=device, **_given(dtype=dtype, batch_size=batch_size,
-                                                                   max_length=max_length), **kwargs)
+        enc = toy.load_encoder(s.model, device=device, **_given(dtype=dtype, batch_size=batch_size,
+                                                                max_length=max_length), **kwargs)
         return _with_truncation(enc, spec, s.options)
     from .encoders import BlipEncoder, ClipEncoder
 
@@ -184,13 +198,12 @@ def load_generator(spec: str, *, revision: str | None = None, device: str | None
     Returns:
         A :class:`~dar_lib.models.generators.DiffusersGenerator` (or the toy generator).
     """
-    from .. import settings
 
     quiet_loading()
     s = parse_spec(spec, GENERATOR_BACKENDS, "generator")
     device = settings.check_device(device) if device else settings.default_device()
     if s.backend == "toy":
-        return _toy().load_generator(s.model, device=device, **_given(dtype=dtype, batch_size=batch_size), **kwargs)
+        return toy.load_generator(s.model, device=device, **_given(dtype=dtype, batch_size=batch_size), **kwargs)
     from .generators import DiffusersGenerator, check_scheduler
 
     scheduler = check_scheduler(s.options.get("scheduler", "default"), f"generator id {spec!r}")
@@ -221,8 +234,6 @@ def load_reformulator(spec: str, *, revision: str | None = None, device: str | N
     Returns:
         A :class:`~dar_lib.models.base.Reformulator`.
     """
-    from .. import settings
-    from . import reformulate as R
 
     s = parse_spec(spec, REFORMULATOR_BACKENDS, "reformulator")
     if "fallback" in s.options:
@@ -233,7 +244,7 @@ def load_reformulator(spec: str, *, revision: str | None = None, device: str | N
     if s.backend == "identity":
         return R.IdentityReformulator()
     if s.backend == "toy":
-        return _toy().load_reformulator(s.model, **kwargs)
+        return toy.load_reformulator(s.model, **kwargs)
     if s.backend == "hf-llm":
         return R.HFChatReformulator.from_pretrained(s.model, revision or s.revision,
                                                     device=device or settings.default_device(), dtype=dtype,
@@ -245,12 +256,8 @@ def load_reformulator(spec: str, *, revision: str | None = None, device: str | N
         return R.LlamaCppReformulator(s.model, **kwargs)
     # replay
     if s.model == "plugir":
-        from ..benchmarks.chatir import replay_table
-
         return R.ReplayReformulator(replay_table(), id="replay:plugir", **kwargs)
     if s.model == "dar-released":
-        from ..benchmarks.released import released_table
-
         return R.ReplayReformulator(released_table(), id="replay:dar-released", **kwargs)
     return R.ReplayReformulator.from_json(s.model, **kwargs)
 
@@ -262,7 +269,6 @@ def load_questioner(spec: str, *, scenes=None, **kwargs):
     Raises:
         ValueError: an unknown spec, or ``toy`` without ``scenes``.
     """
-    from .questioners import LLMQuestioner, ToyQuestioner
 
     if spec in ("toy", "toy:rules"):
         if scenes is None:

@@ -36,6 +36,8 @@ from typing import Any, Mapping
 import torch
 import torch.nn.functional as F
 
+from dar_lib.atomic import atomic_path
+
 log = logging.getLogger(__name__)
 
 #: Keys of BLIP's training state that retrieval features never use: the contrastive temperature
@@ -330,7 +332,6 @@ def convert_to_safetensors(src: str | Path, dst: str | Path, *, trust_pickle: bo
     state = _unwrap_state_dict(obj, src, ValueError)
     # clone(): tied weights share storage, which safetensors refuses; contiguous(): views/expands.
     tensors = {str(k): v.detach().cpu().contiguous().clone() for k, v in state.items()}
-    from dar_lib.atomic import atomic_path
 
     with atomic_path(dst) as tmp:
         save_file(tensors, str(tmp), metadata={"source": src.name,

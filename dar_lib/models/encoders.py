@@ -12,7 +12,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from dar_lib import settings
 from dar_lib.benchmarks.images import load_image, to_rgb
+from dar_lib.cachekeys import file_tag, local_revision, module_weights_digest
+from dar_lib.models.blip_import import BLIP_HEAD_SIZE, check_head_layout, load_original_blip
 
 log = logging.getLogger(__name__)
 
@@ -177,8 +180,6 @@ class _HFDualEncoder:
 
     def __init__(self, model, tokenizer, preprocess: ImagePreprocessor, *, id: str, revision: str | None,
                  device: str | None, dtype, batch_size: int, max_length: int):
-        from .. import settings
-
         self.device = device or settings.default_device()
         self.dtype = _resolve_dtype(dtype, self.device)
         self.model = model.to(self.device, self.dtype).eval()
@@ -217,8 +218,6 @@ class _HFDualEncoder:
         if not self._image_modules:
             return self.fingerprint()
         if getattr(self, "_image_fp", None) is None:
-            from dar_lib.cachekeys import module_weights_digest
-
             digest = module_weights_digest([(name, getattr(self.model, name)) for name in self._image_modules])
             self._image_fp = (f"{self.kind}-image:{digest}|img={self.preprocess.describe()}"
                               f"|dtype={str(self.dtype).replace('torch.', '')}")
@@ -351,8 +350,6 @@ class BlipEncoder(_HFDualEncoder):
         """Load a transformers-layout BLIP retrieval model (hub id or local folder)."""
         from transformers import AutoTokenizer, BlipForImageTextRetrieval
 
-        from dar_lib.cachekeys import local_revision
-
         model = BlipForImageTextRetrieval.from_pretrained(str(path_or_id), revision=revision,
                                                           trust_remote_code=trust_remote_code)
         tok = AutoTokenizer.from_pretrained(str(path_or_id), revision=revision, trust_remote_code=trust_remote_code)
@@ -386,8 +383,6 @@ class BlipEncoder(_HFDualEncoder):
             BlipImportError: the checkpoint does not map, or the base config's head count differs
                 from the original layout's (checked before and after building the model).
         """
-        from dar_lib.cachekeys import file_tag
-        from .blip_import import BLIP_HEAD_SIZE, check_head_layout, load_original_blip
 
         head_size = head_size or BLIP_HEAD_SIZE
         model, tok = load_original_blip(path, base, image_size=image_size, revision=revision, head_size=head_size)
@@ -446,8 +441,6 @@ class ClipEncoder(_HFDualEncoder):
                 ``VisionTextDualEncoderModel`` (:mod:`dar_lib.toymodels.cnn_tower`).
         """
         from transformers import AutoTokenizer, CLIPModel
-
-        from dar_lib.cachekeys import local_revision
 
         model_class = model_class or CLIPModel
         model = model_class.from_pretrained(str(path_or_id), revision=revision, trust_remote_code=trust_remote_code)

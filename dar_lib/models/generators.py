@@ -29,8 +29,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from dar_lib import evalsettings
-from dar_lib.cachekeys import image_key
+from dar_lib import evalsettings, settings
+from dar_lib.cachekeys import image_key, local_revision
 from dar_lib.store import CachedWrapper
 
 log = logging.getLogger(__name__)
@@ -93,8 +93,6 @@ class DiffusersGenerator:
     def __init__(self, pipe, id: str, default_steps: int = 30, default_guidance: float = 7.5,
                  default_size: int | None = None, device: str | None = None, dtype=None,
                  batch_size: int = 4, revision: str | None = None):
-        from .. import settings
-
         self.device = device or settings.default_device()
         if dtype is None:
             dtype = torch.float16 if str(self.device).startswith("cuda") else torch.float32
@@ -212,7 +210,6 @@ class DiffusersGenerator:
         from the repository's scheduler config, as SD 2.1's model card does; it is in the fingerprint.
         """
         import diffusers
-        from .. import settings
 
         if backend not in BACKEND_DEFAULTS:
             raise ValueError(f"unknown generator backend {backend!r}; known: {', '.join(BACKEND_DEFAULTS)}")
@@ -230,7 +227,6 @@ class DiffusersGenerator:
         pipe = pipe_cls.from_pretrained(str(path_or_id), **kwargs)
         if SCHEDULERS[scheduler] is not None:
             pipe.scheduler = getattr(diffusers, SCHEDULERS[scheduler]).from_config(pipe.scheduler.config)
-        from dar_lib.cachekeys import local_revision
 
         # A local folder is named by its content: changed weights never replay the old images.
         gen = cls(pipe, f"{backend}:{path_or_id}", steps, guidance, size, device=device, dtype=dtype,

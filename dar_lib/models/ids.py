@@ -7,6 +7,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import dar_lib.models.toy as toy
+from dar_lib.cachekeys import weights_digest
+
 ENCODER_BACKENDS = ("blip", "clip", "blip-original", "beit3", "toy")
 GENERATOR_BACKENDS = ("sd3", "sd", "turbo", "diffusers", "toy")
 REFORMULATOR_BACKENDS = ("hf-llm", "openai", "replay", "identity", "gguf", "toy")
@@ -162,7 +165,6 @@ def local_content(kind: str, spec: str) -> dict[str, str]:
     Raises:
         ValueError: an unknown kind or a bad id (as the loader would say).
     """
-    from dar_lib.cachekeys import weights_digest
 
     return {str(p): weights_digest(p) for p in local_paths(kind, spec)}
 
@@ -180,7 +182,6 @@ def local_paths(kind: str, spec: str) -> list[Path]:
     if s.backend == "toy":
         if kind == "reformulator":
             return {}
-        toy = _toy()
         paths = [toy.resolve(s.model, kind, toy.ENCODERS if kind == "encoder" else toy.GENERATORS)]
     elif s.backend in ("openai", "identity"):
         paths = []
@@ -190,8 +191,3 @@ def local_paths(kind: str, spec: str) -> list[Path]:
     return [p for p in paths if p.exists()]
 
 
-def _toy():
-    """The toy backend module (imported on first use: the real backends never need it)."""
-    import dar_lib.models.toy as toy  # the package's attribute (a test may stand one in)
-
-    return toy

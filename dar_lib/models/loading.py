@@ -8,7 +8,11 @@ import pickle
 import re
 from pathlib import Path
 
+from dar_lib.errors import PAPER_SCALE_PAGE, DataError, ModelNotAvailableError
 from dar_lib.models.ids import local_paths
+from dar_lib.redact import redact
+from dar_lib.weightfiles import check_model_files
+
 
 def quiet_loading() -> None:
     """Turn off the per-file "Loading weights" bars of transformers and diffusers.
@@ -33,9 +37,6 @@ def hub_errors(kind: str):
     def wrap(loader):
         @functools.wraps(loader)
         def load(spec, *args, **kwargs):
-            from ..redact import redact
-            from ..weightfiles import check_model_files
-
             for root in local_paths(kind, spec):  # damaged weights: one line naming the file, not a traceback
                 check_model_files(root, f"{kind} {redact(spec)!r}")
             try:
@@ -43,13 +44,10 @@ def hub_errors(kind: str):
             except pickle.UnpicklingError as exc:  # transformers / diffusers read a pickled .bin weights-only
                 raise _refused_pickle(kind, spec, exc) from exc
             except (OSError, ConnectionError) as exc:
-                from ..errors import PAPER_SCALE_PAGE, ModelNotAvailableError
-
                 parsed = str(spec).partition(":")[2].rsplit("?", 1)[0]  # options are no path
                 local = [p for p in re.split(r"[+@]", parsed) if p and Path(p).expanduser().exists()]
                 if local or "hub" not in f"{type(exc).__module__} {exc}".lower() and not _is_hub_error(exc):
                     raise
-                from ..redact import redact
 
                 raise ModelNotAvailableError(
                     f"{kind} {redact(spec)!r}: not a local folder or file, and the model hub could not provide it "
@@ -61,8 +59,6 @@ def hub_errors(kind: str):
 
 def _refused_pickle(kind: str, spec: str, exc: BaseException):
     """A :class:`~dar_lib.errors.DataError` naming the pickled weight file(s) of a local model that torch refused."""
-    from ..errors import DataError
-    from ..redact import redact
     from .blip_import import refused_pickle_message
 
     parsed = str(spec).partition(":")[2].rsplit("?", 1)[0]

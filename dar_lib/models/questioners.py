@@ -13,6 +13,9 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from dar_lib.benchmarks import toyworld as tw
+from dar_lib.models.prompts import format_dialogue
+
 QUESTION_SYSTEM = (
     "You are helping a user find one specific image in a large collection. You cannot see the "
     "image; the user can."
@@ -30,7 +33,6 @@ only."""
 
 def question_messages(turns: Sequence[str]) -> list[dict[str, str]]:
     """Chat messages asking an LLM for the next question."""
-    from dar_lib.models.prompts import format_dialogue
 
     return [{"role": "system", "content": QUESTION_SYSTEM},
             {"role": "user", "content": QUESTION_TEMPLATE.format(dialogue=format_dialogue(turns))}]
@@ -83,8 +85,6 @@ class ToyQuestioner:
     """The toy world's questioner over a corpus of scenes (the candidates are the last top-k)."""
 
     def __init__(self, scenes):
-        from dar_lib.benchmarks import toyworld as tw
-
         self._q = tw.ToyQuestioner()
         self.scenes = scenes
         self.id = "questioner:toy"

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dar_lib.benchmarks import toyworld as tw
 from dar_lib.cachekeys import weights_digest
 from dar_lib.toymodels import ASSETS
 
@@ -127,7 +128,6 @@ def load_generator(name: str = "sd", device: str | None = None, **kw):
 
 def load_reformulator(name: str = "rules", **kw):
     """The toy world's rule-based R1/R2 (``toyworld.ToyReformulator``); it stands in for an LLM."""
-    from dar_lib.benchmarks import toyworld as tw
 
     if name not in ("", "rules"):
         raise ValueError(f"unknown toy reformulator {name!r}; the toy world has one: 'toy:rules'")

@@ -17,9 +17,10 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from dar_lib.toymodels.loop import report_loss
+
+from dar_lib.toymodels.loop import Resumable, RunningMax, report_loss, warmup_cosine
 from dar_lib.toymodels.loop import step as optim_step
-from dar_lib.toymodels.loop import warmup_cosine
+from dar_lib.toymodels.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +45,6 @@ def clip_config(vocab_size: int, max_length: int = 192, width: int = 128, layers
         image_size: input resolution in pixels.
     """
     from transformers import CLIPConfig
-
-    from dar_lib.toymodels.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
     text = dict(
         vocab_size=vocab_size, hidden_size=width, intermediate_size=4 * width, num_hidden_layers=layers,
@@ -209,8 +208,6 @@ def train_clip(
         The loss of every step.
     """
     from tqdm import tqdm
-
-    from dar_lib.toymodels.loop import Resumable, RunningMax
 
     torch.manual_seed(seed)
     rng = random.Random(seed)

@@ -33,6 +33,9 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
+from dar_lib.toymodels.tokenizer import BOS_ID, EOS_ID, PAD_ID
+from dar_lib.weightfiles import check_model_files
+
 MODEL_TYPE = "toy-cnn-vision"
 
 
@@ -168,8 +171,6 @@ def new_dual_encoder(tower: ToyCnnVisionModelWithProjection, vocab_size: int, se
     """
     from transformers import CLIPTextConfig, VisionTextDualEncoderConfig, VisionTextDualEncoderModel
 
-    from dar_lib.toymodels.tokenizer import BOS_ID, EOS_ID, PAD_ID
-
     text = CLIPTextConfig(vocab_size=vocab_size, hidden_size=width, intermediate_size=4 * width,
                           num_hidden_layers=layers, num_attention_heads=max(1, width // 32),
                           max_position_embeddings=max_length, pad_token_id=PAD_ID, bos_token_id=BOS_ID,
@@ -192,7 +193,6 @@ def load_dual_encoder(folder: str | Path, dtype: torch.dtype = torch.float32):
         OSError: no model in ``folder`` (transformers' own error, naming the folder).
         DataError: a damaged weight or config file (named).
     """
-    from dar_lib.weightfiles import check_model_files
 
     check_model_files(folder, f"toy dual encoder {str(folder)!r}")
     model = AutoModel.from_pretrained(str(folder), dtype=dtype)

@@ -13,9 +13,9 @@ import torch
 
 from dar_lib.toymodels.clip_train import TextFn
 from dar_lib.toymodels.diffusion import ToyDiffusionPipeline
-from dar_lib.toymodels.loop import Checkpointer, Resumable, TensorList, warmup_cosine
-from dar_lib.toymodels.loop import report_loss
+from dar_lib.toymodels.loop import Checkpointer, Resumable, TensorList, report_loss, warmup_cosine
 from dar_lib.toymodels.loop import step as optim_step
+from dar_lib.toymodels.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +50,6 @@ def new_pipeline(tokenizer, seed: int = 0, image_size: int = DEFAULT_SIZE, patch
     """
     from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel
     from transformers import CLIPTextConfig, CLIPTextModel
-
-    from dar_lib.toymodels.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
     if width % head_dim:
         raise ValueError(f"width {width} must be a multiple of head_dim {head_dim}")

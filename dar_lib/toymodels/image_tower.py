@@ -25,15 +25,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dar_lib.toymodels.loop import report_loss
+from dar_lib.benchmarks import toyworld as tw
+from dar_lib.toymodels.clip_train import images_to_pixels
+from dar_lib.toymodels.cnn_tower import MODEL_TYPE, ToyCnnVisionConfig, ToyCnnVisionModelWithProjection
+from dar_lib.toymodels.loop import Resumable, report_loss
 from dar_lib.toymodels.loop import step as optim_step
+from dar_lib.weightfiles import check_model_files
 
 log = logging.getLogger(__name__)
 
 
 def head_sizes() -> dict[str, int]:
     """Every supervised head: name -> number of classes (per-cell heads have a "none" class)."""
-    from dar_lib.benchmarks import toyworld as tw
 
     sizes = {attr: len(values) for attr, values in tw.ATTRIBUTES.items()}
     for cell in range(len(tw.POSITIONS)):
@@ -49,7 +52,6 @@ def scene_labels(scenes: Sequence) -> dict[str, np.ndarray]:
     Returns:
         head name -> ``(n,)`` int64 array.
     """
-    from dar_lib.benchmarks import toyworld as tw
 
     out = {attr: np.array([values.index(tw.attributes(s)[attr]) for s in scenes], dtype=np.int64)
            for attr, values in tw.ATTRIBUTES.items()}
@@ -108,7 +110,6 @@ def new_image_tower(seed: int, widths=(32, 64, 64, 128, 128), strides=(1, 2, 1, 
 
     Args: as :class:`~dar_lib.toymodels.cnn_tower.ToyCnnVisionConfig`.
     """
-    from dar_lib.toymodels.cnn_tower import ToyCnnVisionConfig, ToyCnnVisionModelWithProjection
 
     torch.manual_seed(seed)
     return ToyCnnVisionModelWithProjection(ToyCnnVisionConfig(image_size=image_size, widths=widths, strides=strides,
@@ -135,7 +136,6 @@ def embed(tower, pixels: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def embed_array(tower, images: np.ndarray, batch_size: int = 512) -> torch.Tensor:
     """Embed a uint8 ``(n, H, W, 3)`` array in batches, without gradients."""
-    from dar_lib.toymodels.clip_train import images_to_pixels
 
     tower.eval()
     return torch.cat([embed(tower, images_to_pixels(images[i:i + batch_size]))
@@ -179,9 +179,6 @@ def train_image_tower(
         The loss of every step.
     """
     from tqdm import tqdm
-
-    from dar_lib.toymodels.clip_train import images_to_pixels
-    from dar_lib.toymodels.loop import Resumable
 
     torch.manual_seed(seed)
     rng = random.Random(seed)
@@ -231,9 +228,6 @@ def load_image_tower(folder):
     from pathlib import Path
 
     from transformers import CLIPVisionModelWithProjection
-
-    from dar_lib.toymodels.cnn_tower import MODEL_TYPE, ToyCnnVisionModelWithProjection
-    from dar_lib.weightfiles import check_model_files
 
     check_model_files(folder, f"toy image tower {str(folder)!r}")
     kind = json.loads((Path(folder) / "config.json").read_text()).get("model_type")

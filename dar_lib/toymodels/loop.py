@@ -9,6 +9,8 @@ import time
 
 import torch
 
+from dar_lib.atomic import atomic_write_bytes
+
 log = logging.getLogger(__name__)
 
 
@@ -143,8 +145,6 @@ class Checkpointer:
         import time
 
         from safetensors.torch import save
-
-        from dar_lib.atomic import atomic_write_bytes
 
         if self.path is None:
             return

@@ -13,6 +13,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from dar_lib.toymodels.loop import Resumable
+from dar_lib.weightfiles import check_model_files
+
 log = logging.getLogger(__name__)
 
 WEIGHTS = "model.safetensors"
@@ -86,8 +89,6 @@ class AttributeProbe(nn.Module):
         """
         from safetensors.torch import load_file
 
-        from dar_lib.weightfiles import check_model_files
-
         folder = Path(folder)
         check_model_files(folder, f"attribute probe {str(folder)!r}")
         cfg = json.loads((folder / CONFIG).read_text())
@@ -143,8 +144,6 @@ def train_probe(
     import random
 
     from tqdm import tqdm
-
-    from dar_lib.toymodels.loop import Resumable
 
     torch.manual_seed(seed)
     gen = np.random.default_rng(seed)

@@ -12,6 +12,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 import torch
+
 from dar_lib.benchmarks import toyworld as tw
 from dar_lib.toymodels import ASSETS
 from dar_lib.toymodels.probe import AttributeProbe, accuracy

@@ -5,6 +5,9 @@ from __future__ import annotations
 import functools
 from typing import Iterable
 
+from dar_lib.benchmarks import toyworld as tw
+from dar_lib.toymodels.tokenizer import world_tokenizer
+
 
 def n_tokens(tokenizer, texts: Iterable[str]) -> list[int]:
     """Token counts (with ``[BOS]`` and ``[EOS]``, untruncated) of ``texts``."""
@@ -25,9 +28,6 @@ def longest_dialogue_tokens(n_scenes: int = 2000, seed: int = 0, styles: Iterabl
         styles: dialogue styles (default: all four; a tuple, as the result is cached per argument).
     """
     import random
-
-    from dar_lib.benchmarks import toyworld as tw
-    from dar_lib.toymodels.tokenizer import world_tokenizer
 
     tok = world_tokenizer(max_length=4096)
     scenes = tw.make_scenes(n_scenes, seed=seed)

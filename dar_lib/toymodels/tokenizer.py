@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable
 
+from dar_lib.benchmarks import toyworld as tw
+
 PAD, UNK, BOS, EOS = "[PAD]", "[UNK]", "[BOS]", "[EOS]"
 #: Special tokens first, so their ids are fixed: pad 0, unk 1, bos 2, eos 3. CLIP's text model
 #: pools at the first ``eos_token_id``; with eos = 3 it does not use its legacy argmax rule.
@@ -67,8 +69,6 @@ def world_vocab(n_scenes: int = 300, seed: int = 0) -> list[str]:
     """``toyworld.VOCAB`` plus every token seen in a seeded sample of the world's texts (all kinds,
     all dialogue styles), sorted, so a word missing from the declared list still gets an id."""
     import random
-
-    from dar_lib.benchmarks import toyworld as tw
 
     words = {w.lower() for w in tw.VOCAB} | set(EXTRA_WORDS)
     rng = random.Random(seed)

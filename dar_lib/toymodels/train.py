@@ -27,8 +27,15 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from dar_lib.atomic import check_output
+from dar_lib.argtypes import float_in, int_in
+from dar_lib.atomic import atomic_path, check_output
+from dar_lib.benchmarks import toyworld as tw
+from dar_lib.benchmarks.toyworld.text import partial_caption
+from dar_lib.cachekeys import code_version, training_run_key, weights_digest
 from dar_lib.toymodels import ASSETS
+from dar_lib.toymodels.textlength import longest_dialogue_tokens
+from dar_lib.toymodels.tokenizer import world_tokenizer
+from dar_lib.weightfiles import file_record, record_mismatch
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +103,6 @@ def long_text(fn, scene, rng, n_words: int, max_words: int = TEXT_POSITIONS - 2)
             ``TEXT_POSITIONS`` tokens and cuts the rest, while the batch's positives parse all of it);
             the first part is always kept.
     """
-    from dar_lib.benchmarks import toyworld as tw
 
     parts, n = [], 0
     while n < n_words:
@@ -127,9 +133,6 @@ def text_fns(longest: int | None = None):
         longest: the longest round-10 dialogue in tokens, which ``clip-full``'s and ``clip-zs``'s long
             texts reach (default: :func:`~dar_lib.toymodels.textlength.longest_dialogue_tokens`).
     """
-    from dar_lib.benchmarks import toyworld as tw
-    from dar_lib.benchmarks.toyworld.text import partial_caption
-    from dar_lib.toymodels.textlength import longest_dialogue_tokens
 
     reformulator = tw.ToyReformulator()
     longest = longest_dialogue_tokens() if longest is None else int(longest)
@@ -162,8 +165,6 @@ def world_positives(scenes):
     """``positives(texts, idx)``: which scenes of a batch each text truly describes (the world's parser)."""
     import numpy as np
 
-    from dar_lib.benchmarks import toyworld as tw
-
     def positives(texts, idx):
         table = tw.scene_table([scenes[int(i)] for i in idx])
         return np.stack([tw.parse_text(t).consistent(table) for t in texts])
@@ -175,7 +176,6 @@ def run_id(name: str, plan: Stage, n_train: int, base: Path | None) -> str:
     """Names one training run of a stage: its recipe (plan and the training code), the training data
     (size, seed, the world's code) and, for a fine-tune, the weights it starts from. A checkpoint or a
     finished stage from another run is never resumed or skipped (a fine-tune of an older base is retrained)."""
-    from dar_lib.cachekeys import code_version, training_run_key, weights_digest
 
     return training_run_key(stage=name, **asdict(plan), n_train=n_train, train_seed=TRAIN_SEED,
                             world_code=code_version("toyworld"), recipe_code=code_version("toy_training"),
@@ -186,7 +186,6 @@ def _done(folder: Path, run: str) -> bool:
     """A stage is finished (``--resume`` skips it) when its ``training.json`` records the same run
     (:func:`run_id`) and its files are whole: the size and sha256 of each, recorded at save, match
     (:func:`~dar_lib.weightfiles.record_mismatch`); damaged, missing or replaced files are retrained."""
-    from dar_lib.weightfiles import record_mismatch
 
     try:
         rec = json.loads((folder / "training.json").read_text())
@@ -204,8 +203,6 @@ def _save_stage(folder: Path, save, rec: dict) -> None:
     """Write a finished stage atomically: ``save(tmp)`` fills a temporary sibling folder, ``training.json``
     records ``rec`` with the size and sha256 of every file (:func:`_done` checks them), then the
     folder replaces ``folder`` (a stopped save leaves the previous one, or none)."""
-    from dar_lib.atomic import atomic_path
-    from dar_lib.weightfiles import file_record
 
     with atomic_path(folder, directory=True, replace=True) as tmp:
         save(tmp)
@@ -251,12 +248,10 @@ def train_all(
     import numpy as np
     import torch
 
-    from dar_lib.benchmarks import toyworld as tw
-    from dar_lib.cachekeys import code_version
-    from dar_lib.toymodels import clip_train, diffusion_train, image_tower, probe as probe_mod
+    from dar_lib.toymodels import clip_train, diffusion_train, image_tower
+    from dar_lib.toymodels import probe as probe_mod
     from dar_lib.toymodels.cnn_tower import load_dual_encoder, new_dual_encoder
     from dar_lib.toymodels.loop import Checkpointer, seed_everything
-    from dar_lib.toymodels.tokenizer import world_tokenizer
 
     out = Path(out)
     check_out(out, overwrite_shipped)
@@ -392,7 +387,6 @@ def default_out() -> Path:
 
 def register(subparsers) -> None:
     """Add ``dar train-toy``."""
-    from dar_lib.argtypes import float_in, int_in
 
     p = subparsers.add_parser("train-toy", help="retrain the toy encoders, generator and probe from scratch",
                               description=__doc__.split("\n\n")[0])

@@ -3,16 +3,30 @@ R1/R2."""
 
 from dar_lib.benchmarks.toyworld.build import ToyBenchmark, build, corpus_path, load, target_ids
 from dar_lib.benchmarks.toyworld.dialogues import INFORMATIVE_STYLES, STYLES, dialogue_text, make_dialogues
-from dar_lib.benchmarks.toyworld.oracle import bound_hits, fact_oracle, n_consistent, oracle_hits, upper_bound
 from dar_lib.benchmarks.toyworld.facts import Facts, parse_dialogue, parse_text
+from dar_lib.benchmarks.toyworld.oracle import bound_hits, fact_oracle, n_consistent, oracle_hits, upper_bound
 from dar_lib.benchmarks.toyworld.questioner import ToyAnswerer, ToyQuestioner
 from dar_lib.benchmarks.toyworld.reformulate import ToyReformulator
 from dar_lib.benchmarks.toyworld.render import render, render_batch
 from dar_lib.benchmarks.toyworld.scenes import (
-    ATTRIBUTES, COLORS, POSITIONS, SHAPES, SIZES, Obj, Scene, attributes, make_scenes, scene_table,
+    ATTRIBUTES,
+    COLORS,
+    POSITIONS,
+    SHAPES,
+    SIZES,
+    Obj,
+    Scene,
+    attributes,
+    make_scenes,
+    scene_table,
 )
 from dar_lib.benchmarks.toyworld.text import (
-    TOKEN_PATTERN, alt_text, corpus_caption, first_caption, full_caption, tokenize,
+    TOKEN_PATTERN,
+    alt_text,
+    corpus_caption,
+    first_caption,
+    full_caption,
+    tokenize,
 )
 from dar_lib.benchmarks.toyworld.vocab import VOCAB
 

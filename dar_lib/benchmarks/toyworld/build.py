@@ -11,13 +11,13 @@ import numpy as np
 from tqdm import tqdm
 
 from dar_lib import settings
+from dar_lib.atomic import atomic_write_bytes
 from dar_lib.benchmarks.dialogue import Dialogue, parse_corpus, parse_dialogues, read_json
 from dar_lib.benchmarks.toyworld.dialogues import STYLES, dialogue_rng, make_dialogues
 from dar_lib.benchmarks.toyworld.render import render_batch
 from dar_lib.benchmarks.toyworld.scenes import Scene, make_scenes
-from dar_lib.errors import DataError
 from dar_lib.cachekeys import toy_world_key
-from dar_lib.atomic import atomic_write_bytes
+from dar_lib.errors import DataError
 
 CORPUS_FILE = "Search_Space.json"
 SCENES_FILE = "scenes.json"

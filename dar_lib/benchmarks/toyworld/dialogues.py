@@ -17,6 +17,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Sequence
 
+from dar_lib.benchmarks.toyworld.facts import parse_dialogue
 from dar_lib.benchmarks.toyworld.scenes import COLORS, COUNTS, POSITIONS, SIZES, Scene
 from dar_lib.benchmarks.toyworld.text import first_caption
 
@@ -77,7 +78,6 @@ class Said:
     @classmethod
     def from_caption(cls, scene: Scene, caption: str) -> "Said":
         """What the caption D0 states (parsed with the world's own parser)."""
-        from dar_lib.benchmarks.toyworld.facts import parse_dialogue
 
         facts = parse_dialogue([caption])
         said = cls(background=facts.background is not None, count=facts.count is not None)

@@ -8,6 +8,8 @@ import numpy as np
 
 from dar_lib.benchmarks.dialogue import Dialogue
 from dar_lib.benchmarks.toyworld.facts import iter_dialogue, parse_dialogue, question_slot
+from dar_lib.benchmarks.toyworld.oracle import fact_oracle, upper_bound
+from dar_lib.benchmarks.toyworld.reformulate import ToyReformulator
 
 
 def rounds_adding_facts(dialog: Sequence[str]) -> list[int]:
@@ -57,9 +59,6 @@ def information_table(dialogues: Mapping[str, Sequence[Dialogue]], scenes, refor
     """
     import pandas as pd
 
-    from dar_lib.benchmarks.toyworld.oracle import fact_oracle, upper_bound
-    from dar_lib.benchmarks.toyworld.reformulate import ToyReformulator
-
     r1 = reformulator or ToyReformulator()
     rows = []
     for style, ds in dialogues.items():
@@ -80,8 +79,6 @@ def information_table(dialogues: Mapping[str, Sequence[Dialogue]], scenes, refor
 def reference_curves(dialogues: Mapping[str, Sequence[Dialogue]], scenes, k: int = 10):
     """Both reference curves per style and round, tidy: columns ``benchmark, curve, round_idx, hits``."""
     import pandas as pd
-
-    from dar_lib.benchmarks.toyworld.oracle import fact_oracle, upper_bound
 
     rows = []
     for style, ds in dialogues.items():

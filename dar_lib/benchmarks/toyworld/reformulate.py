@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Sequence
 
 from dar_lib.benchmarks.toyworld.facts import Facts, TurnReading, parse_dialogue, parse_text, read_turn
-from dar_lib.cachekeys import code_version
 from dar_lib.benchmarks.toyworld.text import article, describe, object_phrase
+from dar_lib.cachekeys import code_version
 
 
 class ToyReformulator:

@@ -41,9 +41,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dar_lib.cachekeys import file_tag
 from dar_lib.models.beit3.checkpoint import load_beit3
-from dar_lib.models.beit3.modeling import (BEIT3_HEAD_SIZE, INCEPTION_MEAN, INCEPTION_STD, POSITION_OFFSET,
-                                           WHERE_TO_GET, Beit3ForRetrieval, Beit3ImportError)
+from dar_lib.models.beit3.modeling import (
+    BEIT3_HEAD_SIZE,
+    INCEPTION_MEAN,
+    INCEPTION_STD,
+    POSITION_OFFSET,
+    WHERE_TO_GET,
+    Beit3ForRetrieval,
+    Beit3ImportError,
+)
 from dar_lib.models.beit3.tokenizer import DEFAULT_MAX_LENGTH, Beit3Tokenizer
 from dar_lib.models.encoders import ImagePreprocessor, _HFDualEncoder
 
@@ -114,7 +122,6 @@ class Beit3Encoder(_HFDualEncoder):
             FileNotFoundError: a file is missing (the message says where to get it).
             Beit3ImportError: the files do not load (see :func:`load_beit3`).
         """
-        from dar_lib.cachekeys import file_tag
 
         if not str(checkpoint) or not str(spm):
             raise ValueError(f"a BEiT-3 encoder needs both files, as 'beit3:<checkpoint .pth>+<sentencepiece .spm>' "

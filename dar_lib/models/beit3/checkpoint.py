@@ -11,8 +11,15 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from dar_lib.models.beit3.modeling import (BEIT3_HEAD_SIZE, POSITION_OFFSET, WHERE_TO_GET, Beit3Config,
-                                           Beit3ForRetrieval, Beit3ImportError)
+from dar_lib.models.beit3.modeling import (
+    BEIT3_HEAD_SIZE,
+    POSITION_OFFSET,
+    WHERE_TO_GET,
+    Beit3Config,
+    Beit3ForRetrieval,
+    Beit3ImportError,
+)
+from dar_lib.models.blip_import import describe_mismatch, read_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +72,6 @@ def load_beit3(path: str | Path, *, image_size: int | None = None,
         Beit3ImportError: an unreadable file, or keys that are unknown, missing or mis-shaped
             (all listed, with the file named).
     """
-    from dar_lib.models.blip_import import read_state_dict
 
     path = Path(path)
     if not path.is_file():
@@ -80,7 +86,6 @@ def load_beit3(path: str | Path, *, image_size: int | None = None,
         cfg = dataclasses.replace(cfg, img_size=int(image_size))
         key = "beit3.encoder.embed_positions.A.weight"
         state[key] = resize_vision_positions(state[key], cfg.num_patches)
-    from dar_lib.models.blip_import import describe_mismatch
 
     model = Beit3ForRetrieval(cfg)
     problems = describe_mismatch(state, model.state_dict())

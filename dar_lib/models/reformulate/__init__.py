@@ -21,8 +21,15 @@ from dar_lib.models.reformulate.llm_gguf import LlamaCppReformulator
 from dar_lib.models.reformulate.llm_hf import HFChatReformulator
 from dar_lib.models.reformulate.llm_openai import OpenAIReformulator
 from dar_lib.models.reformulate.replay import IdentityReformulator, ReplayReformulator
-from dar_lib.models.reformulate.reply_parsing import (check_prompts, check_query, clean_query, parse_prompts,
-                                                      read_prompts, read_query, strip_reasoning)
+from dar_lib.models.reformulate.reply_parsing import (
+                                                      check_prompts,
+                                                      check_query,
+                                                      clean_query,
+                                                      parse_prompts,
+                                                      read_prompts,
+                                                      read_query,
+                                                      strip_reasoning,
+)
 
 __all__ = ["CachedReformulator", "ChatReformulator", "HFChatReformulator", "IdentityReformulator",
            "LlamaCppReformulator", "OpenAIReformulator", "REWRITE_MODULES", "ReformulationError",

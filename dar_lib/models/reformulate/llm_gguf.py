@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dar_lib.cachekeys import weights_digest
 from dar_lib.errors import MissingDependencyError
 from dar_lib.models.reformulate.chat_protocol import ChatReformulator
 
@@ -33,7 +34,6 @@ class LlamaCppReformulator(ChatReformulator):
         self.llm = Llama(model_path=str(self.path), n_ctx=n_ctx, seed=seed, verbose=False)
         self.max_tokens = int(max_tokens)
         self.fallback = bool(fallback)
-        from dar_lib.cachekeys import weights_digest
 
         # The file's content, not its name, names the model: two files called model.gguf never share outputs.
         self.id = f"gguf:{self.path.name}#{weights_digest(self.path)}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dar_lib import settings
+from dar_lib.cachekeys import local_revision
 from dar_lib.models.reformulate.chat_protocol import ChatReformulator
 
 
@@ -25,8 +27,6 @@ class HFChatReformulator(ChatReformulator):
     def __init__(self, model, tokenizer, *, id: str = "hf-llm", revision: str | None = None,
                  device: str | None = None, max_new_tokens: int = 128, do_sample: bool = False,
                  temperature: float = 0.7, seed: int = 0, fallback: bool = False):
-        from dar_lib import settings
-
         self.device = device or settings.default_device()
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
@@ -86,7 +86,6 @@ class HFChatReformulator(ChatReformulator):
         tok = AutoTokenizer.from_pretrained(str(path_or_id), revision=revision, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(str(path_or_id), revision=revision, dtype=dtype or "auto",
                                                      trust_remote_code=trust_remote_code)
-        from dar_lib.cachekeys import local_revision
 
         return cls(model, tok, id=str(path_or_id), revision=local_revision(path_or_id) or revision, device=device,
                    **kwargs)

@@ -9,6 +9,7 @@ import time
 
 from dar_lib.errors import EndpointError
 from dar_lib.models.reformulate.chat_protocol import ChatReformulator
+from dar_lib.redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +57,6 @@ class OpenAIReformulator(ChatReformulator):
                  temperature: float = 0.0, max_tokens: int = 256, fallback: bool = False):
         from urllib.parse import urlsplit, urlunsplit
 
-        from dar_lib.redact import redact
-
         self.model = model
         parts = urlsplit(str(base_url).strip())
         try:
@@ -98,8 +97,6 @@ class OpenAIReformulator(ChatReformulator):
         return {"temperature": self.temperature, "max_tokens": self.max_tokens}
 
     def _error(self, what: str) -> EndpointError:
-        from dar_lib.redact import redact
-
         return EndpointError(f"LLM endpoint {self.endpoint}: {redact(' '.join(what.split()))}")
 
     def chat(self, messages):

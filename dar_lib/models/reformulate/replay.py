@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import dar_lib.models.prompts as P
+from dar_lib.errors import DataError
 
 
 class ReplayReformulator:
@@ -62,7 +63,6 @@ class ReplayReformulator:
 
         Each record's ``dialog`` holds the per-round queries; round ``r``'s query is entry ``r``.
         """
-        from dar_lib.errors import DataError
 
         path = Path(path)
         try:
