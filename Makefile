@@ -39,8 +39,9 @@ browser-deps:
 JOBS ?= 2
 PYTEST = OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n $(JOBS) --dist loadgroup
 
+# The full suite prints its ten slowest steps, so a CI log says where the minutes went.
 test: $(STAMP) browser-deps
-	$(PYTEST)
+	$(PYTEST) --durations=10
 
 # The fast tier for contributors: unit tests and doctests of every module, no kernel, book, browser or Ray.
 test-fast: $(STAMP)
