@@ -25,7 +25,8 @@ on ``<|im_end|>``): unusable replies are never cached, so the rehearsal asks the
 times, and 128 junk tokens each would add many minutes without exercising anything more.
 
 Everything is built once into ``<cache>/rehearsal-<key>/`` (:func:`dar_lib.cachekeys.rehearsal_key`: this
-module's code, so any change to the stand-ins builds them afresh) and reused; :func:`prepare` returns
+module's code and :mod:`dar_lib.testing`'s, whose builders and shapes make the stand-ins, so any change to
+either builds them afresh) and reused; :func:`prepare` returns
 the parameters that point the paper profile at it. ``dar book --profile paper --rehearsal`` runs it.
 
 Examples:
@@ -53,7 +54,6 @@ from dar_lib.benchmarks import CHATIR, chatir, images
 from dar_lib.cachekeys import rehearsal_key
 from dar_lib.errors import DataError
 from dar_lib.models import blip_import as bi
-from dar_lib.models import prompts as P
 from dar_lib.profiles import PROFILES
 
 #: The first N dialogues' targets are in the rehearsal corpus (the four sets share targets and order).
@@ -198,7 +198,8 @@ def _build_clip(ctx: _Context, dest: Path) -> None:
 def _build_beit3(ctx: _Context, dest: Path) -> None:
     """unilm's ``beit3_base_patch16_384_coco_retrieval.pth``: ``{"model": state}`` of BEiT3ForRetrieval
     (:func:`dar_lib.testing.beit3_original_state`)."""
-    testing.save_unilm(dest, testing.beit3_original_state(testing.beit3_config(ctx.spm, SHAPE["beit3"]), seed=6))
+    testing.save_unilm(dest, testing.beit3_original_state(testing.beit3_config(ctx.spm, SHAPE["beit3"]), seed=6,
+                                                          std=None))
 
 
 def _build_sd3(ctx: _Context, dest: Path) -> None:
@@ -223,8 +224,7 @@ def _build_llm(ctx: _Context, dest: Path) -> None:
     """
     from transformers import GenerationConfig
 
-    tok = testing.chat_tokenizer([P.R1_SYSTEM, P.R1_TEMPLATE, P.R2_SYSTEM, P.R2_TEMPLATE, P.R1_RETRY, P.R2_RETRY,
-                                  *ctx.sentences()])
+    tok = testing.chat_tokenizer([*testing.PROMPT_TEXTS, *ctx.sentences()])
     model = testing.chat_lm(SHAPE["llm"], tok, seed=9)
     end, pad = tok.eos_token_id, tok.pad_token_id
     model.generation_config = GenerationConfig(eos_token_id=[end, pad], pad_token_id=pad,

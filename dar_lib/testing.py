@@ -53,13 +53,23 @@ def word_tokenizer(max_len: int = 64, *, words=WORDS, specials=("[PAD]", "[UNK]"
         lowercase: lower-case texts first.
         cls_name: the transformers class (``PreTrainedTokenizerFast`` or a subclass).
         special_tokens: more special-token arguments (``eos_token=...``), over the defaults from ``specials``.
+
+    Raises:
+        ValueError: fewer than two specials (four with ``wrap``), or a ``vocab_size`` below the specials and words.
     """
     import transformers
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 
+    if len(specials) < (4 if wrap else 2):
+        raise ValueError(f"word_tokenizer: specials = {tuple(specials)!r}: give pad and unknown"
+                         + (", then the begin and end tokens put around each text (wrap=True)" if wrap else ""))
     vocab = {t: i for i, t in enumerate(dict.fromkeys([*specials, *words]))}
-    filler = [f"w{i}" for i in range((vocab_size or 0) - len(vocab))]
-    vocab.update({w: len(vocab) + i for i, w in enumerate(filler)})
+    if vocab_size is not None and vocab_size < len(vocab):
+        raise ValueError(f"word_tokenizer: vocab_size = {vocab_size} is below the {len(vocab)} specials and words")
+    i = 0
+    while vocab_size is not None and len(vocab) < vocab_size:  # ids stay 0 .. len - 1 (a word w<i> may be given)
+        vocab.setdefault(f"w{i}", len(vocab))
+        i += 1
     tk = Tokenizer(models.WordLevel(vocab, unk_token=specials[1]))
     if lowercase:
         tk.normalizer = normalizers.Lowercase()
@@ -74,10 +84,15 @@ def word_tokenizer(max_len: int = 64, *, words=WORDS, specials=("[PAD]", "[UNK]"
                                            **{**names, **special_tokens})
 
 
+#: The R1/R2 system prompts, templates and retry messages (:mod:`dar_lib.models.prompts`): what a stand-in
+#: chat tokenizer is trained on or knows by name.
+PROMPT_TEXTS = (P.R1_SYSTEM, P.R1_TEMPLATE, P.R2_SYSTEM, P.R2_TEMPLATE, P.R1_RETRY, P.R2_RETRY)
+
+
 def prompt_words(*texts: str) -> list[str]:
-    """The words and punctuation of the R1/R2 prompt templates and ``texts``, lower-cased and sorted: a
+    """The words and punctuation of :data:`PROMPT_TEXTS` and ``texts``, lower-cased and sorted: a
     :func:`word_tokenizer` over them reads a chat prompt with no unknown word."""
-    text = " ".join([P.R1_SYSTEM, P.R1_TEMPLATE, P.R2_SYSTEM, P.R2_TEMPLATE, P.R1_RETRY, P.R2_RETRY, *texts]).lower()
+    text = " ".join([*PROMPT_TEXTS, *texts]).lower()
     return sorted(set(re.findall(r"\w+|[^\w\s]", text)))
 
 
@@ -161,6 +176,16 @@ def _tower(width: int, layers: int, heads: int, mlp: int) -> dict:
     return dict(hidden_size=width, num_hidden_layers=layers, num_attention_heads=heads, intermediate_size=mlp)
 
 
+def _blip_shape(cfg) -> dict:
+    """A :data:`SHAPES` BLIP entry read from a ``BlipConfig``."""
+    def tower(c):
+        return _tower(c.hidden_size, c.num_hidden_layers, c.num_attention_heads, c.intermediate_size)
+
+    return dict(text=tower(cfg.text_config), vision=tower(cfg.vision_config), image_size=cfg.vision_config.image_size,
+                patch_size=cfg.vision_config.patch_size, proj=cfg.image_text_hidden_size,
+                vocab_size=cfg.text_config.vocab_size)
+
+
 #: Shapes of the stand-in models, by the paper profile's component:
 #:
 #: - ``"paper"``: the paper profile's models (SD3-medium: MMDiT 2B, CLIP-L and bigG text encoders, T5-XXL,
@@ -190,8 +215,7 @@ SHAPES: dict[str, dict] = {
                     text=dict(hidden_size=1024, intermediate_size=4096, num_attention_heads=16, num_hidden_layers=23,
                               projection_dim=512, hidden_act="gelu"),
                     vae=dict(block_out_channels=(128, 256, 512, 512), layers_per_block=2, norm_num_groups=32)),
-        "blip": dict(text=_tower(768, 12, 12, 3072), vision=_tower(768, 12, 12, 3072), image_size=224, patch_size=16,
-                     proj=256, vocab_size=30524),
+        "blip": _blip_shape(bi.base_config(224)),  # the loaders' BLIP-base, ViT-B/16 at 224 px
         "clip": dict(text=_tower(512, 12, 8, 2048), vision=_tower(768, 12, 12, 3072), image_size=224, patch_size=16,
                      proj=512, vocab_size=49408),
         "beit3": dict(embed_dim=768, layers=12, heads=12, ffn_dim=3072, img_size=384, patch_size=16,
@@ -306,12 +330,13 @@ def sd2_pipeline(shape: dict, tok, scheduler: str = "sd21", seed: int = 0):
     no safety checker."""
     from diffusers import StableDiffusionPipeline, UNet2DConditionModel
 
+    sched = sd2_scheduler(scheduler)  # a bad name fails before any weight is built
     seeded(seed)
     n = len(shape["unet"]["block_out_channels"])
     unet = UNet2DConditionModel(in_channels=4, out_channels=4,
                                 down_block_types=("CrossAttnDownBlock2D",) * (n - 1) + ("DownBlock2D",),
                                 up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (n - 1), **shape["unet"])
-    return StableDiffusionPipeline(unet=unet, scheduler=sd2_scheduler(scheduler), vae=vae(shape["vae"], 4,
+    return StableDiffusionPipeline(unet=unet, scheduler=sched, vae=vae(shape["vae"], 4,
                                                                                          scaling_factor=0.18215),
                                    text_encoder=clip_text(shape["text"], tok), tokenizer=tok, safety_checker=None,
                                    feature_extractor=None, requires_safety_checker=False)
@@ -324,9 +349,14 @@ def blip_model(shape: dict, vocab_size: int, bos_token_id: int = 2, sep_token_id
     ``bos_token_id`` is the text encoder's first token (BLIP's ``[ENC]``/``[DEC]`` slot); ``max_positions`` the
     text tower's positions (BLIP's 512; the encoder's default ``max_length`` follows from it); ``over`` replaces
     shape entries (``image_size=64``).
+
+    Raises:
+        ValueError: an ``over`` entry the shape does not have.
     """
     from transformers import BlipConfig, BlipForImageTextRetrieval
 
+    if set(over) - set(shape):
+        raise ValueError(f"blip_model: no shape entry {sorted(set(over) - set(shape))}; it has {sorted(shape)}")
     shape = {**shape, **over}
     seeded(seed)
     cfg = BlipConfig(
@@ -451,14 +481,19 @@ def tiny_beit3_config(spm_path: Path, **over):
     return beit3_config(spm_path, {**BEIT3_UNIT, **over})
 
 
-def beit3_original_state(cfg, seed: int = 0) -> dict:
-    """Random weights of a BEiT-3 retrieval model in unilm's layout (LayerNorms random too, so that mixing up
-    the vision and language copies shows), with the ``logit_scale`` unilm saves."""
+def beit3_original_state(cfg, seed: int = 0, std: float | None = 0.3) -> dict:
+    """Random weights of a BEiT-3 retrieval model in unilm's layout, with the ``logit_scale`` unilm saves.
+
+    ``std``: every parameter, LayerNorms too, drawn from N(0, std), so that mixing up the vision and language
+    copies shows (the importer's tests); ``None`` keeps the model's own initialisation, whose text embeddings
+    stay apart (the paper rehearsal).
+    """
     torch.manual_seed(seed)
     model = Beit3ForRetrieval(cfg)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0.0, 0.3)
+    if std is not None:
+        with torch.no_grad():
+            for p in model.parameters():
+                p.normal_(0.0, std)
     sd = {k: v.clone() for k, v in model.state_dict().items()}
     sd["logit_scale"] = torch.tensor(np.log(1 / 0.07), dtype=torch.float32)
     return sd

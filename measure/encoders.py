@@ -21,15 +21,16 @@ from dar_lib import testing
 
 def build(kind: str, device: str):
     """A BLIP-base- or CLIP-B/16-shaped encoder (:data:`dar_lib.testing.SHAPES` ``["paper"]``), random weights,
-    with a word-level tokenizer of ``w0`` ... ``w999`` (BERT's specials around each text)."""
+    with a word-level tokenizer of the real one's size (texts are ``w0`` ... ``w999``; BERT's specials around
+    each)."""
     from dar_lib.models.encoders import BlipEncoder, ClipEncoder
 
     shapes = testing.SHAPES["paper"]
     if kind == "blip-base-224":
-        tok = testing.word_tokenizer(512, words=(), vocab_size=1004)
-        return BlipEncoder(testing.blip_model(shapes["blip"], shapes["blip"]["vocab_size"]), tok, id=kind,
-                           device=device, batch_size=16, max_length=256)
-    tok = testing.word_tokenizer(77, words=(), vocab_size=1004)
+        tok = testing.word_tokenizer(512, words=(), vocab_size=shapes["blip"]["vocab_size"])
+        return BlipEncoder(testing.blip_model(shapes["blip"], len(tok)), tok, id=kind, device=device, batch_size=16,
+                           max_length=256)
+    tok = testing.word_tokenizer(77, words=(), vocab_size=shapes["clip"]["vocab_size"])
     return ClipEncoder(testing.clip_model(shapes["clip"], tok), tok, id=kind, device=device, batch_size=16)
 
 

@@ -28,16 +28,24 @@ def _text_layers(shape: dict, full_text: bool) -> dict:
                                     {**v, "num_layers": 1} if k == "t5" else v for k, v in shape.items()}
 
 
+#: CLIP's vocabulary size: the stand-in tokenizer is padded to it, so the text towers' embedding tables are real-sized.
+CLIP_VOCAB = 49408
+
+
+def _clip_sized_tokenizer():
+    return testing.word_tokenizer(77, words=(), specials=("<pad>", "<unk>", "<s>", "</s>"), vocab_size=CLIP_VOCAB)
+
+
 def sd3_medium(full_text: bool):
     """SD3-medium's shape (:data:`dar_lib.testing.SHAPES` ``["paper"]["sd3"]``), random weights."""
     shape = _text_layers(testing.SHAPES["paper"]["sd3"], full_text)
-    return testing.sd3_pipeline(shape, testing.clip_tokenizer(),
+    return testing.sd3_pipeline(shape, _clip_sized_tokenizer(),
                                 testing.t5_word_tokenizer(256, vocab_size=shape["t5"]["vocab_size"]))
 
 
 def sd_turbo(full_text: bool):
     """SD-Turbo's shape (SD 2.1-base: :data:`dar_lib.testing.SHAPES` ``["paper"]["sd2"]``), its Euler scheduler."""
-    return testing.sd2_pipeline(_text_layers(testing.SHAPES["paper"]["sd2"], full_text), testing.clip_tokenizer(),
+    return testing.sd2_pipeline(_text_layers(testing.SHAPES["paper"]["sd2"], full_text), _clip_sized_tokenizer(),
                                 "turbo")
 
 

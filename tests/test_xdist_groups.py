@@ -4,8 +4,12 @@ builds the smoke book, minutes of CPU on a 2-core machine."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
 
 TESTS = """
 import os
@@ -34,8 +38,44 @@ def test_loadgroup_runs_a_group_on_one_worker(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "pytest", "-n", "2", "--dist", "loadgroup", "-v", "-p",
                            "no:cacheprovider", "-o", "addopts=", str(tmp_path / "test_groups.py")],
                           cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                          env={**__import__("os").environ, "GROUP_OUT": str(out)})
+                          env={**os.environ, "GROUP_OUT": str(out)})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "test_grouped[0]@shared" in proc.stdout  # the group reached the test id the scheduler reads
     workers = {p.read_text() for p in out.glob("grouped-*")}
     assert len(list(out.glob("grouped-*"))) == 4 and len(workers) == 1, workers
+
+
+MODULE_FIXTURE = """
+import os
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def shared():
+    return object()
+
+
+@pytest.mark.parametrize("i", range(4))
+def test_uses_the_module_fixture(i, shared):
+    (Path(os.environ["GROUP_OUT"]) / f"uses-{i}").write_text(os.environ["PYTEST_XDIST_WORKER"])
+"""
+
+
+def test_our_conftest_groups_the_tests_of_a_module_with_a_module_fixture(tmp_path):
+    """tests/conftest.py marks the groups as tests are collected (it reads pytest's fixture records): the tests
+    of a module that defines a module-scoped fixture run on one worker, so the fixture is built once."""
+    (tmp_path / "test_module_fixture.py").write_text(MODULE_FIXTURE)
+    out = tmp_path / "out"
+    out.mkdir()
+    path = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])  # tests.conftest importable
+    env = {**os.environ, "GROUP_OUT": str(out), "PYTHONPATH": path}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-n", "2", "--dist", "loadgroup", "-v", "-p",
+                           "no:cacheprovider", "-p", "tests.conftest", "-o", "addopts=",
+                           str(tmp_path / "test_module_fixture.py")], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "test_uses_the_module_fixture[0]@test_module_fixture.py" in proc.stdout, proc.stdout[-3000:]
+    workers = {p.read_text() for p in out.glob("uses-*")}
+    assert len(list(out.glob("uses-*"))) == 4 and len(workers) == 1, workers
