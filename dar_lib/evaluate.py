@@ -272,7 +272,7 @@ def image_embeddings(pipe, pairs: Sequence[tuple[str, int]], batch_size: int, st
     return out
 
 
-def provenance(cfg: EvalConfig, models: Mapping[str, object]) -> dict:
+def provenance(cfg: EvalConfig, loaded: Mapping[str, object]) -> dict:
     """Columns naming everything that produced a row (config, model fingerprints, versions)."""
     import importlib.metadata as md
 
@@ -286,10 +286,10 @@ def provenance(cfg: EvalConfig, models: Mapping[str, object]) -> dict:
         "benchmark": cfg.benchmark, "encoder": cfg.encoder, "generator": cfg.generator,
         "reformulator": cfg.reformulator, **evalsettings.provenance_columns(cfg),
     }
-    encoder = models.get("encoder")
+    encoder = loaded.get("encoder")
     row["text_limit"] = getattr(encoder, "max_length", None)
     row["truncation"] = getattr(encoder, "truncation", None)
-    for kind, m in models.items():
+    for kind, m in loaded.items():
         row[f"{kind}_fingerprint"] = m.fingerprint() if m is not None else None
     for pkg in ("dar_lib", "torch", "transformers", "diffusers"):
         row[f"version_{pkg}"] = version(pkg)
@@ -424,8 +424,8 @@ def table_key(cfg: EvalConfig, bench) -> str:
     the benchmark's content (data version) and the library's code, so a fix anywhere in ``dar_lib``
     recomputes the table instead of reloading it."""
 
-    models = {kind: local_content(kind, getattr(cfg, kind)) for kind in ("encoder", "generator", "reformulator")}
-    return cachekeys.table_key(repr(cfg), models, bench.fingerprint)
+    content = {kind: local_content(kind, getattr(cfg, kind)) for kind in ("encoder", "generator", "reformulator")}
+    return cachekeys.table_key(repr(cfg), content, bench.fingerprint)
 
 
 def grid(

@@ -47,7 +47,7 @@ __all__ = ["ENCODER_BACKENDS", "EXAMPLE_IDS", "GENERATOR_BACKENDS", "MODEL_OPTIO
            "load_reformulator", "local_content", "local_paths", "parse_spec"]
 
 
-def load_model(kind: str, spec: str, device: str | None = None, **settings):
+def load_model(kind: str, spec: str, device: str | None = None, **options):
     """Load a model by kind and id once per process and per content of its local files (the evaluation
     runner, the book's chapters and the Ray workers share these instances; weights retrained into the
     same folder are loaded again, see :func:`local_content`).
@@ -56,25 +56,25 @@ def load_model(kind: str, spec: str, device: str | None = None, **settings):
         kind: ``"encoder"``, ``"generator"`` or ``"reformulator"``.
         spec: the model id.
         device: torch device.
-        **settings: passed to the loader where not ``None`` (a reformulator's ``timeout``, ``deadline``);
+        **options: passed to the loader where not ``None`` (a reformulator's ``timeout``, ``deadline``);
             part of the instance's key.
 
     Raises:
         ValueError: an unknown kind or a bad id.
     """
-    given = tuple(sorted((k, v) for k, v in settings.items() if v is not None))
+    given = tuple(sorted((k, v) for k, v in options.items() if v is not None))
     return _load_model(kind, spec, device, tuple(sorted(local_content(kind, spec).items())), given)
 
 
 @functools.lru_cache(maxsize=16)
-def _load_model(kind: str, spec: str, device: str | None, content: tuple, settings: tuple = ()) -> object:
+def _load_model(kind: str, spec: str, device: str | None, content: tuple, options: tuple = ()) -> object:
     loaders = {"encoder": load_encoder, "generator": load_generator, "reformulator": load_reformulator}
-    return loaders[kind](spec, device=device, **dict(settings))
+    return loaders[kind](spec, device=device, **dict(options))
 
 
-def _given(**settings) -> dict:
-    """The settings the caller actually set, so the toy loaders keep their own defaults for the rest."""
-    return {k: v for k, v in settings.items() if v is not None}
+def _given(**options) -> dict:
+    """The options the caller actually set, so the toy loaders keep their own defaults for the rest."""
+    return {k: v for k, v in options.items() if v is not None}
 
 
 def _int_setting(spec: str, name: str, given: int | None, options: dict[str, str]) -> int | None:
