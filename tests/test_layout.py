@@ -48,29 +48,35 @@ def _layer(module: str) -> int:
     return best
 
 
+def _resolve(name: str, mods: dict[str, Path]) -> str | None:
+    """The module of ``mods`` a dotted name lives in (``dar_lib.benchmarks.TOY`` -> ``dar_lib.benchmarks``)."""
+    while name and name not in mods:
+        name = name.rpartition(".")[0]
+    return name or None
+
+
+def _import_targets(node: ast.AST, module: str, is_pkg: bool) -> list[str]:
+    """The dotted names an import statement in ``module`` loads: an ``import``'s names; a ``from`` import's base
+    (its package runs first), then ``base.<name>`` for each name (relative imports made absolute)."""
+    if isinstance(node, ast.Import):
+        return [a.name for a in node.names]
+    if not isinstance(node, ast.ImportFrom):
+        return []
+    base = node.module or ""
+    if node.level:
+        parts = module.split(".") if is_pkg else module.split(".")[:-1]
+        parts = parts[: len(parts) - (node.level - 1)]
+        base = ".".join(parts + ([base] if base else []))
+    return [base] + [f"{base}.{a.name}" for a in node.names]
+
+
 def _imports(mods: dict[str, Path]) -> set[tuple[str, str]]:
     """module -> module edges inside dar_lib, top-level and function-level imports alike."""
-    def resolve(name):
-        while name and name not in mods:
-            name = name.rpartition(".")[0]
-        return name or None
-
     edges = set()
     for name, path in mods.items():
-        is_pkg = path.name == "__init__.py"
         for node in ast.walk(ast.parse(path.read_text())):
-            targets = []
-            if isinstance(node, ast.Import):
-                targets = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level:
-                    parts = name.split(".") if is_pkg else name.split(".")[:-1]
-                    parts = parts[: len(parts) - (node.level - 1)]
-                    base = ".".join(parts + ([base] if base else []))
-                targets = [base] + [f"{base}.{a.name}" for a in node.names]
-            for t in targets:
-                r = resolve(t) if t.startswith("dar_lib") else None
+            for t in _import_targets(node, name, path.name == "__init__.py"):
+                r = _resolve(t, mods) if t.startswith("dar_lib") else None
                 if r and r != name:
                     edges.add((name, r))
     return edges
@@ -108,39 +114,22 @@ HEAVY_LIBRARIES = ("torch", "transformers", "diffusers", "pandas")
 def _module_level_imports(mods: dict[str, Path]) -> dict[str, set[str]]:
     """module -> what its body imports when the module is imported (function bodies left out): dar_lib modules
     (with their parent packages) and top-level library names."""
-    def resolve(name):
-        while name and name not in mods:
-            name = name.rpartition(".")[0]
-        return name or None
-
     out: dict[str, set[str]] = {}
     for name, path in mods.items():
-        is_pkg = path.name == "__init__.py"
         found: set[str] = set()
 
         def visit(body):
             for node in body:
                 if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                     continue
-                if isinstance(node, ast.Import):
-                    targets = [a.name for a in node.names]
-                elif isinstance(node, ast.ImportFrom):
-                    base = node.module or ""
-                    if node.level:
-                        parts = name.split(".") if is_pkg else name.split(".")[:-1]
-                        parts = parts[: len(parts) - (node.level - 1)]
-                        base = ".".join(parts + ([base] if base else []))
-                    targets = [base] + [f"{base}.{a.name}" for a in node.names]
-                else:
-                    targets = []
-                for t in targets:
-                    if t.startswith("dar_lib"):
-                        r = resolve(t)
-                        while r:  # importing a.b.c runs a and a.b first
-                            found.add(r)
-                            r = r.rpartition(".")[0] if "." in r else None
-                    else:
+                for t in _import_targets(node, name, path.name == "__init__.py"):
+                    if not t.startswith("dar_lib"):
                         found.add(t.split(".")[0])
+                        continue
+                    r = _resolve(t, mods)
+                    while r:  # importing a.b.c runs a and a.b first
+                        found.add(r)
+                        r = r.rpartition(".")[0] if "." in r else None
                 if isinstance(node, (ast.ClassDef, ast.If, ast.Try, ast.With)):  # bodies that run on import
                     for field in ("body", "orelse", "finalbody", "handlers"):
                         visit(getattr(node, field, None) or [])
@@ -177,20 +166,11 @@ def test_function_level_imports_only_defer_torch():
         local = {n for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
                  for n in ast.walk(f) if isinstance(n, (ast.Import, ast.ImportFrom))}
         for node in local:
-            if isinstance(node, ast.Import):
-                targets = [a.name for a in node.names]
-            else:
-                base = node.module or ""
-                if node.level:
-                    parts = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
-                    parts = parts[: len(parts) - (node.level - 1)]
-                    base = ".".join(parts + ([base] if base else []))
-                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in mods else base for a in node.names]
-            for t in targets:
-                if not t.startswith("dar_lib"):
+            targets = _import_targets(node, name, path.name == "__init__.py")
+            for t in targets[1:] if isinstance(node, ast.ImportFrom) else targets:  # the names it binds
+                t = _resolve(t, mods) if t.startswith("dar_lib") else None
+                if t is None:
                     continue
-                if t not in mods:
-                    t = t.rpartition(".")[0]
                 if name in heavy or t not in heavy:
                     misplaced.append(f"{path.relative_to(REPO)}:{node.lineno} imports {t} inside a function")
     assert not misplaced, "import these at module level:\n" + "\n".join(sorted(set(misplaced)))
