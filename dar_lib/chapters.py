@@ -9,7 +9,7 @@ Examples:
 
     >>> P = setup({"profile": "toy", "smoke": True, "n_dialogues": None, "k_images": 2}, show=False)
     >>> P["n_dialogues"], eval_kwargs(P)
-    (8, {'k_images': 2, 'n_dialogues': 8})
+    (4, {'k_images': 2, 'n_dialogues': 4})
 """
 
 from __future__ import annotations

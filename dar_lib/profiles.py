@@ -9,7 +9,7 @@ against :data:`SCHEMA`, so ``papermill -p n_dialogues five`` fails at once with 
 Examples:
     >>> p = parameters("toy", smoke=True)
     >>> p["n_dialogues"], p["encoders"]["zero-shot"]
-    (8, 'toy:clip-zs')
+    (4, 'toy:clip-zs')
     >>> validate({"k_images": 0})
     Traceback (most recent call last):
     ...
@@ -235,7 +235,7 @@ PROFILES: dict[str, dict[str, Any]] = {
 SMOKE: dict[str, Any] = {
     "smoke": True,
     "toy_size": "smoke",
-    "n_dialogues": 8,
+    "n_dialogues": 4,
     "k_images": 2,
     "k_values": [1, 2],
     "n_boot": 50,

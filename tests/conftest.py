@@ -35,6 +35,23 @@ def pytest_itemcollected(item):
         item.add_marker(pytest.mark.xdist_group(module))
 
 
+def pytest_collection_modifyitems(items):
+    """Slow tests that share no fixture with their module's other tests are collected first.
+
+    pytest-xdist hands out groups first (largest first) and single tests in collection order, so a slow single
+    test collected late runs alone at the end while the other worker waits for it: with the slow ones first, the
+    fast ones fill the gaps at the end. A test that uses a module-scoped fixture stays where it is, so that the
+    fixture is still built once per module by a plain ``pytest`` run.
+    """
+    def moves_first(item) -> bool:
+        if item.get_closest_marker("slow") is None or item.get_closest_marker("xdist_group") is not None:
+            return False
+        defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+        return not any(d.scope == "module" for ds in defs.values() for d in ds)
+
+    items.sort(key=lambda item: not moves_first(item))  # stable: the order is kept within each part
+
+
 @pytest.fixture
 def dar_eval(capsys):
     """``dar_eval(*args)`` runs ``dar eval --quiet ARGS`` in this process and returns (exit status, stdout,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import itertools
 import json
 import os
 import re
@@ -16,6 +17,7 @@ import pytest
 
 from dar_lib import settings
 from dar_lib.benchmarks import chatir
+from dar_lib.benchmarks.dialogue import check_relative_path
 from dar_lib.errors import DataError
 
 N_DIALOGUES = 2064
@@ -356,6 +358,38 @@ def test_corpus_list_is_checked_when_read_not_when_an_image_is_resolved(user_roo
     path.write_text(json.dumps(paths))
     with pytest.raises(DataError, match=rf"{re.escape(str(path))}: {fragment}"):
         chatir.load_corpus(root=user_root)
+
+
+def _pathlib_rule(path: str) -> str | None:
+    """What the corpus path check refused before it used string tests: pathlib's reading of the path."""
+    from pathlib import PurePosixPath, PureWindowsPath
+
+    if "\\" in path or "\x00" in path:
+        return "backslash"
+    if PurePosixPath(path).is_absolute() or PureWindowsPath(path).drive:
+        return "absolute"
+    return "'..'" if ".." in PurePosixPath(path).parts else None
+
+
+def test_corpus_path_check_refuses_what_pathlib_reads_as_leaving_the_root():
+    pieces = ["a", ".", "..", "...", "/", "//", ":", "C:", "z:", "1:", "é:", " ", "\\", "\x00", "~"]
+    paths = ["".join(p) for n in range(1, 4) for p in itertools.product(pieces, repeat=n)]
+    for path in paths:
+        expected = _pathlib_rule(path)
+        try:
+            check_relative_path(path, "here")
+            got = None
+        except DataError as exc:
+            got = next(word for word in ("backslash", "absolute", "'..'") if word in str(exc))
+        assert got == expected, path
+
+
+def test_the_four_sets_parse_the_50k_list_once(mirror, monkeypatch):
+    calls = []
+    parse = chatir.parse_corpus
+    monkeypatch.setattr(chatir, "parse_corpus", lambda *a, **k: calls.append(1) or parse(*a, **k))
+    real, error = chatir.load_if_available()
+    assert error is None and set(real) == set(chatir.SETS) and len(calls) == 1
 
 
 def test_coco_captions_length_mismatch(tmp_path):

@@ -1,7 +1,6 @@
 """Evaluation runner: baseline equals an independent computation, the pipeline's ranks, determinism, caching,
 resume after kill, shards, broken encoders, stale tables and range checks."""
 
-import os
 import signal
 import subprocess
 import sys
@@ -141,21 +140,19 @@ def test_bad_config():
         load_benchmark("visdial")
 
 
-def _dar_eval(store, out):
-    cmd = [sys.executable, "-m", "dar_lib.cli", "eval", "--benchmark", "toy-visdial", "--encoder", "toy:clip-zs",
-           "--toy-size", "smoke", "--n-dialogues", "6", "-k", "2", "--batch-size", "4", "--quiet",
-           "--store", str(store), "--out", str(out)]
-    return cmd
+def _eval_args(store, out) -> list[str]:
+    return ["--benchmark", "toy-visdial", "--encoder", "toy:clip-zs", "--toy-size", "smoke", "--n-dialogues", "6",
+            "-k", "2", "--batch-size", "4", "--store", str(store), "--out", str(out)]
 
 
 @pytest.mark.slow
-def test_killed_run_resumes_to_identical_results(tmp_path):
-    env = dict(os.environ)
-    full = subprocess.run(_dar_eval(tmp_path / "ref", tmp_path / "ref.csv"), env=env, capture_output=True, text=True)
-    assert full.returncode == 0, full.stderr
+def test_killed_run_resumes_to_identical_results(tmp_path, dar_eval):
+    code, _, err = dar_eval(*_eval_args(tmp_path / "ref", tmp_path / "ref.csv"))  # the reference, in this process
+    assert code == 0, err
 
-    store = tmp_path / "killed"
-    proc = subprocess.Popen(_dar_eval(store, tmp_path / "killed.csv"), env=env,
+    store = tmp_path / "killed"  # a separate process, killed part-way
+    proc = subprocess.Popen([sys.executable, "-m", "dar_lib.cli", "eval", "--quiet",
+                             *_eval_args(store, tmp_path / "killed.csv")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline and len(list((store / "images").glob("*/*"))) < 10:
@@ -164,13 +161,13 @@ def test_killed_run_resumes_to_identical_results(tmp_path):
     proc.wait()
     assert not (tmp_path / "killed.csv").exists(), "the run finished before it could be killed"
     n_before = len(list((store / "images").glob("*/*")))
-    resumed = subprocess.run(_dar_eval(store, tmp_path / "killed.csv"), env=env, capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stderr
+    code, out, err = dar_eval(*_eval_args(store, tmp_path / "killed.csv"))  # resumed from what the kill left
+    assert code == 0, err
     a = pd.read_csv(tmp_path / "ref.csv")[RANK_COLS]
     b = pd.read_csv(tmp_path / "killed.csv")[RANK_COLS]
     pd.testing.assert_frame_equal(a, b)
     assert n_before > 0
-    assert "hits@10 r0" in resumed.stdout
+    assert "hits@10 r0" in out
 
 
 @pytest.mark.parametrize("field, value", [("steps", 0), ("k_images", 0), ("k_images", 11), ("batch_size", 0),

@@ -10,6 +10,7 @@ import nbformat
 import pytest
 
 from dar_lib import claims, profiles
+from dar_lib.benchmarks import TOY_SIZES
 from dar_lib.book import run as book_run
 from dar_lib.cachekeys import code_version
 
@@ -90,8 +91,9 @@ def test_notebook_runs_with_smoke_parameters(path, smoke_book, read_executed):
     assert len(injected) == 1
     _key_outputs(path.stem, nb, values)
     if path.stem == "01_data":
-        assert values["n_toy_corpus"] == "'500'" and values["n_toy_dialogues"] == "'8'"
-        assert values["n_browsable"] == "5" and values["toy_leaks"] == "0"
+        assert values["n_toy_corpus"] == repr(f"{TOY_SIZES['smoke']['n_corpus']:,}")
+        assert values["n_toy_dialogues"] == repr(f"{profiles.SMOKE['n_dialogues']:,}")
+        assert values["n_browsable"] == str(min(5, profiles.SMOKE["n_dialogues"])) and values["toy_leaks"] == "0"
         assert values["toy_world_code"] == repr(code_version("toyworld"))
         if (REPO.parent / "shared" / "data" / "chatir").is_dir():
             assert values["n_real_corpus"] == "'50,000'" and values["real_same_targets"] == "'yes'"

@@ -1,6 +1,7 @@
 """``make test`` relies on pytest-xdist's ``--dist loadgroup`` to build the smoke book and each module-scoped
 fixture once: if grouping silently stops (pytest 9.2 with xdist 3.8 did, pytest-xdist issue #1386), each worker
-builds the smoke book, minutes of CPU on a 2-core machine."""
+builds the smoke book, minutes of CPU on a 2-core machine. Our conftest also collects the slow single tests first,
+so that xdist does not hand one out last."""
 
 from __future__ import annotations
 
@@ -79,3 +80,45 @@ def test_our_conftest_groups_the_tests_of_a_module_with_a_module_fixture(tmp_pat
     assert "test_uses_the_module_fixture[0]@test_module_fixture.py" in proc.stdout, proc.stdout[-3000:]
     workers = {p.read_text() for p in out.glob("uses-*")}
     assert len(list(out.glob("uses-*"))) == 4 and len(workers) == 1, workers
+
+
+ORDER = """
+import pytest
+
+
+@pytest.fixture(scope="module")
+def shared():
+    return object()
+
+
+def test_fast():
+    pass
+
+
+@pytest.mark.slow
+def test_slow_with_the_module_fixture(shared):
+    pass
+
+
+@pytest.mark.slow
+def test_slow_alone():
+    pass
+
+
+def test_fast_with_the_module_fixture(shared):
+    pass
+"""
+
+
+def test_our_conftest_collects_slow_tests_that_share_no_module_fixture_first(tmp_path):
+    """xdist hands out single tests in collection order: a slow one collected last would run alone at the end."""
+    (tmp_path / "test_order.py").write_text(ORDER)
+    path = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
+    proc = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "-p",
+                           "tests.conftest", "-o", "addopts=", "-o", "markers=slow", str(tmp_path / "test_order.py")],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": path})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    order = [line.split("::")[1] for line in proc.stdout.splitlines() if "::" in line]
+    assert order == ["test_slow_alone", "test_fast", "test_slow_with_the_module_fixture",
+                     "test_fast_with_the_module_fixture"], order

@@ -230,9 +230,10 @@ def _corpus_for(root: str | os.PathLike | None) -> list[str]:
     return load_corpus(root)
 
 
-def _load_dialogue_file(relpath: str, root: str | os.PathLike | None) -> list[Dialogue]:
-    corpus = _corpus_for(root)
-    index = {p: i for i, p in enumerate(corpus)}
+def _load_dialogue_file(relpath: str, root: str | os.PathLike | None,
+                        corpus: Sequence[str] | None = None) -> list[Dialogue]:
+    """The dialogues of ``relpath``, targets resolved against ``corpus`` (``None``: :func:`_corpus_for` ``root``)."""
+    index = {p: i for i, p in enumerate(_corpus_for(root) if corpus is None else corpus)}
     path = _locate(relpath, root)
     return parse_dialogues(read_json(path), index, source=path, n_rounds=N_ROUNDS)
 
@@ -423,8 +424,8 @@ def load_if_available() -> tuple[dict[str, list[Dialogue]], str | None]:
     failing the whole book on a machine without internet.
     """
     try:
-        load_corpus()
-        return {name: load(name) for name in SETS}, None
+        corpus = load_corpus()  # parsed once for the four sets
+        return {name: _load_dialogue_file(DIALOGUE_SETS[name], None, corpus) for name in SETS}, None
     except Exception as exc:  # noqa: BLE001 - any reason (offline, no mirror) is reported, not fatal
         return {}, (f"The real ChatIR files could not be fetched, so this section shows no numbers. Set "
                     f"DAR_DATA_MIRROR to a folder laid out like shared/data, or allow network access. "
