@@ -12,7 +12,7 @@ One invalidation policy: an artefact's key holds :func:`code_version` of its kin
 :func:`code_fingerprint` of the modules whose code produced it, declared once in :data:`PRODUCERS`.
 Nothing is bumped by hand: an edit to one of those modules makes every older entry of that kind
 unreachable, and nothing else does. Every store key of the library is made by a function of this
-module (:func:`image_key`, :func:`image_emb_key`, :func:`corpus_chunk_key`, :func:`llm_key`,
+module (:func:`image_key`, :func:`image_emb_key`, :func:`text_emb_key`, :func:`corpus_chunk_key`, :func:`llm_key`,
 :func:`table_key`, :func:`toy_world_key`, :func:`rehearsal_key`, :func:`chapter_stamp`), so a
 local run, a shard and a Ray worker compute the same key for the same artefact.
 
@@ -57,6 +57,8 @@ PRODUCERS: dict[str, tuple[str, ...]] = {
     "corpus_emb": ("dar_lib.corpus", *_ENCODING),
     # Embeddings of generated images: the encoders, the images they read and the batching runner.
     "image_emb": ("dar_lib.evaluate", *_ENCODING, *_GENERATION),
+    # Embeddings of query texts (raw dialogues and R1 queries): the encoders and the batching runner.
+    "text_emb": ("dar_lib.evaluate", *_ENCODING),
     # LLM outputs (R1 queries, R2 prompts): the prompt templates and the reply parsing and protocol.
     "llm": ("dar_lib.models.prompts", "dar_lib.models.reformulate.chat_protocol",
             "dar_lib.models.reformulate.reply_parsing"),
@@ -118,6 +120,19 @@ def image_emb_key(encoder: str, generator: str, pairs: Sequence[tuple[str, int]]
     """
     return hash_parts(kind="image_emb", encoder=encoder, generator=generator, pairs=[list(p) for p in pairs],
                       settings=list(settings), code=code_version("image_emb"))
+
+
+def text_emb_key(encoder: str, weights: Any, texts: Sequence[str]) -> str:
+    """The store key of one fixed batch of query-text embeddings (kind ``"text_emb"``).
+
+    Args:
+        encoder: the encoder's ``fingerprint()`` (id, revision, text limit, truncation side, dtype).
+        weights: the content of its local files (:func:`dar_lib.models.local_content`; ``{}`` for a hub id,
+            whose revision names it), so a retrain into the same folder recomputes.
+        texts: the batch's texts, in order (a text is embedded in the batch it was padded with).
+    """
+    return hash_parts(kind="text_emb", encoder=encoder, weights=weights, texts=list(texts),
+                      code=code_version("text_emb"))
 
 
 def corpus_chunk_key(encoder: str, corpus: str, start: int, stop: int) -> str:

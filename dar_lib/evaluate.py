@@ -41,7 +41,7 @@ import numpy as np
 
 from dar_lib import cachekeys, evalsettings, models, protocols, settings
 from dar_lib.benchmarks import TOY, check_benchmark_name, load_benchmark
-from dar_lib.cachekeys import image_emb_key
+from dar_lib.cachekeys import image_emb_key, text_emb_key
 from dar_lib.errors import DataError
 from dar_lib.models import local_content
 from dar_lib.models.truncation import has_text_limit, truncation_flags
@@ -364,7 +364,8 @@ def evaluate(cfg: EvalConfig, store=None, *, shard: tuple[int, int] | None = Non
     query_parts = [protocols.query_parts(cfg.protocol, [t.query for t in row], r)
                    for row in (p.turns or []) for r in range(len(row))]
     queries = [protocols.SEP.join(x) for x in query_parts]
-    text_emb = _encode_texts(pipe, [t for row in p.texts for t in row] + queries, cfg.batch_size, progress)
+    text_emb = text_embeddings(pipe, [t for row in p.texts for t in row] + queries, cfg.batch_size, store,
+                               local_content("encoder", cfg.encoder), progress=progress)
     img_emb = image_embeddings(pipe, p.pairs, cfg.batch_size, store, progress=progress) if p.pairs else {}
 
     frames = []
@@ -407,12 +408,33 @@ def evaluate(cfg: EvalConfig, store=None, *, shard: tuple[int, int] | None = Non
     return table
 
 
-def _encode_texts(pipe, texts: Sequence[str], batch_size: int, progress: bool) -> dict[str, np.ndarray]:
+def text_embeddings(pipe, texts: Sequence[str], batch_size: int, store, weights: Mapping[str, str], *,
+                    progress: bool = True) -> dict[str, np.ndarray]:
+    """Embed every distinct text, cached per fixed batch of the sorted distinct texts (bit-identical on reuse).
+
+    A grid that changes only the fusion (the chapters' weight sweeps) or K embeds the same texts in the same
+    batches, and reads them from the store instead of running the text tower again.
+
+    Args:
+        pipe: the pipeline whose encoder embeds the texts.
+        texts: the texts (repeats allowed).
+        batch_size: texts per batch.
+        store: the :class:`~dar_lib.store.ArtefactStore`.
+        weights: the encoder's local content (:func:`dar_lib.models.local_content`), part of the key.
+
+    Returns:
+        text -> ``(dim,)`` float32 embedding.
+    """
     unique = sorted(set(texts))
     out: dict[str, np.ndarray] = {}
+    encoder = pipe.encoder.fingerprint()
     for batch in _progress(list(_batches(unique, batch_size)), progress and len(unique) > 2000,
                            desc="encode texts", unit="batch"):
-        for t, e in zip(batch, pipe.encode_queries(batch).numpy()):
+        def compute(batch=batch):
+            return pipe.encode_queries(batch).numpy()
+
+        for t, e in zip(batch, store.get_or_compute_array("text_emb", text_emb_key(encoder, weights, batch),
+                                                          compute)):
             out[t] = e
     return out
 

@@ -62,6 +62,45 @@ def test_all_methods_deterministic_and_cached(tmp_path):
     assert list(s.columns[:3]) == ["benchmark", "encoder", "method"] and len(s) == 4
 
 
+def test_a_fusion_only_change_reads_every_text_embedding_from_the_store(tmp_path, monkeypatch):
+    """The chapters' weight sweeps change only the fusion: the query texts' embeddings (kind ``text_emb``) come
+    from the store, and the table is the one a clean cache computes."""
+    from dar_lib.pipeline import DARPipeline
+
+    base = dict(benchmark="toy-flan", encoder="toy:clip-zs", k_images=2, **SMOKE)
+    store = ArtefactStore(tmp_path / "a")
+    evaluate(EvalConfig(**base), store, progress=False)
+    n_entries = len(list(store.keys("text_emb")))
+    assert n_entries > 0
+    encoded = []
+    encode = DARPipeline.encode_queries
+    monkeypatch.setattr(DARPipeline, "encode_queries", lambda self, texts: encoded.append(len(texts)) or
+                        encode(self, texts))
+    cfg = EvalConfig(**base, schedule="const:0.3")
+    again = evaluate(cfg, store, progress=False)
+    assert encoded == [] and len(list(store.keys("text_emb"))) == n_entries
+    fresh = evaluate(cfg, ArtefactStore(tmp_path / "b"), progress=False)
+    assert encoded  # a clean cache runs the text tower
+    pd.testing.assert_frame_equal(again[RANK_COLS], fresh[RANK_COLS])
+    # Other weights in the same folder embed the texts afresh (a retrain into the folder).
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from dar_lib.toymodels import ASSETS
+
+    folder = tmp_path / "zs-copy"
+    shutil.copytree(ASSETS / "clip-zs", folder)
+    copy = EvalConfig(**{**base, "encoder": f"toy:{folder}"})
+    evaluate(copy, store, progress=False)
+    n_copy = len(list(store.keys("text_emb")))
+    weights = load_file(str(folder / "model.safetensors"))
+    weights["text_projection.weight"] = weights["text_projection.weight"] * 1.5
+    save_file(weights, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    evaluate(copy, store, progress=False)
+    assert n_copy > n_entries and len(list(store.keys("text_emb"))) == 2 * n_copy - n_entries
+
+
 @pytest.mark.parametrize("per_round", [False, True])
 def test_images_are_generated_once_per_prompt_seed_pair(tmp_path, per_round):
     cfg = EvalConfig(benchmark="toy-visdial", encoder="toy:clip-zs", k_images=3, seed_per_round=per_round, **SMOKE)
