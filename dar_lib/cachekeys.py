@@ -122,17 +122,15 @@ def image_emb_key(encoder: str, generator: str, pairs: Sequence[tuple[str, int]]
                       settings=list(settings), code=code_version("image_emb"))
 
 
-def text_emb_key(encoder: str, weights: Any, texts: Sequence[str]) -> str:
+def text_emb_key(encoder: str, texts: Sequence[str]) -> str:
     """The store key of one fixed batch of query-text embeddings (kind ``"text_emb"``).
 
     Args:
-        encoder: the encoder's ``fingerprint()`` (id, revision, text limit, truncation side, dtype).
-        weights: the content of its local files (:func:`dar_lib.models.local_content`; ``{}`` for a hub id,
-            whose revision names it), so a retrain into the same folder recomputes.
+        encoder: the encoder's text fingerprint (:func:`dar_lib.models.base.text_fingerprint`: its settings and
+            the content of its weights).
         texts: the batch's texts, in order (a text is embedded in the batch it was padded with).
     """
-    return hash_parts(kind="text_emb", encoder=encoder, weights=weights, texts=list(texts),
-                      code=code_version("text_emb"))
+    return hash_parts(kind="text_emb", encoder=encoder, texts=list(texts), code=code_version("text_emb"))
 
 
 def corpus_chunk_key(encoder: str, corpus: str, start: int, stop: int) -> str:

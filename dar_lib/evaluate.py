@@ -365,7 +365,7 @@ def evaluate(cfg: EvalConfig, store=None, *, shard: tuple[int, int] | None = Non
                    for row in (p.turns or []) for r in range(len(row))]
     queries = [protocols.SEP.join(x) for x in query_parts]
     text_emb = text_embeddings(pipe, [t for row in p.texts for t in row] + queries, cfg.batch_size, store,
-                               local_content("encoder", cfg.encoder), progress=progress)
+                               progress=progress)
     img_emb = image_embeddings(pipe, p.pairs, cfg.batch_size, store, progress=progress) if p.pairs else {}
 
     frames = []
@@ -408,7 +408,7 @@ def evaluate(cfg: EvalConfig, store=None, *, shard: tuple[int, int] | None = Non
     return table
 
 
-def text_embeddings(pipe, texts: Sequence[str], batch_size: int, store, weights: Mapping[str, str], *,
+def text_embeddings(pipe, texts: Sequence[str], batch_size: int, store, *,
                     progress: bool = True) -> dict[str, np.ndarray]:
     """Embed every distinct text, cached per fixed batch of the sorted distinct texts (bit-identical on reuse).
 
@@ -419,22 +419,23 @@ def text_embeddings(pipe, texts: Sequence[str], batch_size: int, store, weights:
         pipe: the pipeline whose encoder embeds the texts.
         texts: the texts (repeats allowed).
         batch_size: texts per batch.
-        store: the :class:`~dar_lib.store.ArtefactStore`.
-        weights: the encoder's local content (:func:`dar_lib.models.local_content`), part of the key.
+        store: the :class:`~dar_lib.store.ArtefactStore`; an entry's key is
+            :func:`dar_lib.cachekeys.text_emb_key` of the encoder's text fingerprint and the batch.
 
     Returns:
         text -> ``(dim,)`` float32 embedding.
     """
+    from dar_lib.models.base import text_fingerprint
+
     unique = sorted(set(texts))
     out: dict[str, np.ndarray] = {}
-    encoder = pipe.encoder.fingerprint()
+    encoder = text_fingerprint(pipe.encoder)
     for batch in _progress(list(_batches(unique, batch_size)), progress and len(unique) > 2000,
                            desc="encode texts", unit="batch"):
         def compute(batch=batch):
             return pipe.encode_queries(batch).numpy()
 
-        for t, e in zip(batch, store.get_or_compute_array("text_emb", text_emb_key(encoder, weights, batch),
-                                                          compute)):
+        for t, e in zip(batch, store.get_or_compute_array("text_emb", text_emb_key(encoder, batch), compute)):
             out[t] = e
     return out
 

@@ -36,7 +36,7 @@ def pytest_itemcollected(item):
 
 
 def pytest_collection_modifyitems(items):
-    """Slow tests that share no fixture with their module's other tests are collected first.
+    """Slow tests that use no module-scoped fixture are collected first.
 
     pytest-xdist hands out groups first (largest first) and single tests in collection order, so a slow single
     test collected late runs alone at the end while the other worker waits for it: with the slow ones first, the

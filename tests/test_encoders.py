@@ -147,6 +147,24 @@ def test_image_fingerprint_names_the_image_tower_alone(make, cls):
     assert image_fingerprint(c) != image_fingerprint(a)
 
 
+@pytest.mark.parametrize("make, cls", [(tiny_clip, ClipEncoder), (tiny_blip, BlipEncoder)], ids=["clip", "blip"])
+def test_text_fingerprint_names_the_weights_under_the_same_id(make, cls):
+    """Cached query-text embeddings are keyed by it: weights retrained into the same folder (same id, an
+    unpinned revision) must not reuse the old ones, and equal weights and settings share them."""
+    from dar_lib.models.base import text_fingerprint
+
+    a = cls(make(), make_tokenizer(), id="folder", device="cpu", max_length=20)
+    assert text_fingerprint(a) == text_fingerprint(cls(make(), make_tokenizer(), id="folder", device="cpu",
+                                                       max_length=20))
+    retrained = make()
+    with torch.no_grad():
+        next(p for n, p in retrained.named_parameters() if n.startswith("text_")).add_(1e-3)
+    b = cls(retrained, make_tokenizer(), id="folder", device="cpu", max_length=20)
+    assert a.fingerprint() == b.fingerprint() and text_fingerprint(a) != text_fingerprint(b)
+    assert text_fingerprint(cls(make(), make_tokenizer(), id="folder", device="cpu", max_length=30)) != \
+        text_fingerprint(a)
+
+
 def test_clip_from_pretrained_local_folder(tmp_path):
     """A toy-style folder: CLIPModel.save_pretrained + PreTrainedTokenizerFast (+ optional image processor)."""
     from transformers import CLIPImageProcessor

@@ -66,6 +66,16 @@ def image_fingerprint(encoder) -> str:
     return method() if callable(method) else encoder.fingerprint()
 
 
+def text_fingerprint(encoder) -> str:
+    """A string naming everything that determines the encoder's *text* embeddings (it keys cached query-text
+    embeddings): the encoder's ``text_fingerprint()`` where it has one (the shipped encoders: their
+    :meth:`Encoder.fingerprint` and a digest of every weight as loaded, so weights retrained into the same folder
+    are never mistaken for the old ones), else its :meth:`Encoder.fingerprint`.
+    """
+    method = getattr(encoder, "text_fingerprint", None)
+    return method() if callable(method) else encoder.fingerprint()
+
+
 @runtime_checkable
 class Generator(Protocol):
     """A text-to-image generator; one seeded generator per image."""

@@ -223,6 +223,14 @@ class _HFDualEncoder:
                               f"|dtype={str(self.dtype).replace('torch.', '')}")
         return self._image_fp
 
+    def text_fingerprint(self) -> str:
+        """Names the text embeddings: :meth:`fingerprint` (id, revision, text limit, truncation side, dtype) and
+        the sha256 of every weight as loaded, computed once (a local folder's ``unpinned`` revision names no
+        content of its own)."""
+        if getattr(self, "_text_fp", None) is None:
+            self._text_fp = f"{self.fingerprint()}|weights={module_weights_digest([('model', self.model)])}"
+        return self._text_fp
+
     def _batches(self, items: Sequence, desc: str):
         n = len(items)
         it = range(0, n, self.batch_size)
