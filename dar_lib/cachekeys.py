@@ -57,8 +57,9 @@ PRODUCERS: dict[str, tuple[str, ...]] = {
     "corpus_emb": ("dar_lib.corpus", *_ENCODING),
     # Embeddings of generated images: the encoders, the images they read and the batching runner.
     "image_emb": ("dar_lib.evaluate", *_ENCODING, *_GENERATION),
-    # Embeddings of query texts (raw dialogues and R1 queries): the encoders and the batching runner.
-    "text_emb": ("dar_lib.evaluate", *_ENCODING),
+    # Embeddings of query texts (raw dialogues and R1 queries): the encoders, the pipeline stage that calls them
+    # and the batching runner.
+    "text_emb": ("dar_lib.evaluate", "dar_lib.pipeline", *_ENCODING),
     # LLM outputs (R1 queries, R2 prompts): the prompt templates and the reply parsing and protocol.
     "llm": ("dar_lib.models.prompts", "dar_lib.models.reformulate.chat_protocol",
             "dar_lib.models.reformulate.reply_parsing"),

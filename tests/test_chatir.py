@@ -361,12 +361,13 @@ def test_corpus_list_is_checked_when_read_not_when_an_image_is_resolved(user_roo
 
 
 def _pathlib_rule(path: str) -> str | None:
-    """What the corpus path check refused before it used string tests: pathlib's reading of the path."""
+    """What the corpus path check refused before it used string tests: pathlib's reading of the path, with any
+    character before ':' a Windows drive (Python 3.12's pathlib; 3.10-3.11 took letters only)."""
     from pathlib import PurePosixPath, PureWindowsPath
 
     if "\\" in path or "\x00" in path:
         return "backslash"
-    if PurePosixPath(path).is_absolute() or PureWindowsPath(path).drive:
+    if PurePosixPath(path).is_absolute() or PureWindowsPath(path).drive or path[1:2] == ":":
         return "absolute"
     return "'..'" if ".." in PurePosixPath(path).parts else None
 

@@ -11,7 +11,15 @@ import torch
 from PIL import Image
 
 from dar_lib.models.encoders import BlipEncoder, ClipEncoder, ImagePreprocessor
-from dar_lib.testing import TEXTS, make_tokenizer, random_images, tiny_beit3_encoder, tiny_blip, tiny_clip
+from dar_lib.testing import (
+    TEXTS,
+    make_tokenizer,
+    random_images,
+    tiny_beit3_encoder,
+    tiny_blip,
+    tiny_clip,
+    word_tokenizer,
+)
 
 
 @pytest.fixture(params=["blip", "clip", "beit3", "toy"])
@@ -163,6 +171,9 @@ def test_text_fingerprint_names_the_weights_under_the_same_id(make, cls):
     assert a.fingerprint() == b.fingerprint() and text_fingerprint(a) != text_fingerprint(b)
     assert text_fingerprint(cls(make(), make_tokenizer(), id="folder", device="cpu", max_length=30)) != \
         text_fingerprint(a)
+    # The same words lowercased first (a changed tokenizer file in the folder) are other ids.
+    lowered = word_tokenizer(64, specials=("[PAD]", "[UNK]", "[CLS]", "[SEP]"), lowercase=True)
+    assert text_fingerprint(cls(make(), lowered, id="folder", device="cpu", max_length=20)) != text_fingerprint(a)
 
 
 def test_clip_from_pretrained_local_folder(tmp_path):

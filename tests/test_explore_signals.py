@@ -1,5 +1,5 @@
-"""Nothing left running (issue 31, item 6): SIGTERM, SIGINT and SIGHUP to ``dar explore`` stop Voila and its
-kernels, close the port and remove the temporary notebook folder."""
+"""Nothing left running (issue 31, item 6): SIGTERM, SIGINT and SIGHUP to ``dar explore`` stop Voila (and, under
+SIGTERM with a page open, its kernel), close the port and remove the temporary notebook folder."""
 
 from __future__ import annotations
 

@@ -110,9 +110,26 @@ def test_fast_with_the_module_fixture(shared):
 """
 
 
+CONFTEST_FIXTURE = """
+import pytest
+
+
+@pytest.fixture(scope="module")
+def from_conftest():
+    return object()
+"""
+
+
 def test_our_conftest_collects_slow_tests_that_share_no_module_fixture_first(tmp_path):
-    """xdist hands out single tests in collection order: a slow one collected last would run alone at the end."""
-    (tmp_path / "test_order.py").write_text(ORDER)
+    """xdist hands out single tests in collection order: a slow one collected last would run alone at the end.
+    A test that uses a module-scoped fixture, its module's own or a conftest's, keeps its place."""
+    (tmp_path / "test_order.py").write_text(ORDER + """
+
+@pytest.mark.slow
+def test_slow_with_a_conftest_module_fixture(from_conftest):
+    pass
+""")
+    (tmp_path / "conftest.py").write_text(CONFTEST_FIXTURE)
     path = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
     proc = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "-p",
                            "tests.conftest", "-o", "addopts=", "-o", "markers=slow", str(tmp_path / "test_order.py")],
@@ -121,4 +138,4 @@ def test_our_conftest_collects_slow_tests_that_share_no_module_fixture_first(tmp
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     order = [line.split("::")[1] for line in proc.stdout.splitlines() if "::" in line]
     assert order == ["test_slow_alone", "test_fast", "test_slow_with_the_module_fixture",
-                     "test_fast_with_the_module_fixture"], order
+                     "test_fast_with_the_module_fixture", "test_slow_with_a_conftest_module_fixture"], order

@@ -69,8 +69,10 @@ def image_fingerprint(encoder) -> str:
 def text_fingerprint(encoder) -> str:
     """A string naming everything that determines the encoder's *text* embeddings (it keys cached query-text
     embeddings): the encoder's ``text_fingerprint()`` where it has one (the shipped encoders: their
-    :meth:`Encoder.fingerprint` and a digest of every weight as loaded, so weights retrained into the same folder
-    are never mistaken for the old ones), else its :meth:`Encoder.fingerprint`.
+    :meth:`Encoder.fingerprint`, batch size and a digest of their weights, config and tokenizer as loaded, so
+    weights retrained into the same folder are never mistaken for the old ones), else its
+    :meth:`Encoder.fingerprint`. Like the image embeddings' keys it names no device or library version: a store
+    filled on one machine serves another as it is.
     """
     method = getattr(encoder, "text_fingerprint", None)
     return method() if callable(method) else encoder.fingerprint()

@@ -14,7 +14,7 @@ from PIL import Image
 
 from dar_lib import settings
 from dar_lib.benchmarks.images import load_image, to_rgb
-from dar_lib.cachekeys import file_tag, local_revision, module_weights_digest
+from dar_lib.cachekeys import file_tag, hash_parts, local_revision, module_weights_digest
 from dar_lib.models.blip_import import BLIP_HEAD_SIZE, check_head_layout, load_original_blip
 
 log = logging.getLogger(__name__)
@@ -171,6 +171,21 @@ def _resolve_dtype(dtype: torch.dtype | str | None, device: str) -> torch.dtype:
 TRUNCATION_SIDES = ("right", "left")
 
 
+def tokenizer_digest(tokenizer) -> str:
+    """sha256 (16 hex digits) of what decides a tokenizer's ids: a transformers fast tokenizer's whole spec
+    (vocabulary, normaliser, pre-tokeniser, post-processor), a sentencepiece model's bytes, else the vocabulary;
+    and its class and scalar settings (``do_lower_case``, ``model_max_length``; file paths left out)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    sp = getattr(tokenizer, "sp", None) or getattr(tokenizer, "sp_model", None)
+    scalars = {k: v for k, v in sorted(getattr(tokenizer, "init_kwargs", {}).items())
+                 if isinstance(v, (bool, int, float, str)) and not (k.endswith("_file") or k == "name_or_path")}
+    return hash_parts(kind=type(tokenizer).__qualname__, settings=scalars,
+                      spec=backend.to_str() if backend is not None else None,
+                      sentencepiece=sp.serialized_model_proto().hex() if sp is not None else None,
+                      vocab=sorted(tokenizer.get_vocab().items()) if backend is None and sp is None
+                      and hasattr(tokenizer, "get_vocab") else None)[:16]
+
+
 class _HFDualEncoder:
     """Shared batching, truncation accounting and normalisation of the encoders (transformers BLIP/CLIP, BEiT-3)."""
 
@@ -224,12 +239,17 @@ class _HFDualEncoder:
         return self._image_fp
 
     def text_fingerprint(self) -> str:
-        """Names the text embeddings: :meth:`fingerprint` (id, revision, text limit, truncation side, dtype) and
-        the sha256 of every weight as loaded, computed once (a local folder's ``unpinned`` revision names no
-        content of its own)."""
-        if getattr(self, "_text_fp", None) is None:
-            self._text_fp = f"{self.fingerprint()}|weights={module_weights_digest([('model', self.model)])}"
-        return self._text_fp
+        """Names the text embeddings (it keys cached query-text embeddings): :meth:`fingerprint` (id, revision,
+        text limit, truncation side, dtype), the batch size (a chunk is padded to its longest text) and the
+        content as loaded: every weight, the model config and the tokenizer, digested once (a local folder's
+        ``unpinned`` revision names no content of its own). Settings are read on each call."""
+        if getattr(self, "_text_content", None) is None:
+            config = getattr(self.model, "config", None)
+            self._text_content = hash_parts(
+                weights=module_weights_digest([("model", self.model)]),
+                config=config.to_json_string() if hasattr(config, "to_json_string") else repr(config),
+                tokenizer=tokenizer_digest(self.tokenizer))[:16]
+        return f"{self.fingerprint()}|batch={self.batch_size}|text={self._text_content}"
 
     def _batches(self, items: Sequence, desc: str):
         n = len(items)
