@@ -214,6 +214,21 @@ def module_weights_digest(modules: Sequence[tuple[str, Any]]) -> str:
     return h.hexdigest()[:16]
 
 
+def tokenizer_digest(tokenizer) -> str:
+    """sha256 (16 hex digits) of what decides a tokenizer's ids: a transformers fast tokenizer's whole spec
+    (vocabulary, normaliser, pre-tokeniser, post-processor), a sentencepiece model's bytes, else the vocabulary;
+    and its class and scalar settings (``do_lower_case``, ``model_max_length``; file paths left out)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    sp = getattr(tokenizer, "sp", None) or getattr(tokenizer, "sp_model", None)
+    scalars = {k: v for k, v in sorted(getattr(tokenizer, "init_kwargs", {}).items())
+               if isinstance(v, (bool, int, float, str)) and not (k.endswith("_file") or k == "name_or_path")}
+    return hash_parts(kind=type(tokenizer).__qualname__, settings=scalars,
+                      spec=backend.to_str() if backend is not None else None,
+                      sentencepiece=sp.serialized_model_proto().hex() if sp is not None else None,
+                      vocab=sorted(tokenizer.get_vocab().items()) if backend is None and sp is None
+                      and hasattr(tokenizer, "get_vocab") else None)[:16]
+
+
 def files_digest(paths: Iterable[str | os.PathLike]) -> str:
     """sha256 (64 hex digits) of the files' bytes, concatenated in the order given (the status page's
     stamp over the other chapters' records)."""

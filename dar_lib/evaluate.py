@@ -258,17 +258,23 @@ def image_embeddings(pipe, pairs: Sequence[tuple[str, int]], batch_size: int, st
     """Embed every generated image, cached per fixed batch (bit-identical on resume)."""
     from dar_lib.models.base import image_fingerprint
 
-    out = {}
     ident = pipe.generator.identity(pipe.steps, pipe.guidance, pipe.size)  # the store's CachedGenerator
-    for batch in _progress(list(_batches(list(pairs), batch_size)), progress,
-                           desc=f"encode images {pipe.encoder.id}", unit="batch"):
-        key = image_emb_key(image_fingerprint(pipe.encoder), ident["generator"], batch, ident["settings"])
+    encoder = image_fingerprint(pipe.encoder)
+    return _cached_batches(
+        store, "image_emb", list(pairs), batch_size,
+        key=lambda batch: image_emb_key(encoder, ident["generator"], batch, ident["settings"]),
+        compute=lambda batch: pipe.encode_images(pipe.imagine([p for p, _ in batch], [s for _, s in batch])).numpy(),
+        progress=progress, desc=f"encode images {pipe.encoder.id}")
 
-        def compute(batch=batch):
-            return pipe.encode_images(pipe.imagine([p for p, _ in batch], [s for _, s in batch])).numpy()
 
-        for pair, e in zip(batch, store.get_or_compute_array("image_emb", key, compute)):
-            out[pair] = e
+def _cached_batches(store, kind: str, items: list, batch_size: int, key, compute, *, progress: bool,
+                    desc: str) -> dict:
+    """item -> row of ``compute(batch)``, over fixed batches of ``items``, each stored under ``(kind, key(batch))``
+    and read back instead of computed when present."""
+    out = {}
+    for batch in _progress(list(_batches(items, batch_size)), progress, desc=desc, unit="batch"):
+        for item, row in zip(batch, store.get_or_compute_array(kind, key(batch), lambda: compute(batch))):
+            out[item] = row
     return out
 
 
@@ -428,16 +434,10 @@ def text_embeddings(pipe, texts: Sequence[str], batch_size: int, store, *,
     from dar_lib.models.base import text_fingerprint
 
     unique = sorted(set(texts))
-    out: dict[str, np.ndarray] = {}
     encoder = text_fingerprint(pipe.encoder)
-    for batch in _progress(list(_batches(unique, batch_size)), progress and len(unique) > 2000,
-                           desc="encode texts", unit="batch"):
-        def compute(batch=batch):
-            return pipe.encode_queries(batch).numpy()
-
-        for t, e in zip(batch, store.get_or_compute_array("text_emb", text_emb_key(encoder, batch), compute)):
-            out[t] = e
-    return out
+    return _cached_batches(store, "text_emb", unique, batch_size, key=lambda batch: text_emb_key(encoder, batch),
+                           compute=lambda batch: pipe.encode_queries(batch).numpy(),
+                           progress=progress and len(unique) > 2000, desc="encode texts")
 
 
 # -- the results grid shared by the book's chapters ---------------------------------------------

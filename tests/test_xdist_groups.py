@@ -12,6 +12,26 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
+
+def _pytest(tmp_path: Path, tests: str, *args: str, our_conftest: bool = False) -> str:
+    """Run pytest in a subprocess on ``tests`` (a module's source, written as ``test_session.py``) with ``args``;
+    with our ``tests/conftest.py`` loaded when asked. Returns its stdout; fails the test when the session fails."""
+    (tmp_path / "test_session.py").write_text(tests)
+    env = {**os.environ, "GROUP_OUT": str(tmp_path / "out")}
+    if our_conftest:  # tests.conftest importable
+        args = ("-p", "tests.conftest", *args)
+        env["PYTHONPATH"] = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-o", "addopts=", *args,
+                           str(tmp_path / "test_session.py")], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+def _workers(tmp_path: Path, prefix: str) -> list[str]:
+    """The xdist worker of each test that wrote ``out/<prefix>-*`` (one file per test)."""
+    return [p.read_text() for p in (tmp_path / "out").glob(f"{prefix}-*")]
+
 TESTS = """
 import os
 from pathlib import Path
@@ -33,17 +53,11 @@ def test_free(i):
 
 
 def test_loadgroup_runs_a_group_on_one_worker(tmp_path):
-    (tmp_path / "test_groups.py").write_text(TESTS)
-    out = tmp_path / "out"
-    out.mkdir()
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-n", "2", "--dist", "loadgroup", "-v", "-p",
-                           "no:cacheprovider", "-o", "addopts=", str(tmp_path / "test_groups.py")],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "GROUP_OUT": str(out)})
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "test_grouped[0]@shared" in proc.stdout  # the group reached the test id the scheduler reads
-    workers = {p.read_text() for p in out.glob("grouped-*")}
-    assert len(list(out.glob("grouped-*"))) == 4 and len(workers) == 1, workers
+    (tmp_path / "out").mkdir()
+    stdout = _pytest(tmp_path, TESTS, "-n", "2", "--dist", "loadgroup", "-v")
+    assert "test_grouped[0]@shared" in stdout  # the group reached the test id the scheduler reads
+    workers = _workers(tmp_path, "grouped")
+    assert len(workers) == 4 and len(set(workers)) == 1, workers
 
 
 MODULE_FIXTURE = """
@@ -67,19 +81,11 @@ def test_uses_the_module_fixture(i, shared):
 def test_our_conftest_groups_the_tests_of_a_module_with_a_module_fixture(tmp_path):
     """tests/conftest.py marks the groups as tests are collected (it reads pytest's fixture records): the tests
     of a module that defines a module-scoped fixture run on one worker, so the fixture is built once."""
-    (tmp_path / "test_module_fixture.py").write_text(MODULE_FIXTURE)
-    out = tmp_path / "out"
-    out.mkdir()
-    path = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])  # tests.conftest importable
-    env = {**os.environ, "GROUP_OUT": str(out), "PYTHONPATH": path}
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-n", "2", "--dist", "loadgroup", "-v", "-p",
-                           "no:cacheprovider", "-p", "tests.conftest", "-o", "addopts=",
-                           str(tmp_path / "test_module_fixture.py")], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=300, env=env)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "test_uses_the_module_fixture[0]@test_module_fixture.py" in proc.stdout, proc.stdout[-3000:]
-    workers = {p.read_text() for p in out.glob("uses-*")}
-    assert len(list(out.glob("uses-*"))) == 4 and len(workers) == 1, workers
+    (tmp_path / "out").mkdir()
+    stdout = _pytest(tmp_path, MODULE_FIXTURE, "-n", "2", "--dist", "loadgroup", "-v", our_conftest=True)
+    assert "test_uses_the_module_fixture[0]@test_session.py" in stdout, stdout[-3000:]
+    workers = _workers(tmp_path, "uses")
+    assert len(workers) == 4 and len(set(workers)) == 1, workers
 
 
 ORDER = """
@@ -123,19 +129,13 @@ def from_conftest():
 def test_our_conftest_collects_slow_tests_that_share_no_module_fixture_first(tmp_path):
     """xdist hands out single tests in collection order: a slow one collected last would run alone at the end.
     A test that uses a module-scoped fixture, its module's own or a conftest's, keeps its place."""
-    (tmp_path / "test_order.py").write_text(ORDER + """
+    (tmp_path / "conftest.py").write_text(CONFTEST_FIXTURE)
+    stdout = _pytest(tmp_path, ORDER + """
 
 @pytest.mark.slow
 def test_slow_with_a_conftest_module_fixture(from_conftest):
     pass
-""")
-    (tmp_path / "conftest.py").write_text(CONFTEST_FIXTURE)
-    path = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
-    proc = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "-p",
-                           "tests.conftest", "-o", "addopts=", "-o", "markers=slow", str(tmp_path / "test_order.py")],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONPATH": path})
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    order = [line.split("::")[1] for line in proc.stdout.splitlines() if "::" in line]
+""", "--collect-only", "-q", "-o", "markers=slow", our_conftest=True)
+    order = [line.split("::")[1] for line in stdout.splitlines() if "::" in line]
     assert order == ["test_slow_alone", "test_fast", "test_slow_with_the_module_fixture",
                      "test_fast_with_the_module_fixture", "test_slow_with_a_conftest_module_fixture"], order

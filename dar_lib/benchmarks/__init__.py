@@ -19,7 +19,7 @@ from PIL import Image
 from dar_lib import settings
 from dar_lib.benchmarks import chatir, images
 from dar_lib.benchmarks import toyworld as tw
-from dar_lib.benchmarks.dialogue import N_ROUNDS, Dialogue, parse_corpus, parse_dialogues, read_json
+from dar_lib.benchmarks.dialogue import Dialogue, parse_corpus, parse_dialogues, read_json
 from dar_lib.cachekeys import corpus_key, file_stamp, toy_world_key
 from dar_lib.errors import DataError
 
@@ -170,11 +170,8 @@ def _chatir_corpus(cache_dir: str, mirror: str) -> tuple[str, ...]:
 def _chatir_dialogues(name: str, cache_dir: str, mirror: str) -> tuple[Dialogue, ...]:
     """``chatir.load(name)``, resolving targets against the cached 50k list instead of parsing it again."""
 
-    if name not in chatir.DIALOGUE_SETS:
-        return tuple(chatir.load(name))  # raises its error naming the valid sets
-    index = {p: i for i, p in enumerate(_chatir_corpus(cache_dir, mirror))}
-    path = chatir.fetch(chatir.DIALOGUE_SETS[name])
-    return tuple(parse_dialogues(read_json(path), index, source=path, n_rounds=N_ROUNDS))
+    corpus = _chatir_corpus(cache_dir, mirror) if name in chatir.DIALOGUE_SETS else None  # else: load names the sets
+    return tuple(chatir.load(name, corpus=corpus))
 
 
 def _chatir_subset(name: str, paths: list[str], dialogues: list[Dialogue],

@@ -238,7 +238,7 @@ def _load_dialogue_file(relpath: str, root: str | os.PathLike | None,
     return parse_dialogues(read_json(path), index, source=path, n_rounds=N_ROUNDS)
 
 
-def load(name: str, root: str | os.PathLike | None = None) -> list[Dialogue]:
+def load(name: str, root: str | os.PathLike | None = None, corpus: Sequence[str] | None = None) -> list[Dialogue]:
     """Load one of ChatIR's four dialogue sets.
 
     Args:
@@ -246,6 +246,8 @@ def load(name: str, root: str | os.PathLike | None = None) -> list[Dialogue]:
         root: a folder laid out like the data mirror holding the file (validated, not
             hash-checked, so your own dialogues in ChatIR format load the same way). Its
             ``chatir/Search_Space_val_50k.json`` is used when present, else the pinned one.
+        corpus: the 50k list already parsed (:func:`load_corpus` of the same ``root``), so that loading
+            several sets parses it once; ``None`` parses it.
 
     Returns:
         2,064 dialogues (for the released sets), each with 11 rounds and its target's corpus id.
@@ -260,7 +262,7 @@ def load(name: str, root: str | os.PathLike | None = None) -> list[Dialogue]:
     """
     if name not in DIALOGUE_SETS:
         raise ValueError(f"unknown dialogue set {name!r}; valid names: {', '.join(DIALOGUE_SETS)}")
-    return _load_dialogue_file(DIALOGUE_SETS[name], root)
+    return _load_dialogue_file(DIALOGUE_SETS[name], root, corpus)
 
 
 def load_plugir_queries(root: str | os.PathLike | None = None) -> list[Dialogue]:
@@ -425,7 +427,7 @@ def load_if_available() -> tuple[dict[str, list[Dialogue]], str | None]:
     """
     try:
         corpus = load_corpus()  # parsed once for the four sets
-        return {name: _load_dialogue_file(DIALOGUE_SETS[name], None, corpus) for name in SETS}, None
+        return {name: load(name, corpus=corpus) for name in SETS}, None
     except Exception as exc:  # noqa: BLE001 - any reason (offline, no mirror) is reported, not fatal
         return {}, (f"The real ChatIR files could not be fetched, so this section shows no numbers. Set "
                     f"DAR_DATA_MIRROR to a folder laid out like shared/data, or allow network access. "

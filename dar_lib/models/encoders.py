@@ -14,7 +14,7 @@ from PIL import Image
 
 from dar_lib import settings
 from dar_lib.benchmarks.images import load_image, to_rgb
-from dar_lib.cachekeys import file_tag, hash_parts, local_revision, module_weights_digest
+from dar_lib.cachekeys import file_tag, hash_parts, local_revision, module_weights_digest, tokenizer_digest
 from dar_lib.models.blip_import import BLIP_HEAD_SIZE, check_head_layout, load_original_blip
 
 log = logging.getLogger(__name__)
@@ -169,21 +169,6 @@ def _resolve_dtype(dtype: torch.dtype | str | None, device: str) -> torch.dtype:
 #: Truncation policies of an encoder with a text limit: ``right`` keeps the start of a too-long text
 #: (every released evaluation), ``left`` keeps its end (the newest turns or rewrites).
 TRUNCATION_SIDES = ("right", "left")
-
-
-def tokenizer_digest(tokenizer) -> str:
-    """sha256 (16 hex digits) of what decides a tokenizer's ids: a transformers fast tokenizer's whole spec
-    (vocabulary, normaliser, pre-tokeniser, post-processor), a sentencepiece model's bytes, else the vocabulary;
-    and its class and scalar settings (``do_lower_case``, ``model_max_length``; file paths left out)."""
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    sp = getattr(tokenizer, "sp", None) or getattr(tokenizer, "sp_model", None)
-    scalars = {k: v for k, v in sorted(getattr(tokenizer, "init_kwargs", {}).items())
-                 if isinstance(v, (bool, int, float, str)) and not (k.endswith("_file") or k == "name_or_path")}
-    return hash_parts(kind=type(tokenizer).__qualname__, settings=scalars,
-                      spec=backend.to_str() if backend is not None else None,
-                      sentencepiece=sp.serialized_model_proto().hex() if sp is not None else None,
-                      vocab=sorted(tokenizer.get_vocab().items()) if backend is None and sp is None
-                      and hasattr(tokenizer, "get_vocab") else None)[:16]
 
 
 class _HFDualEncoder:
